@@ -1,0 +1,121 @@
+"""Queries over the `samples` table: the dataset."""
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Select, func, literal_column, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import Sample, User
+from ml.labels import FER_TO_CLASS
+
+
+async def existing_shas(session: AsyncSession, shas: Iterable[str]) -> set[str]:
+    shas = list(shas)
+    found: set[str] = set()
+    for start in range(0, len(shas), 5000):
+        chunk = shas[start : start + 5000]
+        result = await session.scalars(select(Sample.sha256).where(Sample.sha256.in_(chunk)))
+        found.update(result)
+    return found
+
+
+async def insert_samples(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert rows, skipping any whose content is already stored; returns how many were new."""
+    if not rows:
+        return 0
+    statement = insert(Sample).on_conflict_do_nothing(index_elements=["sha256"])
+    result = await session.execute(statement.returning(Sample.id), list(rows))
+    return len(result.all())
+
+
+async def ensure_users(session: AsyncSession, user_ids: Iterable[int]) -> None:
+    ids = sorted(set(user_ids))
+    if ids:
+        statement = insert(User).on_conflict_do_nothing(index_elements=["id"])
+        await session.execute(statement, [{"id": i} for i in ids])
+
+
+def trainable() -> Any:
+    """Samples training may use: active, train split, no copy in test, one label, not blank."""
+    return (
+        (Sample.status == "active")
+        & (Sample.split == "train")
+        & ~Sample.leak
+        & ~Sample.label_conflict
+        & ~Sample.blank
+    )
+
+
+async def counts(session: AsyncSession) -> list[tuple[str, str, str, str, int]]:
+    """(source, split, label, status, count) for every group present."""
+    columns = (Sample.source, Sample.split, Sample.label, Sample.status)
+    result = await session.execute(select(*columns, func.count()).group_by(*columns))
+    return [tuple(row) for row in result.all()]  # type: ignore[misc]
+
+
+async def trainable_counts(session: AsyncSession) -> dict[str, int]:
+    result = await session.execute(
+        select(Sample.label, func.count()).where(trainable()).group_by(Sample.label)
+    )
+    return dict(result.all())  # type: ignore[arg-type]
+
+
+async def flag_counts(session: AsyncSession) -> dict[str, int]:
+    row = (
+        await session.execute(
+            select(
+                func.count().filter(Sample.leak),
+                func.count().filter(Sample.label_conflict),
+                func.count().filter(Sample.blank),
+            )
+        )
+    ).one()
+    return {"leak": row[0], "label_conflict": row[1], "blank": row[2]}
+
+
+async def archive_file_counts(session: AsyncSession) -> dict[tuple[str, str], int]:
+    """Files of the imported FER2013 archive per (split, class), before duplicate removal."""
+    origin = func.jsonb_array_elements_text(Sample.origins).table_valued("value").alias("o")
+    path = literal_column("o.value")
+    split = func.split_part(path, "/", 1)
+    folder = func.split_part(path, "/", 2)
+    statement = (
+        select(split, folder, func.count())
+        .select_from(Sample)
+        .join(origin, literal_column("true"))
+        .where(Sample.source == "fer2013")
+        .group_by(split, folder)
+    )
+    totals: dict[tuple[str, str], int] = {}
+    for split_name, folder_name, n in (await session.execute(statement)).all():
+        key = (split_name, FER_TO_CLASS.get(folder_name, folder_name))
+        totals[key] = totals.get(key, 0) + n
+    return totals
+
+
+def export_query(
+    source: str | None = None, split: str | None = None, status: str | None = "active"
+) -> Select[tuple[Sample]]:
+    statement = select(Sample).order_by(Sample.split, Sample.label, Sample.sha256)
+    if source:
+        statement = statement.where(Sample.source == source)
+    if split:
+        statement = statement.where(Sample.split == split)
+    if status:
+        statement = statement.where(Sample.status == status)
+    return statement
+
+
+async def dataset_version(session: AsyncSession) -> str:
+    """Changes whenever a sample is added, deleted or relabelled: the training cache key."""
+    row = (
+        await session.execute(
+            select(func.count(), func.coalesce(func.max(Sample.updated_at), None)).where(
+                trainable()
+            )
+        )
+    ).one()
+    stamp = row[1].strftime("%Y%m%dT%H%M%S%f") if row[1] else "empty"
+    return f"{row[0]}-{stamp}"

@@ -1,0 +1,3 @@
+from emobot.cli import main
+
+main()

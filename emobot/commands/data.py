@@ -1,0 +1,121 @@
+"""Dataset and schema commands: migrate, import-fer2013, export, stats."""
+
+import argparse
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from emobot.settings import Settings
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "migrate", help="upgrade the database schema to the newest revision",
+        description="Apply every Alembic revision the database lacks (or go to --revision).",
+    )  # fmt: skip
+    p.add_argument("--revision", default="head", help="target revision (default: head)")
+    p.set_defaults(handler=migrate)
+
+    p = subparsers.add_parser(
+        "import-fer2013", help="import FER2013 (or an export) into the dataset",
+        description="Read a zip in FER2013's layout (train|test/<emotion>/*.jpg) or an "
+        "`emobot export` zip, store every distinct image in the blob store and a samples row "
+        "per image. Running it again adds nothing.",
+    )  # fmt: skip
+    p.add_argument("archive", type=Path, help="path of the zip, e.g. ../shared/data/fer2013.zip")
+    p.add_argument("--concurrency", type=int, default=16, help="parallel uploads (default 16)")
+    p.set_defaults(handler=import_fer2013)
+
+    p = subparsers.add_parser(
+        "export", help="write the dataset as a zip with a CSV manifest",
+        description="Write train|test/<class>/<sha256>.jpg for every sample and manifest.csv.",
+    )  # fmt: skip
+    p.add_argument("output", type=Path, help="zip file to write")
+    p.add_argument("--source", choices=["fer2013", "telegram"], help="only this source")
+    p.add_argument("--split", choices=["train", "test"], help="only this split")
+    p.add_argument(
+        "--status", default="active", choices=["active", "deleted", "all"],
+        help="samples of this status (default: active)",
+    )  # fmt: skip
+    p.set_defaults(handler=export)
+
+    p = subparsers.add_parser(
+        "stats", help="print the dataset's counts per split, class and source",
+        description="Files imported from FER2013 before duplicate removal, distinct images "
+        "stored, flagged images, and what training may use.",
+    )  # fmt: skip
+    p.set_defaults(handler=stats)
+
+
+def migrate(args: argparse.Namespace, settings: Settings) -> None:
+    from db.engine import database_url, make_engine
+    from db.migrate import current, upgrade
+
+    async def run() -> None:
+        engine = make_engine(database_url(settings))
+        try:
+            await upgrade(engine, args.revision)
+            print(f"database at revision {await current(engine)}")
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
+def import_fer2013(args: argparse.Namespace, settings: Settings) -> int:
+    from tqdm import tqdm
+
+    from db.engine import open_storage
+    from db.importer import import_archive
+
+    if not args.archive.is_file():
+        print(f"no such archive: {args.archive}")
+        return 2
+
+    async def run() -> None:
+        async with open_storage(settings) as storage:
+            with tqdm(desc="uploading", unit="img", leave=False) as bar:
+                summary = await import_archive(
+                    args.archive, storage.sessions, storage.blobs,
+                    concurrency=args.concurrency, progress=bar.update,
+                )  # fmt: skip
+        print(summary.table())
+
+    asyncio.run(run())
+    return 0
+
+
+def export(args: argparse.Namespace, settings: Settings) -> None:
+    from tqdm import tqdm
+
+    from db.engine import open_storage
+    from db.exporter import export_dataset
+
+    async def run() -> None:
+        async with open_storage(settings) as storage:
+            with tqdm(desc="exporting", unit="img", leave=False) as bar:
+
+                def progress(done: int, total: int) -> None:
+                    bar.total = total
+                    bar.n = done
+                    bar.refresh()
+
+                summary = await export_dataset(
+                    args.output, storage.sessions, storage.blobs,
+                    source=args.source, split=args.split,
+                    status=None if args.status == "all" else args.status, progress=progress,
+                )  # fmt: skip
+        print(f"{summary.images:,} images ({summary.bytes / 1e6:.1f} MB) written to {args.output}")
+
+    asyncio.run(run())
+
+
+def stats(args: argparse.Namespace, settings: Settings) -> None:
+    from db.engine import open_storage
+    from db.stats import dataset_stats
+
+    async def run() -> None:
+        async with open_storage(settings) as storage, storage.sessions() as session:
+            print((await dataset_stats(session)).table())
+
+    asyncio.run(run())

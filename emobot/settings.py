@@ -1,0 +1,82 @@
+"""The one settings class of the platform, read from the environment and `.env`."""
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlparse
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    # Storage. No DATABASE_URL: an embedded PostgreSQL under DATA_DIR/pg is started.
+    database_url: str | None = None
+    blob_store_url: str = "file://var/blobs"
+    s3_endpoint_url: str | None = None
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: SecretStr | None = None
+    aws_region: str = "us-east-1"
+    data_dir: Path = Path("var")
+
+    # Telegram. No BOT_TOKEN: the local playground Bot API is used.
+    bot_token: SecretStr | None = None
+    telegram_api_url: str | None = None
+    admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_port: int = Field(8081, ge=1, le=65535)
+    max_photo_bytes: int = Field(20 * 1024 * 1024, ge=1)
+    max_photo_pixels: int = Field(40_000_000, ge=1)
+
+    # Worker.
+    batch_size: int = Field(32, ge=1, le=1024)
+    batch_wait_ms: int = Field(50, ge=0, le=60_000)
+    lease_seconds: int = Field(60, ge=1)
+    max_attempts: int = Field(3, ge=1)
+    poll_seconds: float = Field(5.0, gt=0)
+    model_path: Path | None = None
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(int(part) for part in value.replace(" ", "").split(",") if part)
+        if isinstance(value, int):
+            return frozenset({value})
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _asyncpg_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith("postgresql+asyncpg://"):
+            raise ValueError("must start with postgresql+asyncpg://")
+        return value or None
+
+    @field_validator("blob_store_url")
+    @classmethod
+    def _blob_url(cls, value: str) -> str:
+        parsed = urlparse(value)
+        if parsed.scheme not in ("s3", "file") or not (parsed.netloc or parsed.path):
+            raise ValueError("must be s3://bucket or file:///path")
+        return value
+
+
+class SettingsError(SystemExit):
+    """Raised at start when the environment holds an invalid setting; names the variable."""
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = [
+            f"  {'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        ]
+        raise SettingsError("Invalid settings:\n" + "\n".join(lines)) from None

@@ -1,0 +1,37 @@
+"""The four emotion classes and how FER2013's seven emotions map onto them.
+
+Kept free of heavy imports: the database models and the bot import it too.
+"""
+
+from typing import Final
+
+CLASSES: Final = ("negative", "happy", "surprise", "neutral")
+CLASS_INDEX: Final = {name: i for i, name in enumerate(CLASSES)}
+
+FER_EMOTIONS: Final = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+FER_TO_CLASS: Final = {
+    "angry": "negative",
+    "disgust": "negative",
+    "fear": "negative",
+    "sad": "negative",
+    "happy": "happy",
+    "surprise": "surprise",
+    "neutral": "neutral",
+}
+
+DISPLAY_NAMES: Final = {
+    "ru": {
+        "negative": "негативный",
+        "happy": "счастливый",
+        "surprise": "удивлённый",
+        "neutral": "нейтральный",
+    },
+    "en": {
+        "negative": "negative",
+        "happy": "happy",
+        "surprise": "surprised",
+        "neutral": "neutral",
+    },
+}
+
+SPLITS: Final = ("train", "test")

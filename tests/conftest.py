@@ -1,0 +1,140 @@
+"""Shared fixtures: a real PostgreSQL database per test session, moto's S3 server, blob
+stores, the small FER2013 fixture archive and settings pointing at all of them."""
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from moto.server import ThreadedMotoServer
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from db.blobs import BlobStore, LocalBlobStore, S3BlobStore
+from db.engine import Storage, make_engine, make_sessionmaker
+from db.migrate import upgrade
+from db.models import Base
+from emobot.settings import Settings
+
+# moto's server logs every request at INFO; failures are easier to read without them.
+logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+DATA = Path(__file__).parent / "data"
+FIXTURE_ARCHIVE = DATA / "fer_small.zip"
+FER2013_ZIP = Path(
+    os.environ.get("FER2013_ZIP", Path(__file__).parents[2] / "shared" / "data" / "fer2013.zip")
+)
+# The server the test databases are created on (trust auth on the development machines).
+PG_ADMIN_DSN = os.environ.get("TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+async def database_url() -> AsyncIterator[str]:
+    """A fresh database for this test session, dropped at the end."""
+    name = f"emobot_test_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.fail(
+            f"PostgreSQL is not reachable at {PG_ADMIN_DSN} ({exc}). Start it with "
+            "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` "
+            "or point TEST_PG_DSN at a server.",
+            pytrace=False,
+        )
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    yield f"{base}/{name}"
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = make_engine(database_url)
+    await upgrade(engine)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def sessions(engine: AsyncEngine) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """A session factory over an emptied database: every test starts with no rows."""
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    async with engine.begin() as conn:
+        await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    yield make_sessionmaker(engine)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3-protocol server on 127.0.0.1, for the whole test session."""
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+async def s3_store(s3_endpoint: str) -> AsyncIterator[S3BlobStore]:
+    store = S3BlobStore(
+        f"test-{uuid.uuid4().hex[:12]}",
+        endpoint_url=s3_endpoint,
+        access_key_id="testing",
+        secret_access_key="testing",
+    )
+    async with store:
+        yield store
+
+
+@pytest.fixture
+async def local_store(tmp_path: Path) -> AsyncIterator[LocalBlobStore]:
+    async with LocalBlobStore(tmp_path / "blobs") as store:
+        yield store
+
+
+@pytest.fixture(params=["local", "s3"])
+def blob_store(request: pytest.FixtureRequest) -> BlobStore:
+    """Each contract test runs against both backends (a sync fixture: it only picks one)."""
+    return request.getfixturevalue(f"{request.param}_store")
+
+
+@pytest.fixture
+def storage(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], s3_store: S3BlobStore
+) -> Storage:
+    return Storage(engine, sessions, s3_store)
+
+
+@pytest.fixture
+def settings(
+    database_url: str, s3_endpoint: str, s3_store: S3BlobStore, tmp_path: Path
+) -> Settings:
+    """Settings for code under test: the test database, the test bucket, a temporary folder."""
+    return Settings(
+        _env_file=None,
+        database_url=database_url,
+        blob_store_url=f"s3://{s3_store.bucket}",
+        s3_endpoint_url=s3_endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        data_dir=tmp_path / "var",
+        admin_ids="1000",
+    )
+
+
+@pytest.fixture(scope="session")
+def fer2013_zip() -> Path:
+    if not FER2013_ZIP.is_file():
+        pytest.skip(f"the FER2013 archive is not at {FER2013_ZIP} (set FER2013_ZIP)")
+    return FER2013_ZIP

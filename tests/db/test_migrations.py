@@ -1,0 +1,76 @@
+"""The Alembic revisions and the SQLAlchemy models describe the same schema."""
+
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from db.engine import make_engine
+from db.migrate import current, downgrade, upgrade
+from db.models import Base
+from tests.conftest import PG_ADMIN_DSN
+
+
+@pytest.fixture
+async def empty_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on a database of its own, so up and down runs leave the shared one alone."""
+    name = f"emobot_mig_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(PG_ADMIN_DSN)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    engine = make_engine(database_url.rsplit("/", 1)[0] + f"/{name}")
+    yield engine
+    await engine.dispose()
+    await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    await admin.close()
+
+
+async def table_names(engine: AsyncEngine) -> set[str]:
+    async with engine.connect() as conn:
+        return set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
+
+
+async def test_upgrade_to_head_then_downgrade_to_base(empty_engine: AsyncEngine) -> None:
+    await upgrade(empty_engine)
+    assert await current(empty_engine) == "0001"
+    assert {t.name for t in Base.metadata.sorted_tables} <= await table_names(empty_engine)
+
+    await downgrade(empty_engine)
+    assert await current(empty_engine) is None
+    assert await table_names(empty_engine) == {"alembic_version"}
+
+    await upgrade(empty_engine)  # and up again: downgrade removed everything it created
+    assert await current(empty_engine) == "0001"
+
+
+async def test_models_and_migrations_agree(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        diff = await conn.run_sync(
+            lambda c: compare_metadata(
+                MigrationContext.configure(c, opts={"compare_type": True}), Base.metadata
+            )
+        )
+    assert diff == []
+
+
+async def test_inserting_a_prediction_request_notifies_listeners(engine: AsyncEngine) -> None:
+    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    listener = await asyncpg.connect(url)
+    received: list[str] = []
+    await listener.add_listener("prediction_requests", lambda *args: received.append(args[3]))
+    async with engine.begin() as conn:
+        await conn.exec_driver_sql(
+            "INSERT INTO prediction_requests (chat_id, blob_key) VALUES (1, 'images/ab/x')"
+        )
+    for _ in range(50):
+        if received:
+            break
+        await listener.execute("SELECT 1")  # lets the notification arrive
+    await listener.close()
+    async with engine.begin() as conn:
+        await conn.exec_driver_sql("DELETE FROM prediction_requests")
+    assert len(received) == 1 and received[0].isdigit()

@@ -1,0 +1,30 @@
+import pytest
+
+from emobot.settings import Settings, SettingsError, get_settings
+
+
+def test_admin_ids_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ADMIN_IDS", "12, 34,56")
+    assert Settings(_env_file=None).admin_ids == {12, 34, 56}
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DATABASE_URL", "mysql://x"),
+        ("BLOB_STORE_URL", "ftp://bucket"),
+        ("BATCH_SIZE", "0"),
+        ("BATCH_WAIT_MS", "soon"),
+        ("ADMIN_IDS", "one,two"),
+    ],
+)
+def test_invalid_setting_fails_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SettingsError, match=name):
+            get_settings()
+    finally:
+        get_settings.cache_clear()
