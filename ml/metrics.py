@@ -1,0 +1,46 @@
+"""The fixed evaluation protocol (DESIGN.md): test-4 metrics and the seed-balanced subsample."""
+
+from typing import Any
+
+import numpy as np
+
+from ml.labels import CLASS_INDEX, CLASSES
+
+SEED_BALANCED_COUNTS = {"negative": 1104, "happy": 993, "neutral": 958, "surprise": 831}
+SEED_BALANCED_SEED = 2013
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """Rows are true classes, columns predicted ones, in CLASSES order."""
+    k = len(CLASSES)
+    return np.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k)
+
+
+def seed_balanced_indices(y_true: np.ndarray) -> np.ndarray:
+    """The fixed subsample of test-4 with the original project's per-class counts."""
+    rng = np.random.default_rng(SEED_BALANCED_SEED)
+    picked = []
+    for name, count in SEED_BALANCED_COUNTS.items():
+        members = np.flatnonzero(y_true == CLASS_INDEX[name])
+        picked.append(rng.choice(members, size=min(count, len(members)), replace=False))
+    return np.sort(np.concatenate(picked))
+
+
+def summarise(y_true: np.ndarray, probs: np.ndarray, seed_balanced: bool = True) -> dict[str, Any]:
+    """Accuracy, balanced accuracy, per-class recall and the confusion matrix as plain JSON."""
+    y_pred = probs.argmax(axis=1)
+    cm = confusion_matrix(y_true, y_pred)
+    support = cm.sum(axis=1)
+    recall = np.divide(np.diag(cm), support, out=np.zeros(len(CLASSES)), where=support > 0)
+    present = support > 0
+    result: dict[str, Any] = {
+        "n": len(y_true),
+        "accuracy": float((y_pred == y_true).mean()) if len(y_true) else 0.0,
+        "balanced_accuracy": float(recall[present].mean()) if present.any() else 0.0,
+        "recall": {name: float(r) for name, r in zip(CLASSES, recall, strict=True)},
+        "confusion_matrix": cm.tolist(),
+    }
+    if seed_balanced:
+        idx = seed_balanced_indices(y_true)
+        result["seed_balanced_accuracy"] = float((y_pred[idx] == y_true[idx]).mean())
+    return result

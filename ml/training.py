@@ -1,0 +1,224 @@
+"""Training a CNN over labelled face arrays, whatever their source (database or archive)."""
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import keras
+import numpy as np
+
+from ml.architectures import ARCHITECTURES
+from ml.labels import CLASSES
+from ml.metrics import summarise
+from ml.preprocess import FACE_SIZE, standardise
+
+EpochCallback = Callable[[int, dict[str, float]], None]
+
+
+@dataclass
+class Faces:
+    """uint8 faces (N, 48, 48) and their class indices (N,)."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def take(self, idx: np.ndarray) -> "Faces":
+        return Faces(self.x[idx], self.y[idx])
+
+    def counts(self) -> dict[str, int]:
+        return {c: int((self.y == i).sum()) for i, c in enumerate(CLASSES)}
+
+
+@dataclass
+class TrainConfig:
+    arch: str = "emonet"
+    epochs: int = 30
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    val_fraction: float = 0.1
+    # Seed-style balancing: cap every class at this many training images (0 = keep all).
+    balance: int = 0
+    class_weights: bool = True
+    patience: int = 10
+    seed: int = 42
+
+
+def split_validation(train: Faces, fraction: float, seed: int) -> tuple[Faces, Faces]:
+    """A stratified validation split carved from train: every choice is made on it, not on test."""
+    rng = np.random.default_rng(seed)
+    val_idx = []
+    for k in range(len(CLASSES)):
+        members = np.flatnonzero(train.y == k)
+        val_idx.append(rng.choice(members, size=round(len(members) * fraction), replace=False))
+    val = np.sort(np.concatenate(val_idx))
+    keep = np.setdiff1d(np.arange(len(train)), val)
+    return train.take(keep), train.take(val)
+
+
+def cap_per_class(train: Faces, cap: int, seed: int) -> Faces:
+    rng = np.random.default_rng(seed)
+    idx = [rng.permutation(np.flatnonzero(train.y == k))[:cap] for k in range(len(CLASSES))]
+    return train.take(np.sort(np.concatenate(idx)))
+
+
+def class_weights(y: np.ndarray) -> dict[int, float]:
+    """Inverse class frequency, scaled so that the average weight per image is 1."""
+    counts = np.bincount(y, minlength=len(CLASSES)).astype(float)
+    present = counts > 0
+    weights = np.where(present, len(y) / (present.sum() * np.maximum(counts, 1)), 0.0)
+    return {k: float(w) for k, w in enumerate(weights)}
+
+
+def augment(faces: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Random flip, rotation ±15°, scale 0.85–1.15, shift ±10 %, brightness and contrast.
+
+    Done in NumPy/OpenCV outside the model: Keras' random-transform layers switch JIT off
+    for the whole model under JAX (DESIGN.md).
+    """
+    out = np.empty_like(faces)
+    centre = (FACE_SIZE / 2, FACE_SIZE / 2)
+    for i, face in enumerate(faces):
+        matrix = cv2.getRotationMatrix2D(centre, rng.uniform(-15, 15), rng.uniform(0.85, 1.15))
+        matrix[:, 2] += rng.uniform(-0.1, 0.1, 2) * FACE_SIZE
+        if rng.random() < 0.5:
+            matrix[0] = -matrix[0]
+            matrix[0, 2] += FACE_SIZE - 1
+        warped = cv2.warpAffine(
+            face, matrix, (FACE_SIZE, FACE_SIZE), borderMode=cv2.BORDER_REFLECT_101
+        ).astype(np.float32)
+        warped = (warped - 128) * rng.uniform(0.7, 1.3) + 128 + rng.uniform(-30, 30)
+        out[i] = np.clip(warped, 0, 255)
+    return out
+
+
+class FaceBatches(keras.utils.PyDataset):
+    """Shuffled, augmented, standardised batches with per-sample class weights."""
+
+    def __init__(self, faces: Faces, batch_size: int, weights: dict[int, float], seed: int):
+        super().__init__()
+        self.faces = faces
+        self.batch_size = batch_size
+        self.sample_weight = np.array([weights[int(k)] for k in faces.y], np.float32)
+        self.rng = np.random.default_rng(seed)
+        self.order = self.rng.permutation(len(faces))
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.faces) / self.batch_size)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        idx = self.order[i * self.batch_size : (i + 1) * self.batch_size]
+        x = standardise(augment(self.faces.x[idx], self.rng))
+        return x, self.faces.y[idx], self.sample_weight[idx]
+
+    def on_epoch_end(self) -> None:
+        self.order = self.rng.permutation(len(self.faces))
+
+
+def predict_probs(model: keras.Model, faces: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    if len(faces) == 0:
+        return np.zeros((0, len(CLASSES)), np.float32)
+    return model.predict(standardise(faces), batch_size=batch_size, verbose=0)
+
+
+class ValidationMetrics(keras.callbacks.Callback):
+    """Adds balanced accuracy on the validation split to the epoch logs (the headline metric)."""
+
+    def __init__(self, val: Faces):
+        super().__init__()
+        self.val = val
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        result = summarise(self.val.y, predict_probs(self.model, self.val.x), seed_balanced=False)
+        if logs is not None:
+            logs["val_bal_acc"] = result["balanced_accuracy"]
+            logs["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
+class ReportProgress(keras.callbacks.Callback):
+    def __init__(self, on_epoch: EpochCallback):
+        super().__init__()
+        self.on_epoch = on_epoch
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.on_epoch(epoch + 1, {k: float(v) for k, v in (logs or {}).items()})
+
+
+def build_model(config: TrainConfig, steps_per_epoch: int) -> keras.Model:
+    model = ARCHITECTURES[config.arch]()
+    if config.arch == "seed_cnn":
+        # Faithful to the original: Adam with a plateau schedule (ReduceLROnPlateau below).
+        optimizer: keras.optimizers.Optimizer = keras.optimizers.Adam(1e-3)
+    else:
+        schedule = keras.optimizers.schedules.CosineDecay(
+            0.0,
+            decay_steps=steps_per_epoch * max(config.epochs - 1, 1),
+            warmup_target=config.learning_rate,
+            warmup_steps=steps_per_epoch,
+        )
+        optimizer = keras.optimizers.AdamW(schedule, weight_decay=5e-4)
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def train(
+    train_faces: Faces,
+    config: TrainConfig,
+    workdir: Path,
+    on_epoch: EpochCallback | None = None,
+) -> tuple[keras.Model, dict[str, list[float]], dict[str, Any]]:
+    """Fit a model; returns the best checkpoint (by validation balanced accuracy), the history
+    and a summary of what was trained on. Resumes from `workdir` if a run there was cut off."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(config.seed)
+    fit_faces, val_faces = split_validation(train_faces, config.val_fraction, config.seed)
+    if config.balance:
+        fit_faces = cap_per_class(fit_faces, config.balance, config.seed)
+    weights = class_weights(fit_faces.y) if config.class_weights else dict.fromkeys(range(4), 1.0)
+    batches = FaceBatches(fit_faces, config.batch_size, weights, config.seed)
+    model = build_model(config, len(batches))
+    best_path = workdir / "best.keras"
+    callbacks: list[keras.callbacks.Callback] = [
+        ValidationMetrics(val_faces),
+        keras.callbacks.ModelCheckpoint(
+            best_path, monitor="val_bal_acc", mode="max", save_best_only=True
+        ),
+        keras.callbacks.EarlyStopping(monitor="val_bal_acc", mode="max", patience=config.patience),
+        keras.callbacks.BackupAndRestore(str(workdir / "backup")),
+        keras.callbacks.CSVLogger(str(workdir / "history.csv"), append=True),
+    ]
+    if config.arch == "seed_cnn":
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss", factor=0.5, patience=3, min_lr=1e-5
+            )
+        )
+    if on_epoch is not None:
+        callbacks.append(ReportProgress(on_epoch))
+    started = time.perf_counter()
+    history = model.fit(
+        batches,
+        validation_data=(standardise(val_faces.x), val_faces.y),
+        epochs=config.epochs,
+        callbacks=callbacks,
+        verbose=2,
+    )
+    summary = {
+        "config": asdict(config),
+        "train_counts": fit_faces.counts(),
+        "val_counts": val_faces.counts(),
+        "class_weights": {CLASSES[k]: round(w, 4) for k, w in weights.items()},
+        "epochs_run": len(history.history.get("loss", [])),
+        "train_seconds": round(time.perf_counter() - started, 1),
+        "parameters": model.count_params(),
+    }
+    (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
+    best = keras.models.load_model(best_path) if best_path.exists() else model
+    return best, history.history, summary
