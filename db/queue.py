@@ -2,9 +2,27 @@
 
 Inserting a row fires the `prediction_requests` NOTIFY (a trigger in the schema), which
 wakes listening workers.
+
+Life of a request: `queued` → claimed (`processing`, a lease in `locked_until`, `attempts` + 1)
+→ result written (`save_results`, still `processing`) → reply sent → `mark_replied` (`done`).
+A worker that dies leaves its rows `processing` with a lease that runs out; any worker then
+claims them again. A row whose result is already written is answered from that result, so the
+model is not run twice.
+
+The one window that remains: the reply reached Telegram but the worker died before
+`mark_replied` committed. The row is then answered a second time after the lease. It cannot be
+closed, because the Bot API has no idempotency key: whatever is recorded before the send
+could be a reply that never went out (lost), whatever after could be a duplicate. A lost
+answer is worse than a repeated one, so the record comes after, right after each single send
+(one short UPDATE), which makes the window one round trip to PostgreSQL wide.
 """
 
-from sqlalchemy import func, select
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, func, select, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import PredictionRequest
@@ -31,3 +49,157 @@ async def depth(session: AsyncSession) -> int:
     """Requests not answered yet (queued or being processed)."""
     statement = select(func.count()).where(PredictionRequest.status.in_(("queued", "processing")))
     return await session.scalar(statement) or 0
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A request a worker holds the lease of, with what it needs to answer it."""
+
+    id: int
+    chat_id: int
+    user_id: int | None
+    message_id: int | None
+    blob_key: str
+    whole: bool
+    attempts: int
+    result: dict[str, Any] | None  # written by an earlier attempt that could not reply
+    model_version: int | None
+    created_at: datetime
+    language: str | None  # the user's choice (ru/en), if any
+    telegram_language: str | None
+
+
+# Claimable: queued, or processing with a lease that ran out (its worker died). A queued row
+# may carry `locked_until` too: a retry that must not start before then.
+_CLAIM = text("""
+WITH picked AS (
+    SELECT id FROM prediction_requests
+    WHERE status IN ('queued', 'processing') AND (locked_until IS NULL OR locked_until < now())
+    ORDER BY created_at, id
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE prediction_requests AS p
+SET status = 'processing', locked_by = :worker,
+    locked_until = now() + make_interval(secs => :lease),
+    attempts = p.attempts + 1, started_at = coalesce(p.started_at, now()), updated_at = now()
+FROM picked
+WHERE p.id = picked.id
+RETURNING p.id, p.chat_id, p.user_id, p.message_id, p.blob_key, p.whole, p.attempts, p.result,
+    p.model_version, p.created_at,
+    (SELECT language FROM users WHERE id = p.user_id) AS language,
+    (SELECT telegram_language FROM users WHERE id = p.user_id) AS telegram_language
+""")
+
+
+async def claim(session: AsyncSession, *, worker: str, limit: int, lease_s: float) -> list[Claimed]:
+    """Take up to `limit` claimable requests, oldest first; rows other workers hold are skipped."""
+    rows = await session.execute(
+        _CLAIM, {"worker": worker, "limit": limit, "lease": float(lease_s)}
+    )
+    return sorted((Claimed(**row._mapping) for row in rows), key=lambda c: (c.created_at, c.id))
+
+
+_SAVE = text("""
+UPDATE prediction_requests AS p
+SET result = v.result, model_version = v.model_version, timings = v.timings,
+    locked_until = now() + make_interval(secs => :lease), updated_at = now()
+FROM jsonb_to_recordset(:rows) AS v(id bigint, result jsonb, model_version int, timings jsonb)
+WHERE p.id = v.id AND p.locked_by = :worker AND p.status = 'processing'
+RETURNING p.id
+""").bindparams(bindparam("rows", type_=JSONB))
+
+
+async def save_results(
+    session: AsyncSession,
+    *,
+    worker: str,
+    lease_s: float,
+    results: dict[int, tuple[dict[str, Any], int | None, dict[str, Any]]],
+) -> set[int]:
+    """Write (result, model version, timings) per request before replying, renewing the lease.
+
+    Returns the ids this worker still holds; a row missing here was taken over by another
+    worker after our lease ran out, and must not be answered by us.
+    """
+    if not results:
+        return set()
+    rows = [
+        {"id": i, "result": r, "model_version": v, "timings": t} for i, (r, v, t) in results.items()
+    ]
+    done = await session.execute(_SAVE, {"rows": rows, "worker": worker, "lease": float(lease_s)})
+    return set(done.scalars())
+
+
+async def still_held(session: AsyncSession, *, worker: str, ids: list[int]) -> set[int]:
+    """Of `ids`, those this worker holds and nobody has answered yet."""
+    held = await session.scalars(
+        select(PredictionRequest.id).where(
+            PredictionRequest.id.in_(ids),
+            PredictionRequest.locked_by == worker,
+            PredictionRequest.status == "processing",
+            PredictionRequest.replied_at.is_(None),
+        )
+    )
+    return set(held)
+
+
+_FINISH = text("""
+UPDATE prediction_requests
+SET status = :status, error = :error, replied_at = CASE WHEN :replied THEN now() END,
+    finished_at = now(), locked_until = NULL, updated_at = now()
+WHERE id = :id AND status = 'processing' AND replied_at IS NULL
+RETURNING id
+""")
+
+
+async def mark_replied(session: AsyncSession, request_id: int) -> bool:
+    """Record that the answer went out (status done); False if it was already recorded."""
+    row = await session.execute(
+        _FINISH, {"id": request_id, "status": "done", "error": None, "replied": True}
+    )
+    return row.first() is not None
+
+
+async def mark_failed(session: AsyncSession, request_id: int, error: str, *, replied: bool) -> bool:
+    """Give up on a request; `replied` says whether an apology reached the user."""
+    row = await session.execute(
+        _FINISH, {"id": request_id, "status": "failed", "error": error, "replied": replied}
+    )
+    return row.first() is not None
+
+
+async def retry_later(
+    session: AsyncSession, *, worker: str, request_id: int, error: str, delay_s: float
+) -> None:
+    """Put a request this worker holds back in the queue, not to be claimed before `delay_s`.
+
+    The attempt stays counted: a request that keeps failing reaches `max_attempts`.
+    """
+    await session.execute(
+        text("""
+        UPDATE prediction_requests
+        SET status = 'queued', error = :error, locked_by = NULL,
+            locked_until = now() + make_interval(secs => :delay), updated_at = now()
+        WHERE id = :id AND locked_by = :worker AND status = 'processing'
+        """),
+        {"id": request_id, "worker": worker, "error": error, "delay": float(delay_s)},
+    )
+
+
+async def release(session: AsyncSession, *, worker: str, ids: list[int]) -> int:
+    """Give back claimed requests not worked on (shutdown): queued again, attempt not counted."""
+    if not ids:
+        return 0
+    rows = await session.execute(
+        text("""
+        UPDATE prediction_requests
+        SET status = 'queued', locked_by = NULL, locked_until = NULL,
+            attempts = greatest(attempts - 1, 0), updated_at = now()
+        WHERE id = ANY(:ids) AND locked_by = :worker AND status = 'processing'
+            AND replied_at IS NULL
+        RETURNING id
+        """),
+        {"ids": ids, "worker": worker},
+    )
+    return len(rows.all())
