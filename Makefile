@@ -13,6 +13,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
+# The whole platform under one supervisor; Ctrl-C stops it. Data stays in ./var.
+run: install
+	$(VENV)/bin/emobot run
+
 test: install
 	$(PY) -m pytest
 

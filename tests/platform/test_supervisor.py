@@ -1,0 +1,149 @@
+"""`emobot run` and its supervisor: real child processes, a real embedded PostgreSQL."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from db.blobs import S3BlobStore
+from db.registry import list_models
+from emobot.settings import Settings
+from emobot.supervisor import SHIPPED_MODEL, Child, Supervisor
+from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def test_restarts_a_crashing_child_with_backoff_and_stops_the_rest() -> None:
+    lines: list[tuple[str, str]] = []
+    crash = Child(
+        "crash", [sys.executable, "-c", "print('up'); raise SystemExit(3)"], dict(os.environ)
+    )
+    sleeper = Child(
+        "sleeper", [sys.executable, "-c", "import time; time.sleep(60)"], dict(os.environ)
+    )
+    supervisor = Supervisor(
+        [crash, sleeper], base_backoff=0.2, on_output=lambda n, line: lines.append((n, line))
+    )
+    task = asyncio.create_task(supervisor.run())
+    await asyncio.sleep(2.5)
+    started = time.monotonic()
+    supervisor.stop()
+    await asyncio.wait_for(task, 10)
+
+    # Backoff 0.2, 0.4, 0.8 s…: a few restarts in 2.5 s, not a busy loop.
+    assert 3 <= crash.starts <= 6, crash.starts
+    assert set(crash.exits) == {3}
+    assert lines.count(("crash", "up")) == crash.starts
+    # The healthy child ran once and was stopped by SIGTERM, promptly.
+    assert sleeper.starts == 1
+    assert sleeper.exits == [-signal.SIGTERM]
+    assert time.monotonic() - started < 5
+
+
+def _emobot(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "emobot", *args],
+        env=env, capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+
+
+def _platform_env(tmp_path: Path) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "BOT_TOKEN", "TELEGRAM_API_URL", "BLOB_STORE_URL")
+    }
+    return {**env, "DATA_DIR": str(tmp_path / "var"), "BLOB_STORE_URL": f"file://{tmp_path}/blobs"}
+
+
+def _start_platform(tmp_path: Path, port: int) -> tuple[subprocess.Popen[str], list[str]]:
+    """`emobot run` with no processes: the embedded database and the playground only."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "emobot", "run", "--processes=", "--port", str(port)],
+        env=_platform_env(tmp_path), cwd=tmp_path, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    assert process.stdout is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + 60
+    for line in process.stdout:
+        seen.append(line)
+        if "platform up" in line:
+            return process, seen
+        assert time.monotonic() < deadline, "".join(seen)
+    raise AssertionError("emobot run exited early:\n" + "".join(seen))
+
+
+def _stop_platform(process: subprocess.Popen[str]) -> str:
+    process.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    out, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, out
+    return out
+
+
+async def test_run_starts_embedded_database_and_playground_and_keeps_data(tmp_path: Path) -> None:
+    port = free_port()
+    pgdata = tmp_path / "var" / "pg"
+    process, _ = _start_platform(tmp_path, port)
+    try:
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/") as r:
+            page = await r.text()
+        assert "emobot playground" in page
+        db = await asyncpg.connect(host=str(pgdata), user="postgres", database="postgres")
+        models = await db.fetch("SELECT version, is_active, blob_key FROM models")
+        assert [(m["version"], m["is_active"]) for m in models] == [(1, True)]
+        assert (tmp_path / "blobs" / models[0]["blob_key"]).is_file()
+        await db.execute("INSERT INTO users (id, first_name) VALUES (777, 'kept')")
+        await db.close()
+    finally:
+        out = _stop_platform(process)
+    assert "platform stopped" in out
+    # The embedded server was stopped with the supervisor.
+    assert not (pgdata / "postmaster.pid").exists()
+
+    process, _ = _start_platform(tmp_path, port)
+    try:
+        db = await asyncpg.connect(host=str(pgdata), user="postgres", database="postgres")
+        assert await db.fetchval("SELECT first_name FROM users WHERE id = 777") == "kept"
+        # The shipped model is registered once, not again on every start.
+        assert await db.fetchval("SELECT count(*) FROM models") == 1
+        await db.close()
+    finally:
+        _stop_platform(process)
+
+
+def test_run_refuses_unknown_process_names() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "emobot", "run", "--processes", "bot,webserver"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "unknown process webserver" in result.stdout
+
+
+async def test_prepare_only_registers_the_shipped_model_once_in_postgres_and_s3(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], s3_store: S3BlobStore
+) -> None:
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url or "",
+        "BLOB_STORE_URL": settings.blob_store_url,
+        "S3_ENDPOINT_URL": settings.s3_endpoint_url or "",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
+    for _ in range(2):
+        result = _emobot(env, "run", "--prepare-only")
+        assert result.returncode == 0, result.stderr
+    async with sessions() as session:
+        models = await list_models(session)
+    assert [(m.version, m.is_active) for m in models] == [(1, True)]
+    assert await s3_store.get(models[0].blob_key) == SHIPPED_MODEL.read_bytes()
