@@ -1,0 +1,140 @@
+"""Fixtures for the worker: the fake Bot API, tiny models that always answer one class, photos
+in the test bucket, and workers running as tasks of the test's event loop."""
+
+import asyncio
+import zipfile
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from aiogram import Bot
+from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from db import queue
+from db.engine import Storage
+from emobot.settings import Settings
+from ml.labels import CLASSES
+from playground.botapi import BotAPIEmulator, BotAPIServer
+from tests.conftest import FIXTURE_ARCHIVE
+from worker.replies import make_bot
+from worker.service import Worker
+
+PHOTOS = Path(__file__).parents[1] / "data" / "faces"
+TOKEN = "42:worker-test"
+
+
+def fer_face(name: str = "train/happy/Training_10019449.jpg") -> bytes:
+    """A 48×48 FER2013 face: classified whole."""
+    with zipfile.ZipFile(FIXTURE_ARCHIVE) as archive:
+        return archive.read(name)
+
+
+def photo(name: str) -> bytes:
+    """astronaut.jpg (one face), three_faces.jpg, coffee.jpg (none)."""
+    return (PHOTOS / name).read_bytes()
+
+
+def build_constant_model(label: str, path: Path) -> Path:
+    """A valid emotion model (48×48×1 in, softmax over the 4 classes out) that always answers
+    `label` with 0.97: replies then show which model answered."""
+    import keras
+    import numpy as np
+
+    inputs = keras.Input((48, 48, 1))
+    dense = keras.layers.Dense(len(CLASSES), activation="softmax")
+    model = keras.Model(inputs, dense(keras.layers.Flatten()(inputs)), name=f"always_{label}")
+    bias = np.zeros(len(CLASSES), np.float32)
+    bias[CLASSES.index(label)] = np.log(0.97 / 0.01)
+    dense.set_weights([np.zeros((48 * 48, len(CLASSES)), np.float32), bias])
+    model.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def constant_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    folder = tmp_path_factory.mktemp("models")
+    built: dict[str, Path] = {}
+
+    def get(label: str) -> Path:
+        if label not in built:
+            built[label] = build_constant_model(label, folder / f"always_{label}.keras")
+        return built[label]
+
+    return get
+
+
+@pytest.fixture
+async def botapi() -> AsyncIterator[tuple[BotAPIEmulator, BotAPIServer]]:
+    emulator = BotAPIEmulator()
+    async with BotAPIServer(emulator) as server:
+        yield emulator, server
+
+
+@pytest.fixture
+def worker_settings(
+    settings: Settings,
+    constant_model: Callable[[str], Path],
+    botapi: tuple[BotAPIEmulator, BotAPIServer],
+) -> Settings:
+    """Short waits and leases; the registry is empty, so MODEL_PATH (always "happy") answers."""
+    return settings.model_copy(
+        update={
+            "bot_token": SecretStr(TOKEN),
+            "telegram_api_url": botapi[1].url,
+            "batch_wait_ms": 20,
+            "lease_seconds": 2,
+            "poll_seconds": 0.5,
+            "model_path": constant_model("happy"),
+        }
+    )
+
+
+@pytest.fixture
+async def bot(worker_settings: Settings) -> AsyncIterator[Bot]:
+    bot = make_bot(worker_settings)
+    yield bot
+    await bot.session.close()
+
+
+@asynccontextmanager
+async def running(*workers: Worker) -> AsyncIterator[None]:
+    """Workers as tasks; stopped (and their failures raised) when the block ends."""
+    for worker in workers:
+        await worker.models.load()
+    tasks = [asyncio.create_task(worker.run()) for worker in workers]
+    try:
+        yield
+    finally:
+        for worker in workers:
+            worker.stop()
+        await asyncio.gather(*tasks)
+
+
+async def enqueue_photo(
+    storage: Storage,
+    data: bytes,
+    *,
+    chat_id: int,
+    user_id: int | None = None,
+    message_id: int | None = None,
+) -> int:
+    _, key = await storage.blobs.put_content(data)
+    return await enqueue_key(storage.sessions, key, chat_id=chat_id, user_id=user_id,
+                             message_id=message_id)  # fmt: skip
+
+
+async def enqueue_key(
+    sessions: async_sessionmaker[AsyncSession],
+    key: str,
+    *,
+    chat_id: int,
+    user_id: int | None = None,
+    message_id: int | None = None,
+) -> int:
+    async with sessions.begin() as session:
+        request = await queue.enqueue(
+            session, chat_id=chat_id, user_id=user_id, message_id=message_id, blob_key=key
+        )
+        return request.id

@@ -1,0 +1,250 @@
+"""The worker end to end: real PostgreSQL, moto S3, the fake Bot API over HTTP, real models."""
+
+import asyncio
+import io
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from aiogram import Bot
+from PIL import Image
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from db import registry
+from db.engine import Storage
+from db.models import PredictionRequest, User
+from emobot.settings import Settings
+from playground.botapi import BotAPIEmulator, BotAPIError, BotAPIServer
+from tests.worker.conftest import enqueue_key, enqueue_photo, fer_face, photo, running
+from worker import texts
+from worker.service import Worker
+
+API = tuple[BotAPIEmulator, BotAPIServer]
+
+
+async def _request(sessions: async_sessionmaker[AsyncSession], request_id: int):
+    async with sessions() as session:
+        row = await session.get(PredictionRequest, request_id)
+        assert row is not None
+        return row
+
+
+async def _wait_status(
+    sessions: async_sessionmaker[AsyncSession], ids: list[int], within: float = 20.0
+) -> list[PredictionRequest]:
+    """Wait until none of `ids` is queued or processing."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        async with sessions() as session:
+            rows = list(
+                await session.scalars(
+                    select(PredictionRequest)
+                    .where(PredictionRequest.id.in_(ids))
+                    .order_by(PredictionRequest.id)
+                )
+            )
+        if all(r.status in ("done", "failed") for r in rows):
+            return rows
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError([(r.id, r.status, r.error) for r in rows])
+        await asyncio.sleep(0.05)
+
+
+async def test_a_queued_face_gets_its_emotion_in_the_users_language(
+    worker_settings: Settings, storage: Storage, bot: Bot, botapi: API
+) -> None:
+    emulator, _ = botapi
+    async with storage.sessions.begin() as session:
+        session.add(User(id=501, telegram_language="en-US"))
+        session.add(User(id=502, telegram_language="en", language="ru"))
+    english = await enqueue_photo(storage, fer_face(), chat_id=501, user_id=501, message_id=7)
+    russian = await enqueue_photo(storage, fer_face(), chat_id=502, user_id=502, message_id=8)
+    async with running(Worker(worker_settings, storage, bot)):
+        reply_en = await emulator.wait_for(501)
+        reply_ru = await emulator.wait_for(502)
+        rows = await _wait_status(storage.sessions, [english, russian])
+
+    assert reply_en.method == "sendMessage"
+    assert reply_en.text == "😄 happy\nhappy 97% · negative 1% · surprised 1% · neutral 1%"
+    assert reply_en.params["reply_parameters"]["message_id"] == 7
+    assert reply_ru.text is not None and reply_ru.text.startswith("😄 счастливый\nсчастливый 97%")
+    for row in rows:
+        assert row.status == "done" and row.replied_at is not None and row.error is None
+        assert row.attempts == 1 and row.locked_until is None
+        [face] = row.result["faces"]
+        assert face["box"] == [0, 0, 48, 48]  # a 48×48 crop is classified whole
+        assert face["probs"][1] == pytest.approx(0.97, abs=1e-3)
+        assert row.model_version is None  # the registry is empty: MODEL_PATH answered
+        assert {"fetch", "detect", "model", "wait_ms", "batch"} <= row.timings.keys()
+    # Both photos arrived together: one batch, one model call for the two faces.
+    assert rows[0].timings["batch"] == 2 and rows[0].timings["faces"] == 2
+
+
+async def test_several_faces_get_a_numbered_picture_and_no_face_gets_advice(
+    worker_settings: Settings, storage: Storage, bot: Bot, botapi: API
+) -> None:
+    emulator, _ = botapi
+    group = await enqueue_photo(storage, photo("three_faces.jpg"), chat_id=601)
+    empty = await enqueue_photo(storage, photo("coffee.jpg"), chat_id=602)
+    async with running(Worker(worker_settings, storage, bot)):
+        picture = await emulator.wait_for(601)
+        advice = await emulator.wait_for(602)
+        await _wait_status(storage.sessions, [group, empty])
+
+    assert picture.method == "sendPhoto"
+    assert picture.text == texts.several_faces([[0.01, 0.97, 0.01, 0.01]] * 3, "ru")
+    line = "😄 счастливый 97% · негативный 1% · удивлённый 1% · нейтральный 1%"
+    assert picture.text.splitlines()[1:] == [f"{i}. {line}" for i in (1, 2, 3)]
+    with Image.open(io.BytesIO(picture.files["photo"])) as image:
+        assert image.format == "JPEG" and image.size == (512, 512)
+    assert advice.method == "sendMessage"
+    assert advice.text == texts.text("no_face", "ru")
+    row = await _request(storage.sessions, group)
+    assert len(row.result["faces"]) == 3 and row.status == "done"
+    assert (await _request(storage.sessions, empty)).result["faces"] == []
+
+
+async def test_missing_or_corrupt_photos_fail_cleanly_and_the_rest_of_the_batch_is_answered(
+    worker_settings: Settings, storage: Storage, bot: Bot, botapi: API
+) -> None:
+    emulator, _ = botapi
+    missing = await enqueue_key(storage.sessions, "images/00/gone", chat_id=701)
+    _, corrupt_key = await storage.blobs.put_content(fer_face()[:200])  # a truncated JPEG
+    corrupt = await enqueue_key(storage.sessions, corrupt_key, chat_id=702)
+    _, text_key = await storage.blobs.put_content(b"%PDF-1.4 not a photo")
+    not_image = await enqueue_key(storage.sessions, text_key, chat_id=703)
+    good = await enqueue_photo(storage, fer_face(), chat_id=704)
+    async with running(Worker(worker_settings, storage, bot)):
+        rows = await _wait_status(storage.sessions, [missing, corrupt, not_image, good])
+        await emulator.wait_for(704)
+
+    errors = {r.id: (r.status, r.error, r.replied_at is not None) for r in rows}
+    assert errors[missing][0] == "failed" and "missing" in errors[missing][1]
+    assert errors[corrupt][0] == "failed" and "unreadable" in errors[corrupt][1]
+    assert errors[not_image][0] == "failed" and "unreadable" in errors[not_image][1]
+    assert all(r.attempts == 1 for r in rows)  # a bad photo is not retried
+    assert errors[good] == ("done", None, True)
+    for chat in (701, 702, 703):
+        [call] = [c for c in emulator.calls if c.chat_id == chat]
+        assert call.text == texts.text("unreadable", "ru")
+        assert errors[{701: missing, 702: corrupt, 703: not_image}[chat]][2]  # replied
+
+
+async def test_flood_control_waits_and_a_blocked_user_fails_without_retrying(
+    worker_settings: Settings, storage: Storage, bot: Bot, botapi: API
+) -> None:
+    emulator, _ = botapi
+    emulator.fail_next("sendMessage", retry_after=1)
+    waited = await enqueue_photo(storage, fer_face(), chat_id=801)
+    async with running(Worker(worker_settings, storage, bot)):
+        [row] = await _wait_status(storage.sessions, [waited])
+        assert row.status == "done" and row.attempts == 1
+        assert len([c for c in emulator.calls if c.chat_id == 801]) == 1
+
+        emulator._failures["sendmessage"] = [
+            BotAPIError(403, "Forbidden: bot was blocked by the user")
+        ]
+        blocked = await enqueue_photo(storage, fer_face(), chat_id=802)
+        [row] = await _wait_status(storage.sessions, [blocked])
+    assert row.status == "failed" and row.attempts == 1 and row.replied_at is None
+    assert "blocked" in row.error
+    assert [c for c in emulator.calls if c.chat_id == 802] == []
+
+
+async def test_a_promoted_model_answers_from_the_next_batch_without_a_restart(
+    worker_settings: Settings,
+    storage: Storage,
+    bot: Bot,
+    botapi: API,
+    constant_model: Callable[[str], Path],
+) -> None:
+    emulator, _ = botapi
+    worker = Worker(worker_settings, storage, bot)
+    async with running(worker):
+        first = await enqueue_photo(storage, fer_face(), chat_id=901)
+        assert (await emulator.wait_for(901)).text.startswith("😄")
+
+        _, key = await storage.blobs.put_content(
+            constant_model("surprise").read_bytes(), prefix="models"
+        )
+        async with storage.sessions.begin() as session:
+            model = await registry.register_model(session, blob_key=key, arch="test", metrics={})
+            await registry.promote(session, model.version)
+        deadline = asyncio.get_running_loop().time() + 20
+        while worker.models.current is None or worker.models.current.version != model.version:
+            # The NOTIFY loads it aside; the swap happens between batches (the idle loop
+            # wakes at least every poll_seconds).
+            assert asyncio.get_running_loop().time() < deadline, "the promotion was not picked up"
+            await asyncio.sleep(0.05)
+        second = await enqueue_photo(storage, fer_face(), chat_id=902)
+        reply = await emulator.wait_for(902)
+        rows = await _wait_status(storage.sessions, [first, second])
+    assert reply.text is not None and reply.text.startswith("😮 удивлённый")
+    assert [r.model_version for r in rows] == [None, model.version]
+
+
+async def test_three_workers_answer_300_requests_exactly_once(
+    worker_settings: Settings, storage: Storage, botapi: API
+) -> None:
+    emulator, _ = botapi
+    _, key = await storage.blobs.put_content(fer_face())
+    async with storage.sessions.begin() as session:
+        from db import queue
+
+        ids = [
+            (await queue.enqueue(session, chat_id=10_000 + i, user_id=None, message_id=i,
+                                 blob_key=key)).id
+            for i in range(300)
+        ]  # fmt: skip
+    settings = worker_settings.model_copy(update={"batch_size": 16})
+    from worker.replies import make_bot
+
+    bots = [make_bot(settings) for _ in range(3)]
+    workers = [Worker(settings, storage, b, name=f"w{i}") for i, b in enumerate(bots)]
+    try:
+        async with running(*workers):
+            rows = await _wait_status(storage.sessions, ids, within=40)
+    finally:
+        for b in bots:
+            await b.session.close()
+
+    assert {r.status for r in rows} == {"done"}
+    assert all(r.attempts == 1 for r in rows)
+    sent = Counter(c.chat_id for c in emulator.calls if c.is_message)
+    assert sent == Counter({10_000 + i: 1 for i in range(300)})
+    # All three took part, each claiming whole batches.
+    assert sum(w.batches for w in workers) >= 300 // 16
+    assert all(w.batches > 0 for w in workers)
+    async with storage.sessions() as session:
+        holders = dict(
+            (
+                await session.execute(
+                    select(PredictionRequest.locked_by, func.count()).group_by(
+                        PredictionRequest.locked_by
+                    )
+                )
+            ).all()
+        )
+    assert set(holders) == {"w0", "w1", "w2"} and sum(holders.values()) == 300
+
+
+async def test_stop_gives_back_requests_claimed_for_a_batch_not_started(
+    worker_settings: Settings, storage: Storage, bot: Bot, botapi: API
+) -> None:
+    emulator, _ = botapi
+    # A long batch window: the worker holds the request while waiting for more.
+    settings = worker_settings.model_copy(update={"batch_wait_ms": 30_000, "batch_size": 8})
+    request = await enqueue_photo(storage, fer_face(), chat_id=990)
+    worker = Worker(settings, storage, bot)
+    async with running(worker):
+        for _ in range(200):
+            if (await _request(storage.sessions, request)).status == "processing":
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the request was not claimed")
+    row = await _request(storage.sessions, request)
+    assert (row.status, row.attempts, row.locked_by, row.locked_until) == ("queued", 0, None, None)
+    assert [c for c in emulator.calls if c.chat_id == 990] == []

@@ -1,0 +1,96 @@
+"""Which model the worker predicts with, and switching to a newly promoted one live.
+
+A promotion NOTIFYs on the `models` channel; the worker then loads the active model in a
+thread while batches go on with the current one, and swaps it in between two batches.
+"""
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from db import registry
+from db.engine import Storage
+from emobot.settings import Settings
+from ml.inference import Classifier, shipped_model_path
+from ml.preprocess import FACE_SIZE
+
+log = logging.getLogger(__name__)
+
+
+class ModelHolder:
+    def __init__(self, settings: Settings, storage: Storage):
+        self.settings = settings
+        self.storage = storage
+        self.current: Classifier | None = None
+        self._pending: Classifier | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def model(self) -> Classifier:
+        if self.current is None:
+            raise RuntimeError("no model loaded: call load() first")
+        return self.current
+
+    async def load(self) -> Classifier:
+        """Load the active model (at start): the registry's, else the configured or shipped file."""
+        self.current = await self._load_active()
+        log.info("model %s loaded", self.current.version or "from file")
+        return self.current
+
+    async def refresh(self) -> None:
+        """Load the active model aside if it is not the one in use (on a `models` NOTIFY).
+
+        A model that fails to load is logged and the current one stays.
+        """
+        async with self._lock:
+            in_use = (self._pending or self.model).version
+            async with self.storage.sessions() as session:
+                active = await registry.active_model(session)
+            if active is None or active.version == in_use:
+                return
+            try:
+                self._pending = await self._load_registered(active.version, active.blob_key)
+            except Exception:
+                log.exception("model %d could not be loaded; keeping %s", active.version, in_use)
+                return
+            log.info("model %d loaded; it answers from the next batch on", active.version)
+
+    def swap(self) -> bool:
+        """Between batches: put a newly loaded model in use; True when it changed."""
+        if self._pending is None:
+            return False
+        self.current, self._pending = self._pending, None
+        return True
+
+    async def _load_active(self) -> Classifier:
+        async with self.storage.sessions() as session:
+            active = await registry.active_model(session)
+        if active is not None:
+            return await self._load_registered(active.version, active.blob_key)
+        path = self.settings.model_path or shipped_model_path()
+        return await asyncio.to_thread(_load_warm, path, None)
+
+    async def _load_registered(self, version: int, blob_key: str) -> Classifier:
+        # Keras loads from a file: each version is kept once under DATA_DIR/models.
+        path = self.settings.data_dir / "models" / f"v{version}.keras"
+        if not path.is_file():
+            data = await self.storage.blobs.get(blob_key)
+            await asyncio.to_thread(_write_atomically, path, data)
+        return await asyncio.to_thread(_load_warm, path, version)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # workers share DATA_DIR
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def _load_warm(path: Path, version: int | None) -> Classifier:
+    """Load and run once, so the first batch does not pay for building the predict function."""
+    classifier = Classifier.load(path, version)
+    classifier.predict(np.zeros((1, FACE_SIZE, FACE_SIZE), np.uint8))
+    return classifier

@@ -1,0 +1,98 @@
+"""Sending the worker's answers through the Bot API, and what Telegram's errors mean for a request.
+
+- flood control (`RetryAfter`): wait as told and send again;
+- the chat cannot be written to (bot blocked, chat not found, any other 400/403): retrying will
+  never help, the request fails without a reply (`Undeliverable`);
+- network trouble or Telegram's own errors: the request goes back to the queue (`SendFailed`).
+"""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramNotFound,
+    TelegramRetryAfter,
+    TelegramUnauthorizedError,
+)
+from aiogram.types import BufferedInputFile, ReplyParameters
+
+from emobot.settings import Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Telegram's limits on a message's text and on a photo's caption.
+MAX_TEXT = 4096
+MAX_CAPTION = 1024
+# How often one send may be told to wait (flood control) before the request is retried later.
+MAX_FLOOD_WAITS = 5
+
+
+class Undeliverable(Exception):
+    """The chat cannot receive this message (blocked, deleted, not found)."""
+
+
+class SendFailed(Exception):
+    """Telegram could not be reached or failed; sending again later may work."""
+
+
+def make_bot(settings: Settings) -> Bot:
+    """The Bot API client: Telegram, or the server at TELEGRAM_API_URL (the playground)."""
+    if settings.bot_token is None:
+        raise SystemExit("BOT_TOKEN is not set: the worker needs it to reply")
+    token = settings.bot_token.get_secret_value()
+    if settings.telegram_api_url:
+        api = TelegramAPIServer.from_base(settings.telegram_api_url)
+        return Bot(token, session=AiohttpSession(api=api))
+    return Bot(token)
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    photo: bytes | None = None  # an annotated JPEG, sent with the text as its caption
+
+
+async def _deliver(send: Callable[[], Awaitable[T]]) -> T:
+    for _ in range(MAX_FLOOD_WAITS):
+        try:
+            return await send()
+        except TelegramRetryAfter as exc:
+            log.warning("flood control: waiting %d s", exc.retry_after)
+            await asyncio.sleep(exc.retry_after)
+        except (TelegramForbiddenError, TelegramBadRequest, TelegramNotFound) as exc:
+            raise Undeliverable(exc.message) from exc
+        except TelegramUnauthorizedError:
+            raise  # a wrong token: no request can be answered, the worker must stop
+        except TelegramAPIError as exc:  # network errors, 5xx, conflicts
+            raise SendFailed(str(exc)) from exc
+    raise SendFailed(f"still flood-limited after {MAX_FLOOD_WAITS} waits")
+
+
+async def send_reply(bot: Bot, chat_id: int, reply_to: int | None, reply: Reply) -> None:
+    """Send `reply` as an answer to message `reply_to` (sent anyway if that one is gone)."""
+    reply_parameters = (
+        ReplyParameters(message_id=reply_to, allow_sending_without_reply=True)
+        if reply_to is not None
+        else None
+    )
+    text = reply.text[:MAX_TEXT]
+    if reply.photo is None:
+        await _deliver(lambda: bot.send_message(chat_id, text, reply_parameters=reply_parameters))
+        return
+    photo = BufferedInputFile(reply.photo, filename="faces.jpg")
+    caption = text if len(text) <= MAX_CAPTION else None
+    await _deliver(
+        lambda: bot.send_photo(chat_id, photo, caption=caption, reply_parameters=reply_parameters)
+    )
+    if caption is None:
+        await _deliver(lambda: bot.send_message(chat_id, text))

@@ -1,0 +1,363 @@
+"""The prediction worker: claims queued requests in micro-batches, finds the faces, runs every
+face of the batch through the model in one call, stores the results and replies.
+
+A batch is up to `batch_size` requests, or whatever arrived within `batch_wait_ms` of the first
+one. Blobs are fetched concurrently; decoding, face detection, the model and drawing run in
+threads, so the event loop keeps listening and replying. `stop()` (SIGTERM) lets the batch in
+hand finish and gives back requests claimed for a batch that has not started.
+"""
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import numpy as np
+from aiogram import Bot
+
+from db import queue
+from db.blobs import BlobNotFound
+from db.engine import Storage
+from db.queue import Claimed
+from emobot.settings import Settings
+from ml.annotate import annotate
+from ml.faces import Face, ImageError, crop_box, decode_image, find_faces, whole_face
+from ml.labels import CLASSES, DISPLAY_NAMES
+from worker import texts
+from worker.models import ModelHolder
+from worker.replies import Reply, SendFailed, Undeliverable, send_reply
+
+log = logging.getLogger("worker")
+
+# A request that failed for a passing reason (storage or Telegram unreachable) waits this long
+# per attempt made before it is claimed again.
+RETRY_DELAY_S = 2.0
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+@dataclass(eq=False)  # jobs are compared by identity (they hold arrays)
+class Job:
+    """One request on its way through a batch."""
+
+    request: Claimed
+    lang: str
+    data: bytes | None = None
+    image: np.ndarray | None = None
+    faces: list[Face] = field(default_factory=list)
+    result: dict[str, Any] | None = None
+    failure: str | None = None  # a permanent problem with the photo: told to the user, not retried
+    retry: str | None = None  # a passing problem: the request goes back to the queue
+
+    @property
+    def fresh(self) -> bool:
+        """Still needs the model (an earlier attempt may have stored its result already)."""
+        return self.result is None and self.failure is None and self.retry is None
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: Settings,
+        storage: Storage,
+        bot: Bot,
+        models: ModelHolder | None = None,
+        *,
+        name: str | None = None,
+    ):
+        self.settings = settings
+        self.storage = storage
+        self.bot = bot
+        self.models = models or ModelHolder(settings, storage)
+        self.name = name or worker_name()
+        self.batches = 0
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._listener: asyncpg.Connection | None = None
+        self._background: set[asyncio.Task[None]] = set()
+
+    def stop(self) -> None:
+        """Finish the batch in hand, then return (safe to call from a signal handler)."""
+        self._stopping.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        if self.models.current is None:
+            await self.models.load()
+        try:
+            await self._listen()
+            while not self._stopping.is_set():
+                if self.models.swap():
+                    log.info("%s: now answering with %s", self.name, self.models.model.name)
+                batch = await self._collect()
+                if batch:
+                    await self.process(batch)
+                else:
+                    await self._sleep(self.settings.poll_seconds)
+                    if self._listener is None or self._listener.is_closed():
+                        await self._listen()
+        finally:
+            for task in self._background:
+                task.cancel()
+            if self._listener is not None:
+                await self._listener.close()
+
+    # Waking up --------------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        """LISTEN for new requests and promotions; without it the worker polls."""
+        url = self.storage.engine.url.set(drivername="postgresql")
+        try:
+            self._listener = await asyncpg.connect(
+                url.render_as_string(hide_password=False), timeout=10
+            )
+            await self._listener.add_listener("prediction_requests", self._on_request)
+            await self._listener.add_listener("models", self._on_model)
+        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+            log.warning("%s: LISTEN failed (%s); polling every %s s", self.name, exc,
+                        self.settings.poll_seconds)  # fmt: skip
+            self._listener = None
+            return
+        # A promotion may have happened while nobody listened.
+        self._on_model()
+
+    def _on_request(self, *_: object) -> None:
+        self._wake.set()
+
+    def _on_model(self, *_: object) -> None:
+        task = asyncio.get_running_loop().create_task(self.models.refresh())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    # Claiming a batch --------------------------------------------------------------------
+
+    async def _claim(self, limit: int) -> list[Claimed]:
+        async with self.storage.sessions.begin() as session:
+            return await queue.claim(
+                session, worker=self.name, limit=limit, lease_s=self.settings.lease_seconds
+            )
+
+    async def _collect(self) -> list[Claimed]:
+        """Up to batch_size requests: what is queued now, plus what arrives within
+        batch_wait_ms of the first."""
+        size = self.settings.batch_size
+        self._wake.clear()
+        batch = await self._claim(size)
+        if not batch:
+            return []
+        deadline = time.monotonic() + self.settings.batch_wait_ms / 1000
+        while len(batch) < size and not self._stopping.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            await self._sleep(remaining)
+            self._wake.clear()
+            batch += await self._claim(size - len(batch))
+        if self._stopping.is_set():
+            async with self.storage.sessions.begin() as session:
+                released = await queue.release(session, worker=self.name, ids=[c.id for c in batch])
+            log.info("%s: stopping; gave back %d claimed requests", self.name, released)
+            return []
+        return batch
+
+    # Working a batch ---------------------------------------------------------------------
+
+    async def process(self, batch: list[Claimed]) -> None:
+        started = time.perf_counter()
+        marks: dict[str, float] = {}
+
+        def mark(stage: str, since: float) -> float:
+            now = time.perf_counter()
+            marks[stage] = round((now - since) * 1000, 1)
+            return now
+
+        jobs = [
+            Job(c, texts.language_of(c.language, c.telegram_language), result=c.result)
+            for c in batch
+        ]
+        over = [j for j in jobs if j.request.attempts > self.settings.max_attempts]
+        work = [j for j in jobs if j not in over]
+        await asyncio.gather(*(self._fetch(j) for j in work))
+        t = mark("fetch", started)
+        await asyncio.gather(*(asyncio.to_thread(self._prepare, j) for j in work if j.data))
+        t = mark("detect", t)
+        classifier = self.models.model  # one model for the whole batch, even if one is promoted
+        fresh = [j for j in work if j.fresh]
+        crops = [face.crop for j in fresh for face in j.faces]
+        try:
+            probs = await asyncio.to_thread(
+                classifier.predict, np.stack(crops) if crops else np.zeros((0, 48, 48), np.uint8)
+            )
+        except Exception as exc:
+            log.exception("%s: the model failed", self.name)
+            for j in fresh:
+                j.retry = f"model failed: {exc}"
+        else:
+            start = 0
+            for j in fresh:
+                j.result = _result(j, probs[start : start + len(j.faces)])
+                start += len(j.faces)
+        t = mark("model", t)
+
+        timings = {**marks, "batch": len(batch), "faces": len(crops)}
+        now = datetime.now(UTC)
+        to_save = {
+            j.request.id: (
+                j.result,
+                classifier.version,
+                {**timings, "wait_ms": round((now - j.request.created_at).total_seconds() * 1000)},
+            )
+            for j in fresh
+            if j.result is not None
+        }
+        async with self.storage.sessions.begin() as session:
+            held = await queue.save_results(
+                session, worker=self.name, lease_s=self.settings.lease_seconds, results=to_save
+            )
+            # The others (failures, retries, results of earlier attempts): still ours?
+            held |= await queue.still_held(
+                session,
+                worker=self.name,
+                ids=[j.request.id for j in jobs if j.request.id not in to_save],
+            )
+        t = mark("save", t)
+        await asyncio.gather(*(self._answer(j, j in over) for j in jobs if j.request.id in held))
+        mark("reply", t)
+        self.batches += 1
+        log.info(
+            "%s: batch %d: %d requests, %d faces, model %s | fetch %s ms, detect %s ms, "
+            "model %s ms, save %s ms, reply %s ms, total %.1f ms",
+            self.name, self.batches, len(batch), len(crops), classifier.version or "file",
+            marks["fetch"], marks["detect"], marks["model"], marks["save"], marks["reply"],
+            (time.perf_counter() - started) * 1000,
+        )  # fmt: skip
+
+    async def _fetch(self, job: Job) -> None:
+        try:
+            job.data = await self.storage.blobs.get(job.request.blob_key)
+        except BlobNotFound:
+            job.failure = f"photo missing from the blob store: {job.request.blob_key}"
+        except Exception as exc:  # the store is unreachable: try again later
+            job.retry = f"blob store: {exc!r}"
+
+    def _prepare(self, job: Job) -> None:
+        """In a thread: decode the photo and find its faces (or, for a result stored by an
+        earlier attempt, only what drawing the boxes needs)."""
+        assert job.data is not None
+        try:
+            job.image = decode_image(job.data, self.settings.max_photo_pixels)
+        except ImageError as exc:
+            job.failure = f"unreadable photo: {exc}"
+            return
+        except Exception as exc:  # not the photo's fault as far as we know: try again
+            job.retry = f"decoding failed: {exc!r}"
+            return
+        finally:
+            job.data = None
+        if job.result is not None:
+            job.faces = [
+                Face(tuple(f["box"]), crop_box(job.image, f["box"])) for f in job.result["faces"]
+            ]
+            return
+        try:
+            job.faces = [whole_face(job.image)] if job.request.whole else find_faces(job.image)
+        except Exception as exc:
+            job.retry = f"face detection failed: {exc!r}"
+
+    def _reply(self, job: Job) -> Reply:
+        assert job.result is not None
+        all_probs = [f["probs"] for f in job.result["faces"]]
+        if not all_probs:
+            return Reply(texts.text("no_face", job.lang))
+        if len(all_probs) == 1:
+            return Reply(texts.one_face(all_probs[0], job.lang))
+        assert job.image is not None
+        names = DISPLAY_NAMES[job.lang]
+        labels = [names[texts.best_class(p)] for p in all_probs]
+        photo = annotate(job.image, job.faces, labels)
+        return Reply(texts.several_faces(all_probs, job.lang), photo)
+
+    async def _answer(self, job: Job, gave_up: bool) -> None:
+        request = job.request
+        last_try = request.attempts >= self.settings.max_attempts
+        if gave_up or (job.retry is not None and last_try):
+            error = f"gave up after {self.settings.max_attempts} attempts"
+            if job.retry:
+                error += f"; last: {job.retry}"
+            await self._fail(job, error, Reply(texts.text("gave_up", job.lang)))
+            return
+        if job.retry is not None:
+            await self._retry(job, job.retry)
+            return
+        if job.failure is not None:
+            await self._fail(job, job.failure, Reply(texts.text("unreadable", job.lang)))
+            return
+        try:
+            reply = await asyncio.to_thread(self._reply, job)
+            await send_reply(self.bot, request.chat_id, request.message_id, reply)
+        except Undeliverable as exc:
+            await self._mark_failed(request.id, f"undeliverable: {exc}", replied=False)
+            return
+        except SendFailed as exc:
+            if last_try:
+                await self._mark_failed(request.id, f"send failed: {exc}", replied=False)
+            else:
+                await self._retry(job, f"send failed: {exc}")
+            return
+        # Right after the send, on its own: the narrowest window in which a crash could
+        # make another worker answer this request again (see db/queue.py).
+        async with self.storage.sessions.begin() as session:
+            await queue.mark_replied(session, request.id)
+
+    async def _fail(self, job: Job, error: str, apology: Reply) -> None:
+        log.warning("%s: request %d failed: %s", self.name, job.request.id, error)
+        try:
+            await send_reply(self.bot, job.request.chat_id, job.request.message_id, apology)
+            replied = True
+        except (Undeliverable, SendFailed) as exc:
+            error += f"; the apology was not delivered: {exc}"
+            replied = False
+        await self._mark_failed(job.request.id, error, replied=replied)
+
+    async def _mark_failed(self, request_id: int, error: str, *, replied: bool) -> None:
+        async with self.storage.sessions.begin() as session:
+            await queue.mark_failed(session, request_id, error, replied=replied)
+
+    async def _retry(self, job: Job, error: str) -> None:
+        log.warning("%s: request %d will be retried: %s", self.name, job.request.id, error)
+        async with self.storage.sessions.begin() as session:
+            await queue.retry_later(
+                session,
+                worker=self.name,
+                request_id=job.request.id,
+                error=error,
+                delay_s=RETRY_DELAY_S * job.request.attempts,
+            )
+
+
+def _result(job: Job, probs: np.ndarray) -> dict[str, Any]:
+    """What is stored for a request: every face's box and probabilities (CLASSES order)."""
+    assert job.image is not None
+    height, width = job.image.shape[:2]
+    return {
+        "classes": list(CLASSES),
+        "width": width,
+        "height": height,
+        "faces": [
+            {"box": [int(v) for v in face.box], "probs": [round(float(p), 4) for p in row]}
+            for face, row in zip(job.faces, probs, strict=True)
+        ],
+    }

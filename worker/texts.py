@@ -1,0 +1,92 @@
+"""What the worker says: prediction replies and apologies, in Russian and English."""
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+from ml.labels import CLASSES, DISPLAY_NAMES
+
+EMOJI: Final = {"negative": "😟", "happy": "😄", "surprise": "😮", "neutral": "😐"}
+
+TEXTS: Final = {
+    "ru": {
+        "one_face": "{emoji} {label}",
+        "faces": "Лиц на фото: {count}.",
+        "no_face": (
+            "Не нашёл на фото лица. Сфотографируйте лицо анфас при хорошем свете, "
+            "чтобы оно занимало заметную часть кадра, или пришлите фото, обрезанное по лицу."
+        ),
+        "unreadable": (
+            "Не получилось прочитать это фото: файл повреждён или это не изображение. "
+            "Пришлите, пожалуйста, фото ещё раз."
+        ),
+        "gave_up": (
+            "Извините, не получилось обработать это фото после нескольких попыток. "
+            "Попробуйте прислать его ещё раз чуть позже."
+        ),
+    },
+    "en": {
+        "one_face": "{emoji} {label}",
+        "faces": "Faces in the photo: {count}.",
+        "no_face": (
+            "I could not find a face in this photo. Take the photo facing the camera in good "
+            "light, with the face filling a good part of the frame, or send a photo cropped "
+            "to the face."
+        ),
+        "unreadable": (
+            "I could not read this photo: the file is damaged or is not an image. "
+            "Please send the photo again."
+        ),
+        "gave_up": (
+            "Sorry, I could not process this photo after several tries. "
+            "Please send it again a little later."
+        ),
+    },
+}
+
+
+def language_of(language: str | None, telegram_language: str | None) -> str:
+    """The user's choice, else English for an English Telegram client, else Russian."""
+    if language in TEXTS:
+        return language
+    if telegram_language and telegram_language.lower().startswith("en"):
+        return "en"
+    return "ru"
+
+
+def text(key: str, lang: str, **values: Any) -> str:
+    return TEXTS[lang][key].format(**values)
+
+
+def best_class(probs: Sequence[float]) -> str:
+    return CLASSES[max(range(len(CLASSES)), key=lambda i: probs[i])]
+
+
+def _percent(p: float) -> str:
+    return f"{round(100 * p)}%"
+
+
+def probabilities_line(probs: Sequence[float], lang: str) -> str:
+    """All four classes, most likely first: `happy 87% · neutral 8% · …`."""
+    names = DISPLAY_NAMES[lang]
+    order = sorted(range(len(CLASSES)), key=lambda i: -probs[i])
+    return " · ".join(f"{names[CLASSES[i]]} {_percent(probs[i])}" for i in order)
+
+
+def one_face(probs: Sequence[float], lang: str) -> str:
+    label = best_class(probs)
+    head = text("one_face", lang, emoji=EMOJI[label], label=DISPLAY_NAMES[lang][label])
+    return f"{head}\n{probabilities_line(probs, lang)}"
+
+
+def face_label(number: int, probs: Sequence[float], lang: str) -> str:
+    """The short label drawn next to a face box: `1 happy`."""
+    return f"{number} {DISPLAY_NAMES[lang][best_class(probs)]}"
+
+
+def several_faces(all_probs: Sequence[Sequence[float]], lang: str) -> str:
+    """One line per face, numbered like the boxes on the picture."""
+    lines = [text("faces", lang, count=len(all_probs))]
+    for number, probs in enumerate(all_probs, start=1):
+        label = best_class(probs)
+        lines.append(f"{number}. {EMOJI[label]} {probabilities_line(probs, lang)}")
+    return "\n".join(lines)
