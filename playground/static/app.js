@@ -6,6 +6,11 @@ const typing = document.getElementById("typing");
 const notice = document.getElementById("notice");
 const drop = document.getElementById("drop");
 let version = "";
+// Follow new messages (and images that load later) unless the person scrolled up to read.
+let stickToBottom = true;
+chat.addEventListener("scroll", () => {
+  stickToBottom = chat.scrollHeight - chat.scrollTop - chat.clientHeight < 40;
+});
 
 function escapeHtml(text) {
   return text.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
@@ -24,6 +29,7 @@ function renderMessage(message) {
     const img = document.createElement("img");
     img.src = "/api/files/" + encodeURIComponent(message.photo[message.photo.length - 1].file_id);
     img.alt = "photo";
+    img.addEventListener("load", () => { if (stickToBottom) chat.scrollTop = chat.scrollHeight; });
     div.appendChild(img);
   }
   if (message.document) {
@@ -31,7 +37,7 @@ function renderMessage(message) {
     link.className = "doc";
     link.href = "/api/files/" + encodeURIComponent(message.document.file_id);
     link.download = message.document.file_name || "file";
-    link.textContent = "📄 " + (message.document.file_name || "file");
+    link.textContent = message.document.file_name || "file";
     div.appendChild(link);
   }
   const text = message.text || message.caption;
@@ -71,7 +77,6 @@ function renderMessage(message) {
 }
 
 function render(snapshot) {
-  const atBottom = chat.scrollHeight - chat.scrollTop - chat.clientHeight < 40;
   chat.replaceChildren(...snapshot.messages.map(renderMessage));
   if (!snapshot.messages.length) {
     chat.innerHTML = '<p class="hint">Send <code>/start</code>, or drop face photos anywhere on this page.</p>';
@@ -79,7 +84,7 @@ function render(snapshot) {
   typing.hidden = !snapshot.typing;
   notice.hidden = !snapshot.notice;
   notice.textContent = snapshot.notice || "";
-  if (atBottom || snapshot.messages.length) chat.scrollTop = chat.scrollHeight;
+  if (stickToBottom) chat.scrollTop = chat.scrollHeight;
 }
 
 async function poll() {

@@ -1,0 +1,141 @@
+"""The playground chat page in real headless Chromium, against the real playground server.
+
+The other side of the chat is driven through the Bot API with aiogram's `Bot`, as the bot and
+the worker do; the whole platform answering a photo is in test_playground_platform.py.
+"""
+
+import base64
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.types import BufferedInputFile, InlineKeyboardButton, InlineKeyboardMarkup
+from playwright.async_api import Page, async_playwright, expect
+
+from playground.web import Playground
+
+CHROMIUM = "/usr/bin/chromium"
+PHOTOS = Path(__file__).parents[1] / "data" / "faces"
+TOKEN = "1:playground"
+
+
+def chromium_path() -> str:
+    path = shutil.which("chromium") or (CHROMIUM if Path(CHROMIUM).exists() else None)
+    if path is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    return path
+
+
+@pytest.fixture
+async def playground() -> AsyncIterator[Playground]:
+    server = Playground(port=0, user_id=1)
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def bot(playground: Playground) -> AsyncIterator[Bot]:
+    session = AiohttpSession(api=TelegramAPIServer.from_base(playground.api_url))
+    bot = Bot(TOKEN, session=session)
+    yield bot
+    await bot.session.close()
+
+
+@pytest.fixture
+async def page(playground: Playground) -> AsyncIterator[Page]:
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
+        context = await browser.new_context(
+            locale="en-US", viewport={"width": 900, "height": 900}
+        )  # fmt: skip
+        page = await context.new_page()
+        await page.goto(playground.page_url)
+        yield page
+        await browser.close()
+
+
+async def drop_files(page: Page, files: dict[str, bytes]) -> None:
+    """Drag-and-drop of files onto the chat, as a file manager does it."""
+    encoded = {name: base64.b64encode(data).decode() for name, data in files.items()}
+    await page.evaluate(
+        """(files) => {
+            const transfer = new DataTransfer();
+            for (const [name, b64] of Object.entries(files)) {
+                const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                transfer.items.add(new File([bytes], name, { type: "image/jpeg" }));
+            }
+            const target = document.getElementById("chat");
+            for (const type of ["dragover", "drop"]) {
+                const init = { dataTransfer: transfer, bubbles: true };
+                target.dispatchEvent(new DragEvent(type, init));
+            }
+        }""",
+        encoded,
+    )
+
+
+async def test_chat_page_messages_buttons_uploads_and_bot_files(
+    playground: Playground, bot: Bot, page: Page, tmp_path: Path
+) -> None:
+    me = playground.user
+
+    # A command from the command bar reaches the Bot API as a message update.
+    await page.click("#commands button[data-command='/start']")
+    updates = await bot.get_updates(timeout=5)
+    assert [u.message.text for u in updates if u.message] == ["/start"]
+    assert updates[0].message.from_user.id == me.id
+
+    # A bot message with an inline keyboard is shown; pressing a button sends its data.
+    keyboard = InlineKeyboardMarkup(
+        inline_keyboard=[[InlineKeyboardButton(text="Happy", callback_data="label:happy"),
+                          InlineKeyboardButton(text="Neutral", callback_data="label:neutral")]]
+    )  # fmt: skip
+    await bot.send_message(me.id, "Which emotion? <b>Pick one</b>", reply_markup=keyboard)
+    await expect(page.locator(".msg.bot .text").last).to_have_text("Which emotion? Pick one")
+    await page.click(".keyboard button:has-text('Happy')")
+    updates = await bot.get_updates(offset=updates[-1].update_id + 1, timeout=5)
+    assert [u.callback_query.data for u in updates if u.callback_query] == ["label:happy"]
+
+    # A photo chosen with the file picker arrives as a photo message and shows in the chat.
+    astronaut = (PHOTOS / "astronaut.jpg").read_bytes()
+    await page.set_input_files("#file", str(PHOTOS / "astronaut.jpg"))
+    updates = await bot.get_updates(offset=updates[-1].update_id + 1, timeout=5)
+    assert len(updates) == 1 and updates[0].message.photo
+    file = await bot.get_file(updates[0].message.photo[-1].file_id)
+    assert (await bot.download_file(file.file_path)).read() == astronaut
+    await expect(page.locator(".msg.user img")).to_have_count(1)
+
+    # Two photos dropped on the page arrive as one album.
+    three = (PHOTOS / "three_faces.jpg").read_bytes()
+    await drop_files(page, {"a.jpg": astronaut, "b.jpg": three})
+    updates = await bot.get_updates(offset=updates[-1].update_id + 1, timeout=5)
+    groups = {u.message.media_group_id for u in updates}
+    assert len(updates) == 2 and len(groups) == 1 and None not in groups
+    await expect(page.locator(".msg.user img")).to_have_count(3)
+
+    # A photo and a document from the bot are shown and can be opened.
+    await bot.send_photo(me.id, BufferedInputFile(three, "faces.jpg"), caption="3 faces")
+    await bot.send_document(me.id, BufferedInputFile(b"a,b\n1,2\n", "dataset.csv"))
+    bot_photo = page.locator(".msg.bot img").last
+    await expect(bot_photo).to_be_visible()
+    assert await bot_photo.evaluate("img => img.complete && img.naturalWidth") > 0
+    link = page.locator(".msg.bot a.doc").last
+    await expect(link).to_have_text("dataset.csv")
+    href = await link.get_attribute("href")
+    body = await page.evaluate("url => fetch(url).then(r => r.text())", href)
+    assert body == "a,b\n1,2\n"
+
+    # Typing a message and pressing Enter sends it.
+    await page.fill("#text", "/help")
+    await page.press("#text", "Enter")
+    updates = await bot.get_updates(offset=updates[-1].update_id + 1, timeout=5)
+    assert [u.message.text for u in updates] == ["/help"]
+
+    shot = tmp_path / "playground.png"
+    await page.screenshot(path=str(shot))
+    assert shot.read_bytes().startswith(b"\x89PNG")
