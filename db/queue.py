@@ -13,8 +13,9 @@ The one window that remains: the reply reached Telegram but the worker died befo
 `mark_replied` committed. The row is then answered a second time after the lease. It cannot be
 closed, because the Bot API has no idempotency key: whatever is recorded before the send
 could be a reply that never went out (lost), whatever after could be a duplicate. A lost
-answer is worse than a repeated one, so the record comes after, right after each single send
-(one short UPDATE), which makes the window one round trip to PostgreSQL wide.
+answer is worse than a repeated one, so the record comes after, as soon as the send returns:
+replies that return while one UPDATE is running are recorded together by the next one (group
+commit), so the window is at most two short UPDATEs wide.
 """
 
 from dataclasses import dataclass
@@ -144,27 +145,33 @@ async def still_held(session: AsyncSession, *, worker: str, ids: list[int]) -> s
     return set(held)
 
 
-_FINISH = text("""
+_REPLIED = text("""
 UPDATE prediction_requests
-SET status = :status, error = :error, replied_at = CASE WHEN :replied THEN now() END,
-    finished_at = now(), locked_until = NULL, updated_at = now()
-WHERE id = :id AND status = 'processing' AND replied_at IS NULL
+SET status = 'done', replied_at = now(), finished_at = now(), locked_until = NULL,
+    updated_at = now()
+WHERE id = ANY(:ids) AND status = 'processing' AND replied_at IS NULL
 RETURNING id
 """)
 
 
-async def mark_replied(session: AsyncSession, request_id: int) -> bool:
-    """Record that the answer went out (status done); False if it was already recorded."""
-    row = await session.execute(
-        _FINISH, {"id": request_id, "status": "done", "error": None, "replied": True}
-    )
-    return row.first() is not None
+async def mark_replied(session: AsyncSession, ids: list[int]) -> set[int]:
+    """Record that these answers went out (status done); returns the ids not recorded before."""
+    if not ids:
+        return set()
+    return set((await session.execute(_REPLIED, {"ids": ids})).scalars())
 
 
 async def mark_failed(session: AsyncSession, request_id: int, error: str, *, replied: bool) -> bool:
     """Give up on a request; `replied` says whether an apology reached the user."""
     row = await session.execute(
-        _FINISH, {"id": request_id, "status": "failed", "error": error, "replied": replied}
+        text("""
+        UPDATE prediction_requests
+        SET status = 'failed', error = :error, replied_at = CASE WHEN :replied THEN now() END,
+            finished_at = now(), locked_until = NULL, updated_at = now()
+        WHERE id = :id AND status = 'processing' AND replied_at IS NULL
+        RETURNING id
+        """),
+        {"id": request_id, "error": error, "replied": replied},
     )
     return row.first() is not None
 

@@ -84,6 +84,7 @@ class Worker:
         self._stopping = asyncio.Event()
         self._listener: asyncpg.Connection | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._replies = ReplyLog(storage)
 
     def stop(self) -> None:
         """Finish the batch in hand, then return (safe to call from a signal handler)."""
@@ -317,10 +318,9 @@ class Worker:
             else:
                 await self._retry(job, f"send failed: {exc}")
             return
-        # Right after the send, on its own: the narrowest window in which a crash could
+        # Recorded as soon as the send returns: the narrowest window in which a crash could
         # make another worker answer this request again (see db/queue.py).
-        async with self.storage.sessions.begin() as session:
-            await queue.mark_replied(session, request.id)
+        await self._replies.record(request.id)
 
     async def _fail(self, job: Job, error: str, apology: Reply) -> None:
         log.warning("%s: request %d failed: %s", self.name, job.request.id, error)
@@ -361,3 +361,34 @@ def _result(job: Job, probs: np.ndarray) -> dict[str, Any]:
             for face, row in zip(job.faces, probs, strict=True)
         ],
     }
+
+
+class ReplyLog:
+    """Records sent replies with as few UPDATEs as possible (group commit).
+
+    Each send adds its request id and waits; whoever gets the lock writes every id waiting
+    by then in one UPDATE. A reply is recorded by the UPDATE running when it returns or by the
+    next one, instead of each reply paying for its own transaction and pool connection.
+    """
+
+    def __init__(self, storage: Storage):
+        self.storage = storage
+        self._waiting: dict[int, asyncio.Future[None]] = {}
+        self._lock = asyncio.Lock()
+
+    async def record(self, request_id: int) -> None:
+        done = asyncio.get_running_loop().create_future()
+        self._waiting[request_id] = done
+        async with self._lock:
+            if not done.done():
+                batch, self._waiting = self._waiting, {}
+                try:
+                    async with self.storage.sessions.begin() as session:
+                        await queue.mark_replied(session, list(batch))
+                except Exception as exc:
+                    for future in batch.values():
+                        future.set_exception(exc)
+                else:
+                    for future in batch.values():
+                        future.set_result(None)
+        await done

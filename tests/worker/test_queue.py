@@ -81,8 +81,8 @@ async def test_results_survive_a_crash_and_a_reply_is_recorded_once(
         [again] = await queue.claim(session, worker="b", limit=1, lease_s=60)
     assert again.result == result and again.model_version == 3
     async with sessions.begin() as session:
-        assert await queue.mark_replied(session, request_id) is True
-        assert await queue.mark_replied(session, request_id) is False
+        assert await queue.mark_replied(session, [request_id]) == {request_id}
+        assert await queue.mark_replied(session, [request_id]) == set()
         assert await queue.mark_failed(session, request_id, "late", replied=False) is False
     row = await _row(sessions, request_id)
     assert (row.status, row.error, row.locked_until) == ("done", None, None)

@@ -62,8 +62,8 @@ async def test_a_queued_face_gets_its_emotion_in_the_users_language(
     english = await enqueue_photo(storage, fer_face(), chat_id=501, user_id=501, message_id=7)
     russian = await enqueue_photo(storage, fer_face(), chat_id=502, user_id=502, message_id=8)
     async with running(Worker(worker_settings, storage, bot)):
-        reply_en = await emulator.wait_for(501)
-        reply_ru = await emulator.wait_for(502)
+        reply_en = await emulator.wait_for(501, timeout=30)
+        reply_ru = await emulator.wait_for(502, timeout=30)
         rows = await _wait_status(storage.sessions, [english, russian])
 
     assert reply_en.method == "sendMessage"
@@ -89,8 +89,8 @@ async def test_several_faces_get_a_numbered_picture_and_no_face_gets_advice(
     group = await enqueue_photo(storage, photo("three_faces.jpg"), chat_id=601)
     empty = await enqueue_photo(storage, photo("coffee.jpg"), chat_id=602)
     async with running(Worker(worker_settings, storage, bot)):
-        picture = await emulator.wait_for(601)
-        advice = await emulator.wait_for(602)
+        picture = await emulator.wait_for(601, timeout=30)
+        advice = await emulator.wait_for(602, timeout=30)
         await _wait_status(storage.sessions, [group, empty])
 
     assert picture.method == "sendPhoto"
@@ -118,7 +118,7 @@ async def test_missing_or_corrupt_photos_fail_cleanly_and_the_rest_of_the_batch_
     good = await enqueue_photo(storage, fer_face(), chat_id=704)
     async with running(Worker(worker_settings, storage, bot)):
         rows = await _wait_status(storage.sessions, [missing, corrupt, not_image, good])
-        await emulator.wait_for(704)
+        await emulator.wait_for(704, timeout=30)
 
     errors = {r.id: (r.status, r.error, r.replied_at is not None) for r in rows}
     assert errors[missing][0] == "failed" and "missing" in errors[missing][1]
@@ -164,7 +164,7 @@ async def test_a_promoted_model_answers_from_the_next_batch_without_a_restart(
     worker = Worker(worker_settings, storage, bot)
     async with running(worker):
         first = await enqueue_photo(storage, fer_face(), chat_id=901)
-        assert (await emulator.wait_for(901)).text.startswith("😄")
+        assert (await emulator.wait_for(901, timeout=30)).text.startswith("😄")
 
         _, key = await storage.blobs.put_content(
             constant_model("surprise").read_bytes(), prefix="models"
@@ -179,7 +179,7 @@ async def test_a_promoted_model_answers_from_the_next_batch_without_a_restart(
             assert asyncio.get_running_loop().time() < deadline, "the promotion was not picked up"
             await asyncio.sleep(0.05)
         second = await enqueue_photo(storage, fer_face(), chat_id=902)
-        reply = await emulator.wait_for(902)
+        reply = await emulator.wait_for(902, timeout=30)
         rows = await _wait_status(storage.sessions, [first, second])
     assert reply.text is not None and reply.text.startswith("😮 удивлённый")
     assert [r.model_version for r in rows] == [None, model.version]
