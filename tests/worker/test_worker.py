@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from aiogram import Bot
 from PIL import Image
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db import registry
@@ -248,3 +248,38 @@ async def test_stop_gives_back_requests_claimed_for_a_batch_not_started(
     row = await _request(storage.sessions, request)
     assert (row.status, row.attempts, row.locked_by, row.locked_until) == ("queued", 0, None, None)
     assert [c for c in emulator.calls if c.chat_id == 990] == []
+
+
+async def test_a_telegram_outage_is_retried_from_the_stored_result(
+    worker_settings: Settings, storage: Storage, bot: Bot, botapi: API
+) -> None:
+    emulator, _ = botapi
+    emulator._failures["sendmessage"] = [BotAPIError(502, "Bad Gateway")]
+    request = await enqueue_photo(storage, fer_face(), chat_id=1101)
+    async with running(Worker(worker_settings, storage, bot)):
+        [row] = await _wait_status(storage.sessions, [request])
+    assert row.status == "done" and row.attempts == 2
+    assert "send failed" in row.error  # the first attempt's reason is kept
+    # The second attempt answered from the result the first one stored: no second model run.
+    assert row.timings["batch"] == 1 and row.result["faces"][0]["probs"][1] == 0.97
+    assert len([c for c in emulator.calls if c.chat_id == 1101]) == 1
+
+
+async def test_a_request_that_keeps_failing_gets_an_apology_and_fails(
+    worker_settings: Settings, storage: Storage, bot: Bot, botapi: API
+) -> None:
+    emulator, _ = botapi
+    request = await enqueue_photo(storage, fer_face(), chat_id=1201)
+    # Workers died on it `max_attempts` times: its lease ran out again.
+    async with storage.sessions.begin() as session:
+        row = await session.get(PredictionRequest, request)
+        assert row is not None
+        row.status, row.attempts = "processing", worker_settings.max_attempts
+        row.locked_until, row.locked_by = func.now() - text("interval '1 second'"), "dead"
+    async with running(Worker(worker_settings, storage, bot)):
+        [row] = await _wait_status(storage.sessions, [request])
+        reply = await emulator.wait_for(1201, timeout=30)
+    assert reply.text == texts.text("gave_up", "ru")
+    assert row.status == "failed" and row.replied_at is not None
+    assert row.error == f"gave up after {worker_settings.max_attempts} attempts"
+    assert row.result is None  # the photo was not processed again
