@@ -21,6 +21,7 @@ from typing import Any
 import asyncpg
 import numpy as np
 from aiogram import Bot
+from sqlalchemy.exc import SQLAlchemyError
 
 from db import queue
 from db.blobs import BlobNotFound
@@ -99,10 +100,19 @@ class Worker:
             while not self._stopping.is_set():
                 if self.models.swap():
                     log.info("%s: now answering with %s", self.name, self.models.model.name)
-                batch = await self._collect()
-                if batch:
-                    await self.process(batch)
-                else:
+                try:
+                    batch = await self._collect()
+                    if batch:
+                        await self.process(batch)
+                except (OSError, SQLAlchemyError) as exc:
+                    # PostgreSQL or the network went away: what this worker holds is claimed
+                    # again when its lease runs out; try again after a pause.
+                    log.error(
+                        "%s: %r; retrying in %s s", self.name, exc, self.settings.poll_seconds
+                    )
+                    await self._sleep(self.settings.poll_seconds)
+                    continue
+                if not batch:
                     await self._sleep(self.settings.poll_seconds)
                     if self._listener is None or self._listener.is_closed():
                         await self._listen()
@@ -199,8 +209,10 @@ class Worker:
         fresh = [j for j in work if j.fresh]
         crops = [face.crop for j in fresh for face in j.faces]
         try:
-            probs = await asyncio.to_thread(
-                classifier.predict, np.stack(crops) if crops else np.zeros((0, 48, 48), np.uint8)
+            probs = (
+                await asyncio.to_thread(classifier.predict, np.stack(crops))
+                if crops
+                else np.zeros((0, len(CLASSES)), np.float32)
             )
         except Exception as exc:
             log.exception("%s: the model failed", self.name)
