@@ -145,9 +145,13 @@ class Worker:
         self._wake.set()
 
     def _on_model(self, *_: object) -> None:
-        task = asyncio.get_running_loop().create_task(self.models.refresh())
+        task = asyncio.get_running_loop().create_task(self._refresh_model())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    async def _refresh_model(self) -> None:
+        await self.models.refresh()
+        self._wake.set()  # an idle worker swaps it in now rather than at the next poll
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -283,3 +283,19 @@ async def test_a_request_that_keeps_failing_gets_an_apology_and_fails(
     assert row.status == "failed" and row.replied_at is not None
     assert row.error == f"gave up after {worker_settings.max_attempts} attempts"
     assert row.result is None  # the photo was not processed again
+
+
+async def test_an_idle_worker_wakes_on_notify_not_on_its_poll(
+    worker_settings: Settings, storage: Storage, bot: Bot, botapi: API
+) -> None:
+    emulator, _ = botapi
+    worker = Worker(worker_settings.model_copy(update={"poll_seconds": 600}), storage, bot)
+    async with running(worker):
+        for _ in range(500):  # LISTENing, then idle for ten minutes
+            if worker._listener is not None:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)
+        await enqueue_photo(storage, fer_face(), chat_id=1301)
+        # Well before the poll: only the NOTIFY can have woken it.
+        await emulator.wait_for(1301, timeout=20)
