@@ -19,6 +19,7 @@ Model:
 - What the bot does is recorded as `BotCall`s, numbered in order. Each user action sets the
   chat's mark; `wait_for` and `collect` look at calls made after it (or after `after=`), so a
   test sends something and then waits for the answer to it.
+- `pushed` holds every update queued; `push_update(emulator.pushed[-1])` delivers a duplicate.
 - Messages (the users' and the bot's) are kept per chat with edits applied, so buttons of an
   edited message can be pressed.
 - `fail_next(method, retry_after=n)` makes the next call of a method answer 429 (flood control).
@@ -297,6 +298,7 @@ class BotAPIEmulator:
     def __init__(self, bot_username: str = "emobot_playground_bot") -> None:
         self.bot_username = bot_username
         self.updates: list[Json] = []  # not yet confirmed by a getUpdates offset
+        self.pushed: list[Json] = []  # every update ever queued, in order
         self.calls: list[BotCall] = []
         self.chats: dict[int, Chat] = {}
         self.users: dict[int, FakeUser] = {}
@@ -400,6 +402,7 @@ class BotAPIEmulator:
         delivers a duplicate); moves the chat's mark."""
         update.setdefault("update_id", next(self._update_ids))
         self.updates.append(update)
+        self.pushed.append(update)
         if chat_id is not None:
             self.chat(chat_id).mark = len(self.calls)
         self._notify()

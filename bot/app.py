@@ -1,0 +1,132 @@
+"""Building the Bot and the Dispatcher, and running them (long polling or webhook)."""
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from aiogram import Bot, Dispatcher, Router
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.fsm.storage.memory import SimpleEventIsolation
+from aiogram.types import BotCommand, BotCommandScopeChat, BotCommandScopeDefault
+
+from bot.middlewares import Database, DuplicateUpdates, RetryAfter, Throttling
+from bot.routers import admin, common, contribute, errors, mine, predict
+from bot.services.admin import DOCUMENT_LIMIT
+from bot.texts import ADMIN_COMMANDS, LANGUAGES, USER_COMMANDS, t
+from db.engine import Storage, open_storage
+from db.fsm import PostgresStorage
+from emobot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Without BOT_TOKEN the bot talks to the local playground Bot API, which takes any token.
+PLAYGROUND_TOKEN = "1000000:playground"
+WEBHOOK_PATH = "/telegram/webhook"
+
+
+class ConfigurationError(SystemExit):
+    """The settings cannot run a bot; the message says which to set."""
+
+
+def build_bot(settings: Settings) -> Bot:
+    if settings.bot_token is None and settings.telegram_api_url is None:
+        raise ConfigurationError("set BOT_TOKEN (Telegram) or TELEGRAM_API_URL (a playground)")
+    token = settings.bot_token.get_secret_value() if settings.bot_token else PLAYGROUND_TOKEN
+    session = (
+        AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
+        if settings.telegram_api_url
+        else AiohttpSession()
+    )
+    session.middleware(RetryAfter())
+    return Bot(token, session=session)
+
+
+def build_dispatcher(
+    storage: Storage,
+    settings: Settings,
+    *,
+    throttle_limit: int = 15,
+    throttle_window: float = 10.0,
+    export_document_limit: int = DOCUMENT_LIMIT,
+    extra_routers: Sequence[Router] = (),
+) -> Dispatcher:
+    """The Dispatcher with every feature; `extra_routers` go before the fallback router."""
+    dispatcher = Dispatcher(
+        storage=PostgresStorage(storage.sessions),
+        # One update at a time per user: the photos of an album join the batch one by one.
+        events_isolation=SimpleEventIsolation(),
+        settings=settings,
+        db_storage=storage,
+        blobs=storage.blobs,
+        export_document_limit=export_document_limit,
+    )
+    dispatcher.update.outer_middleware(DuplicateUpdates())
+    dispatcher.update.outer_middleware(Database(storage.sessions, settings.admin_ids))
+    dispatcher.update.outer_middleware(Throttling(throttle_limit, throttle_window))
+    # Routers are built afresh: a router belongs to one dispatcher, and a process (or a test)
+    # may build another after a restart.
+    dispatcher.include_routers(
+        errors.make_router(),
+        common.make_router(),
+        admin.make_router(),
+        contribute.make_router(),
+        mine.make_router(),
+        predict.make_router(),
+        *extra_routers,
+        common.make_fallback_router(),
+    )
+    dispatcher.startup.register(set_commands)
+    return dispatcher
+
+
+def _commands(lang: str, names: tuple[str, ...]) -> list[BotCommand]:
+    return [BotCommand(command=name, description=t(lang, f"cmd.{name}")) for name in names]
+
+
+async def set_commands(bot: Bot, settings: Settings) -> None:
+    """Menus per language; admins get theirs with the admin commands added."""
+    for lang in LANGUAGES:
+        # Russian is the default menu, the others are shown to clients in that language.
+        code = None if lang == LANGUAGES[0] else lang
+        await bot.set_my_commands(
+            _commands(lang, USER_COMMANDS), scope=BotCommandScopeDefault(), language_code=code
+        )
+        for admin_id in sorted(settings.admin_ids):
+            await bot.set_my_commands(
+                _commands(lang, USER_COMMANDS + ADMIN_COMMANDS),
+                scope=BotCommandScopeChat(chat_id=admin_id),
+                language_code=code,
+            )
+
+
+async def run_bot(settings: Settings) -> None:
+    """Long polling, or a webhook server when WEBHOOK_URL is set."""
+    async with open_storage(settings) as storage:
+        bot = build_bot(settings)
+        dispatcher = build_dispatcher(storage, settings)
+        if settings.webhook_url:
+            await _run_webhook(bot, dispatcher, settings)
+        else:
+            await bot.delete_webhook()
+            await dispatcher.start_polling(bot)
+
+
+async def _run_webhook(bot: Bot, dispatcher: Dispatcher, settings: Settings) -> None:
+    from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
+    from aiohttp import web
+
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+    app = web.Application()
+    SimpleRequestHandler(dispatcher, bot, secret_token=secret).register(app, path=WEBHOOK_PATH)
+    setup_application(app, dispatcher, bot=bot)
+    url = settings.webhook_url.rstrip("/") + WEBHOOK_PATH if settings.webhook_url else ""
+    await bot.set_webhook(url, secret_token=secret)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "0.0.0.0", settings.webhook_port).start()
+    log.info("webhook at %s, listening on port %s", url, settings.webhook_port)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,109 @@
+"""Inline keyboards and their callback data."""
+
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+
+from bot.texts import LANGUAGES, label_name, t
+from ml.labels import CLASSES
+
+
+class ConsentCb(CallbackData, prefix="consent"):
+    agree: bool
+
+
+class LabelCb(CallbackData, prefix="label"):
+    label: str
+
+
+class BatchCb(CallbackData, prefix="batch"):
+    action: str  # done | save | discard
+
+
+class LanguageCb(CallbackData, prefix="lang"):
+    code: str
+
+
+class MineCb(CallbackData, prefix="mine"):
+    action: str  # page | delete | delete_all | delete_all_yes | delete_all_no
+    page: int = 0
+    sample_id: int = 0
+
+
+def consent(lang: str) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(text=t(lang, "consent.yes"), callback_data=ConsentCb(agree=True))
+    builder.button(text=t(lang, "consent.no"), callback_data=ConsentCb(agree=False))
+    return builder.as_markup()
+
+
+def labels(lang: str) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    for label in CLASSES:
+        builder.button(text=label_name(lang, label), callback_data=LabelCb(label=label))
+    builder.adjust(2)
+    return builder.as_markup()
+
+
+def done(lang: str) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(text=t(lang, "contribute.done"), callback_data=BatchCb(action="done"))
+    return builder.as_markup()
+
+
+def save_or_discard(lang: str) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(text=t(lang, "contribute.save"), callback_data=BatchCb(action="save"))
+    builder.button(text=t(lang, "contribute.discard"), callback_data=BatchCb(action="discard"))
+    return builder.as_markup()
+
+
+def languages() -> InlineKeyboardMarkup:
+    names = {"ru": "Русский", "en": "English"}
+    builder = InlineKeyboardBuilder()
+    for code in LANGUAGES:
+        builder.button(text=names[code], callback_data=LanguageCb(code=code))
+    return builder.as_markup()
+
+
+def mine_page(lang: str, sample_ids: list[int], page: int, pages: int) -> InlineKeyboardMarkup:
+    """A delete button per listed photo, paging arrows, and "delete all"."""
+    rows = [
+        [
+            InlineKeyboardButton(
+                text=f"🗑 #{sample_id}",
+                callback_data=MineCb(action="delete", page=page, sample_id=sample_id).pack(),
+            )
+        ]
+        for sample_id in sample_ids
+    ]
+    arrows = []
+    if page > 0:
+        arrows.append(
+            InlineKeyboardButton(
+                text="◀", callback_data=MineCb(action="page", page=page - 1).pack()
+            )
+        )
+    if page + 1 < pages:
+        arrows.append(
+            InlineKeyboardButton(
+                text="▶", callback_data=MineCb(action="page", page=page + 1).pack()
+            )
+        )
+    if arrows:
+        rows.append(arrows)
+    rows.append(
+        [
+            InlineKeyboardButton(
+                text=t(lang, "mine.delete_all"), callback_data=MineCb(action="delete_all").pack()
+            )
+        ]
+    )
+    return InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+def delete_all_confirm(lang: str) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(text=t(lang, "mine.yes"), callback_data=MineCb(action="delete_all_yes"))
+    builder.button(text=t(lang, "mine.no"), callback_data=MineCb(action="delete_all_no"))
+    return builder.as_markup()

@@ -1,0 +1,136 @@
+"""Middlewares: duplicate updates, a database session and user row per update, throttling,
+and honouring Telegram's flood control when sending."""
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiogram import BaseMiddleware, Bot
+from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
+from aiogram.exceptions import TelegramRetryAfter
+from aiogram.methods import TelegramMethod
+from aiogram.methods.base import Response, TelegramType
+from aiogram.types import TelegramObject, Update, User
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.texts import DEFAULT_LANGUAGE, LANGUAGES, t
+from db.users import upsert_user, user_language
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
+
+
+class DuplicateUpdates(BaseMiddleware):
+    """Skips an update whose id was seen lately (Telegram may deliver one twice)."""
+
+    def __init__(self, remember: int = 10_000) -> None:
+        self.remember = remember
+        self._seen: OrderedDict[int, None] = OrderedDict()
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        assert isinstance(event, Update)
+        if event.update_id in self._seen:
+            log.info("duplicate update %s ignored", event.update_id)
+            return None
+        self._seen[event.update_id] = None
+        if len(self._seen) > self.remember:
+            self._seen.popitem(last=False)
+        return await handler(event, data)
+
+
+class Database(BaseMiddleware):
+    """A session per update (committed when the handler succeeds), the user's row upserted,
+    and `lang` and `is_admin` for the handlers."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], admin_ids: frozenset[int]):
+        self.sessions = sessions
+        self.admin_ids = admin_ids
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        sender: User | None = data.get("event_from_user")
+        async with self.sessions() as session:
+            data["session"] = session
+            data["lang"] = DEFAULT_LANGUAGE
+            data["is_admin"] = False
+            if sender is not None:
+                user = await upsert_user(
+                    session,
+                    sender.id,
+                    username=sender.username,
+                    first_name=sender.first_name,
+                    telegram_language=sender.language_code,
+                )
+                data["user"] = user
+                data["lang"] = user_language(user, LANGUAGES)
+                data["is_admin"] = sender.id in self.admin_ids
+            result = await handler(event, data)
+            await session.commit()
+            return result
+
+
+class Throttling(BaseMiddleware):
+    """At most `limit` updates per user in `window` seconds; the photos of one album count as
+    one. Over the limit, updates are dropped and the user is warned once per flood."""
+
+    def __init__(self, limit: int = 15, window: float = 10.0) -> None:
+        self.limit = limit
+        self.window = window
+        self._hits: dict[int, deque[float]] = {}
+        self._albums: dict[int, str] = {}  # the last album seen per user
+        self._warned: set[int] = set()
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        assert isinstance(event, Update)
+        sender: User | None = data.get("event_from_user")
+        if sender is None:
+            return await handler(event, data)
+        album = event.message.media_group_id if event.message else None
+        if album is not None and self._albums.get(sender.id) == album:
+            return await handler(event, data)
+        now = time.monotonic()
+        hits = self._hits.setdefault(sender.id, deque())
+        while hits and hits[0] <= now - self.window:
+            hits.popleft()
+        if len(hits) >= self.limit:
+            if sender.id not in self._warned:
+                self._warned.add(sender.id)
+                bot: Bot = data["bot"]
+                await bot.send_message(
+                    sender.id, t(data.get("lang", DEFAULT_LANGUAGE), "throttled")
+                )
+            return None
+        self._warned.discard(sender.id)
+        hits.append(now)
+        if album is not None:
+            self._albums[sender.id] = album
+        return await handler(event, data)
+
+
+class RetryAfter(BaseRequestMiddleware):
+    """Waits as long as Telegram's flood control asks and sends again (a few times at most)."""
+
+    def __init__(self, attempts: int = 3, max_wait: float = 60.0) -> None:
+        self.attempts = attempts
+        self.max_wait = max_wait
+
+    async def __call__(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return await make_request(bot, method)
+            except TelegramRetryAfter as exc:
+                if attempt == self.attempts or exc.retry_after > self.max_wait:
+                    raise
+                log.warning(
+                    "flood control on %s: waiting %ss", method.__api_method__, exc.retry_after
+                )
+                await asyncio.sleep(exc.retry_after)
+        raise AssertionError("unreachable: the last attempt returns or raises")

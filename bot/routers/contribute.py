@@ -1,0 +1,168 @@
+"""/contribute: consent (once), class, photos (each checked), then save or discard."""
+
+from aiogram import Bot, F, Router
+from aiogram.filters import Command
+from aiogram.fsm.context import FSMContext
+from aiogram.types import CallbackQuery, Message
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import keyboards
+from bot.keyboards import BatchCb, ConsentCb, LabelCb
+from bot.services.contribute import Pending, check_photo, save_batch
+from bot.services.photos import Rejected, incoming_image
+from bot.states import Contribute
+from bot.texts import label_name, t
+from db.blobs import BlobStore
+from db.models import User
+from db.users import give_consent
+from emobot.settings import Settings
+from ml.labels import CLASSES
+
+not_command = ~F.text.startswith("/")
+
+
+async def contribute(message: Message, state: FSMContext, user: User, lang: str) -> None:
+    await state.clear()
+    if user.consent_at is None:
+        await state.set_state(Contribute.consent)
+        await message.answer(t(lang, "consent.ask"), reply_markup=keyboards.consent(lang))
+        return
+    await state.set_state(Contribute.label)
+    await message.answer(t(lang, "contribute.choose"), reply_markup=keyboards.labels(lang))
+
+
+async def consent(
+    query: CallbackQuery,
+    callback_data: ConsentCb,
+    state: FSMContext,
+    session: AsyncSession,
+    lang: str,
+) -> None:
+    await query.answer()
+    assert isinstance(query.message, Message)
+    if not callback_data.agree:
+        await state.clear()
+        await query.message.edit_text(t(lang, "consent.refused"))
+        return
+    await give_consent(session, query.from_user.id)
+    await state.set_state(Contribute.label)
+    await query.message.edit_text(t(lang, "contribute.choose"), reply_markup=keyboards.labels(lang))
+
+
+async def label_chosen(
+    query: CallbackQuery, callback_data: LabelCb, state: FSMContext, lang: str
+) -> None:
+    await query.answer()
+    await state.set_state(Contribute.photos)
+    await state.set_data({"label": callback_data.label, "pending": []})
+    assert isinstance(query.message, Message)
+    await query.message.edit_text(
+        t(lang, "contribute.send", label=label_name(lang, callback_data.label))
+    )
+
+
+async def photo(
+    message: Message,
+    state: FSMContext,
+    session: AsyncSession,
+    bot: Bot,
+    settings: Settings,
+    lang: str,
+) -> None:
+    pending = [Pending.from_json(p) for p in (await state.get_data()).get("pending", [])]
+    try:
+        item = await check_photo(
+            session, bot, incoming_image(message), pending,
+            max_bytes=settings.max_photo_bytes, max_pixels=settings.max_photo_pixels,
+        )  # fmt: skip
+    except Rejected as rejected:
+        await message.reply(t(lang, rejected.key, **rejected.values))
+        return
+    pending.append(item)
+    await state.update_data(pending=[p.as_json() for p in pending])
+    await message.reply(
+        t(lang, "contribute.accepted", count=len(pending)), reply_markup=keyboards.done(lang)
+    )
+
+
+async def not_a_photo(message: Message, lang: str) -> None:
+    await message.reply(t(lang, "reject.not_photo"))
+
+
+async def use_buttons(message: Message, lang: str) -> None:
+    await message.reply(t(lang, "contribute.use_buttons"))
+
+
+async def confirm_first(message: Message, lang: str) -> None:
+    await message.reply(t(lang, "contribute.confirm_first"))
+
+
+async def done(query: CallbackQuery, state: FSMContext, lang: str) -> None:
+    data = await state.get_data()
+    if not data.get("pending"):
+        await query.answer(t(lang, "contribute.nothing"), show_alert=True)
+        return
+    await query.answer()
+    await state.set_state(Contribute.confirm)
+    assert isinstance(query.message, Message)
+    await query.message.answer(
+        t(
+            lang,
+            "contribute.summary",
+            count=len(data["pending"]),
+            label=label_name(lang, data["label"]),
+        ),
+        reply_markup=keyboards.save_or_discard(lang),
+    )
+
+
+async def save(
+    query: CallbackQuery,
+    state: FSMContext,
+    session: AsyncSession,
+    blobs: BlobStore,
+    bot: Bot,
+    settings: Settings,
+    lang: str,
+) -> None:
+    await query.answer()
+    data = await state.get_data()
+    pending = [Pending.from_json(p) for p in data.get("pending", [])]
+    saved = await save_batch(
+        session, blobs, bot, query.from_user.id, data["label"], pending, settings.max_photo_bytes
+    )
+    await state.clear()
+    lines = [t(lang, "contribute.saved", saved=saved.new)]
+    if saved.known:
+        lines.append(t(lang, "contribute.saved_some_known", known=saved.known))
+    if saved.failed:
+        lines.append(t(lang, "contribute.fetch_failed", failed=saved.failed))
+    assert isinstance(query.message, Message)
+    await query.message.edit_text("\n".join(lines))
+
+
+async def discard(query: CallbackQuery, state: FSMContext, lang: str) -> None:
+    await query.answer()
+    await state.clear()
+    assert isinstance(query.message, Message)
+    await query.message.edit_text(t(lang, "contribute.discarded"))
+
+
+def make_router() -> Router:
+    router = Router(name="contribute")
+    router.message.register(contribute, Command("contribute"))
+    router.callback_query.register(consent, Contribute.consent, ConsentCb.filter())
+    router.callback_query.register(
+        label_chosen, Contribute.label, LabelCb.filter(F.label.in_(CLASSES))
+    )
+    router.message.register(photo, Contribute.photos, F.photo | F.document)
+    router.message.register(not_a_photo, Contribute.photos, not_command)
+    router.message.register(use_buttons, Contribute.consent, not_command)
+    router.message.register(use_buttons, Contribute.label, not_command)
+    router.message.register(confirm_first, Contribute.confirm, not_command)
+    router.callback_query.register(done, Contribute.photos, BatchCb.filter(F.action == "done"))
+    router.callback_query.register(save, Contribute.confirm, BatchCb.filter(F.action == "save"))
+    router.callback_query.register(
+        discard, Contribute.confirm, BatchCb.filter(F.action == "discard")
+    )
+    return router

@@ -1,0 +1,35 @@
+"""Any exception in a handler: logged with its traceback, the user gets a short apology."""
+
+import logging
+
+from aiogram import Bot, Router
+from aiogram.exceptions import TelegramAPIError
+from aiogram.types import ErrorEvent
+
+from bot.texts import DEFAULT_LANGUAGE, t
+
+log = logging.getLogger(__name__)
+
+
+async def on_error(event: ErrorEvent, bot: Bot, lang: str = DEFAULT_LANGUAGE) -> None:
+    update = event.update
+    log.error("update %s failed", update.update_id, exc_info=event.exception)
+    chat_id = None
+    if update.message is not None:
+        chat_id = update.message.chat.id
+    elif update.callback_query is not None:
+        chat_id = update.callback_query.from_user.id
+    if chat_id is None:
+        return
+    try:
+        if update.callback_query is not None:
+            await bot.answer_callback_query(update.callback_query.id)
+        await bot.send_message(chat_id, t(lang, "error"))
+    except TelegramAPIError:
+        log.exception("could not apologise in chat %s", chat_id)
+
+
+def make_router() -> Router:
+    router = Router(name="errors")
+    router.errors.register(on_error)
+    return router

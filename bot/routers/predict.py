@@ -1,0 +1,50 @@
+"""/predict and any photo outside a dialog: stored and queued; the worker answers."""
+
+from aiogram import Bot, F, Router
+from aiogram.filters import Command, StateFilter
+from aiogram.fsm.context import FSMContext
+from aiogram.types import Message
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.services.photos import Rejected
+from bot.services.predict import queue_photo
+from bot.states import Predict
+from bot.texts import t
+from db.blobs import BlobStore
+from emobot.settings import Settings
+
+
+async def predict(message: Message, state: FSMContext, lang: str) -> None:
+    await state.set_state(Predict.photo)
+    await message.answer(t(lang, "predict.ask"))
+
+
+async def photo(
+    message: Message,
+    state: FSMContext,
+    session: AsyncSession,
+    blobs: BlobStore,
+    bot: Bot,
+    settings: Settings,
+    lang: str,
+) -> None:
+    await bot.send_chat_action(message.chat.id, "typing")
+    try:
+        await queue_photo(session, blobs, bot, message, settings.max_photo_bytes)
+    except Rejected as rejected:
+        await message.reply(t(lang, rejected.key, **rejected.values))
+        return
+    await state.clear()
+    await message.reply(t(lang, "predict.queued"))
+
+
+async def not_a_photo(message: Message, lang: str) -> None:
+    await message.reply(t(lang, "reject.not_photo"))
+
+
+def make_router() -> Router:
+    router = Router(name="predict")
+    router.message.register(predict, Command("predict"))
+    router.message.register(photo, StateFilter(None, Predict.photo), F.photo | F.document)
+    router.message.register(not_a_photo, Predict.photo, ~F.text.startswith("/"))
+    return router

@@ -1,0 +1,215 @@
+"""Everything the bot says, in Russian (the default) and English."""
+
+from ml.labels import CLASSES, DISPLAY_NAMES
+
+LANGUAGES = ("ru", "en")
+DEFAULT_LANGUAGE = "ru"
+
+TEXTS: dict[str, dict[str, str]] = {
+    "ru": {
+        "start": (
+            "Привет! Я распознаю эмоции на лицах: негативную, радость, удивление и нейтральную.\n"
+            "Пришлите фото — я скажу, какие эмоции вижу. Можно и помочь мне учиться: "
+            "отправить свои фото с подписанной эмоцией.\n\n{commands}"
+        ),
+        "help": "Что я умею:\n{commands}\n\nФото без команды — тоже распознаю.",
+        "cmd.start": "начало и описание",
+        "cmd.help": "справка",
+        "cmd.predict": "распознать эмоции на фото",
+        "cmd.contribute": "прислать фото для обучения",
+        "cmd.mine": "мои присланные фото",
+        "cmd.language": "язык / language",
+        "cmd.cancel": "выйти из диалога",
+        "cmd.stats": "статистика датасета и очереди",
+        "cmd.export": "выгрузить датасет",
+        "cmd.retrain": "запустить переобучение",
+        "cmd.models": "список моделей",
+        "cmd.promote": "сделать модель активной: /promote <версия>",
+        "cancelled": "Хорошо, вышли из диалога. Что дальше? /help",
+        "nothing_to_cancel": "Отменять нечего: сейчас нет активного диалога.",
+        "unknown_command": "Не знаю такой команды. Список команд: /help",
+        "outside_dialog": "Пришлите фото, чтобы распознать эмоции, или посмотрите /help.",
+        "language.choose": "Выберите язык / Choose the language:",
+        "language.set": "Готово: говорим по-русски.",
+        "throttled": "Слишком много сообщений подряд — немного подождите, пожалуйста.",
+        "error": "Простите, что-то пошло не так. Попробуйте ещё раз чуть позже.",
+        "consent.ask": (
+            "Прежде чем начать: присланные фото будут храниться и использоваться для обучения "
+            "модели. Удалить их можно в любой момент командой /mine. Согласны?"
+        ),
+        "consent.yes": "Согласен(на)",
+        "consent.no": "Нет",
+        "consent.refused": "Хорошо, ничего не сохраняю. Передумаете — /contribute.",
+        "contribute.choose": "Какая эмоция на фото, которые вы пришлёте? Выберите класс:",
+        "contribute.use_buttons": "Выберите вариант кнопкой выше или /cancel, чтобы выйти.",
+        "contribute.send": (
+            "Класс: {label}. Присылайте фото (можно альбомом или файлами JPEG/PNG/WebP), "
+            "на каждом — ровно одно лицо. Когда закончите, нажмите «Готово»."
+        ),
+        "contribute.accepted": "Фото принято ({count} в этой подборке). Ещё фото или «Готово».",
+        "contribute.done": "Готово",
+        "contribute.nothing": "Пока нет ни одного принятого фото. Пришлите фото или /cancel.",
+        "contribute.summary": "{count} фото с классом «{label}». Сохранить?",
+        "contribute.save": "Сохранить",
+        "contribute.discard": "Отменить",
+        "contribute.saved": "Сохранено фото: {saved}. Спасибо! Ещё — /contribute, свои — /mine.",
+        "contribute.saved_some_known": "Уже были в датасете: {known}.",
+        "contribute.discarded": "Подборка отменена, ничего не сохранено.",
+        "contribute.confirm_first": "Нажмите «Сохранить» или «Отменить» (или /cancel).",
+        "contribute.fetch_failed": "Не удалось заново загрузить {failed} фото из Telegram.",
+        "reject.not_photo": "Это не фото. Пришлите фотографию или файл JPEG, PNG или WebP.",
+        "reject.type": "Файл «{name}» не похож на картинку: нужен JPEG, PNG или WebP.",
+        "reject.empty": "Файл пустой (0 байт). Пришлите другое фото.",
+        "reject.too_big": "Файл слишком большой: {size} МБ, можно до {limit} МБ.",
+        "reject.broken": "Не получается прочитать изображение: файл повреждён или это не картинка.",
+        "reject.too_many_pixels": "Изображение слишком большое: {width}×{height} пикселей.",
+        "reject.no_face": "Не нашёл на фото лица. Нужно фото, где лицо хорошо видно.",
+        "reject.many_faces": "На фото {faces} лица(лиц), а нужно ровно одно. Обрежьте фото.",
+        "reject.known": "Это фото уже есть в датасете — второй раз не добавляю.",
+        "reject.repeat": "Это фото уже есть в этой подборке.",
+        "reject.download": "Не получилось скачать файл из Telegram. Попробуйте ещё раз.",
+        "predict.ask": "Пришлите фото — распознаю эмоции на всех лицах.",
+        "predict.queued": "Фото получено, распознаю… Ответ придёт следующим сообщением.",
+        "mine.empty": "Вы пока не присылали фото. Начать — /contribute.",
+        "mine.header": "Ваши фото: {total}\n{counts}\n\nСтраница {page} из {pages}:",
+        "mine.item": "#{id} · {label} · {date}",
+        "mine.delete_all": "Удалить все",
+        "mine.delete_all_ask": "Удалить все ваши фото ({total})? Это необратимо.",
+        "mine.yes": "Да, удалить",
+        "mine.no": "Нет",
+        "mine.deleted": "Удалено фото: {count}.",
+        "mine.gone": "Этого фото уже нет.",
+        "admin.stats": (
+            "Датасет (активные изображения по источнику и классу):\n{table}\n"
+            "Удалено: {deleted}\nОчередь распознавания: {depth}\nАктивная модель: {model}"
+        ),
+        "admin.no_model": "нет",
+        "admin.export.started": "Собираю архив датасета…",
+        "admin.export.progress": "Собираю архив датасета: {done} из {total}…",
+        "admin.export.done": "Архив готов: {images} изображений, {size} МБ.",
+        "admin.export.url": "Архив больше {limit} МБ, скачать можно по ссылке (1 час):\n{url}",
+        "admin.export.no_url": "Архив больше {limit} МБ, а хранилище не даёт ссылок: {key}",
+        "admin.retrain.queued": "Обучение №{run} поставлено в очередь. Прогресс будет здесь.",
+        "admin.retrain.busy": "Обучение уже идёт (№{run}, {status}). Дождитесь его окончания.",
+        "admin.models.empty": "Моделей в реестре пока нет.",
+        "admin.models.item": "v{version} · {arch} · bal.acc {balanced} · {created}{active}",
+        "admin.models.active": " · АКТИВНА",
+        "admin.promote.usage": "Укажите версию: /promote 3",
+        "admin.promote.unknown": "Модели v{version} нет. Список: /models",
+        "admin.promote.done": "Теперь активна модель v{version}.",
+    },
+    "en": {
+        "start": (
+            "Hi! I recognise emotions on faces: negative, happy, surprised and neutral.\n"
+            "Send me a photo and I'll tell you what I see. You can also help me learn by "
+            "sending your own photos labelled with an emotion.\n\n{commands}"
+        ),
+        "help": "What I can do:\n{commands}\n\nA photo without a command works too.",
+        "cmd.start": "start and about",
+        "cmd.help": "help",
+        "cmd.predict": "recognise emotions in a photo",
+        "cmd.contribute": "send photos for training",
+        "cmd.mine": "photos you sent",
+        "cmd.language": "language / язык",
+        "cmd.cancel": "leave the dialog",
+        "cmd.stats": "dataset and queue statistics",
+        "cmd.export": "export the dataset",
+        "cmd.retrain": "start retraining",
+        "cmd.models": "list models",
+        "cmd.promote": "activate a model: /promote <version>",
+        "cancelled": "OK, dialog closed. What next? /help",
+        "nothing_to_cancel": "Nothing to cancel: no dialog is open.",
+        "unknown_command": "I don't know that command. The list: /help",
+        "outside_dialog": "Send a photo to recognise emotions, or see /help.",
+        "language.choose": "Выберите язык / Choose the language:",
+        "language.set": "Done: speaking English now.",
+        "throttled": "Too many messages in a row: please wait a moment.",
+        "error": "Sorry, something went wrong. Please try again a bit later.",
+        "consent.ask": (
+            "Before we start: the photos you send will be stored and used to train the model. "
+            "You can delete them any time with /mine. Do you agree?"
+        ),
+        "consent.yes": "I agree",
+        "consent.no": "No",
+        "consent.refused": "OK, nothing is stored. Changed your mind? /contribute.",
+        "contribute.choose": "Which emotion is on the photos you'll send? Choose a class:",
+        "contribute.use_buttons": "Please choose with the buttons above, or /cancel to leave.",
+        "contribute.send": (
+            "Class: {label}. Send photos (an album or JPEG/PNG/WebP files work too), exactly "
+            "one face on each. Press “Done” when finished."
+        ),
+        "contribute.accepted": "Photo accepted ({count} in this batch). More photos or “Done”.",
+        "contribute.done": "Done",
+        "contribute.nothing": "No photo accepted yet. Send a photo or /cancel.",
+        "contribute.summary": "{count} photo(s) labelled “{label}”. Save them?",
+        "contribute.save": "Save",
+        "contribute.discard": "Discard",
+        "contribute.saved": "Photos saved: {saved}. Thank you! More: /contribute, yours: /mine.",
+        "contribute.saved_some_known": "Already in the dataset: {known}.",
+        "contribute.discarded": "Batch discarded, nothing was stored.",
+        "contribute.confirm_first": "Press “Save” or “Discard” (or /cancel).",
+        "contribute.fetch_failed": "Could not download {failed} photo(s) from Telegram again.",
+        "reject.not_photo": "That's not a photo. Send a photo or a JPEG, PNG or WebP file.",
+        "reject.type": "“{name}” does not look like a picture: JPEG, PNG or WebP please.",
+        "reject.empty": "The file is empty (0 bytes). Please send another photo.",
+        "reject.too_big": "The file is too big: {size} MB, the limit is {limit} MB.",
+        "reject.broken": "I can't read this image: the file is damaged or not a picture.",
+        "reject.too_many_pixels": "The image is too large: {width}×{height} pixels.",
+        "reject.no_face": "I found no face in this photo. Please send one where a face is clear.",
+        "reject.many_faces": "I see {faces} faces; exactly one is needed. Please crop the photo.",
+        "reject.known": "This photo is already in the dataset: not adding it twice.",
+        "reject.repeat": "This photo is already in this batch.",
+        "reject.download": "Could not download the file from Telegram. Please try again.",
+        "predict.ask": "Send a photo and I'll recognise the emotion of every face.",
+        "predict.queued": "Got it, working on it… The answer comes in the next message.",
+        "mine.empty": "You haven't sent any photos yet. Start with /contribute.",
+        "mine.header": "Your photos: {total}\n{counts}\n\nPage {page} of {pages}:",
+        "mine.item": "#{id} · {label} · {date}",
+        "mine.delete_all": "Delete all",
+        "mine.delete_all_ask": "Delete all your photos ({total})? This cannot be undone.",
+        "mine.yes": "Yes, delete",
+        "mine.no": "No",
+        "mine.deleted": "Photos deleted: {count}.",
+        "mine.gone": "That photo is gone already.",
+        "admin.stats": (
+            "Dataset (active images per source and class):\n{table}\n"
+            "Deleted: {deleted}\nPrediction queue: {depth}\nActive model: {model}"
+        ),
+        "admin.no_model": "none",
+        "admin.export.started": "Building the dataset archive…",
+        "admin.export.progress": "Building the dataset archive: {done} of {total}…",
+        "admin.export.done": "Archive ready: {images} images, {size} MB.",
+        "admin.export.url": "The archive is over {limit} MB; download it here (1 hour):\n{url}",
+        "admin.export.no_url": "The archive is over {limit} MB and the store gives no URLs: {key}",
+        "admin.retrain.queued": "Training run #{run} queued. Progress will show here.",
+        "admin.retrain.busy": "A training run is already on (#{run}, {status}). Please wait.",
+        "admin.models.empty": "No models in the registry yet.",
+        "admin.models.item": "v{version} · {arch} · bal.acc {balanced} · {created}{active}",
+        "admin.models.active": " · ACTIVE",
+        "admin.promote.usage": "Give a version: /promote 3",
+        "admin.promote.unknown": "There is no model v{version}. The list: /models",
+        "admin.promote.done": "Model v{version} is active now.",
+    },
+}
+
+USER_COMMANDS = ("start", "help", "predict", "contribute", "mine", "language", "cancel")
+ADMIN_COMMANDS = ("stats", "export", "retrain", "models", "promote")
+
+
+def t(lang: str, key: str, **values: object) -> str:
+    """The text `key` in `lang` (Russian when the language is not supported)."""
+    texts = TEXTS.get(lang, TEXTS[DEFAULT_LANGUAGE])
+    return texts[key].format(**values) if values else texts[key]
+
+
+def label_name(lang: str, label: str) -> str:
+    return DISPLAY_NAMES.get(lang, DISPLAY_NAMES[DEFAULT_LANGUAGE])[label]
+
+
+def command_list(lang: str, admin: bool = False) -> str:
+    commands = USER_COMMANDS + (ADMIN_COMMANDS if admin else ())
+    return "\n".join(f"/{c} — {t(lang, f'cmd.{c}')}" for c in commands)
+
+
+def class_counts(lang: str, counts: dict[str, int]) -> str:
+    return "\n".join(f"{label_name(lang, c)}: {counts.get(c, 0)}" for c in CLASSES)

@@ -1,0 +1,129 @@
+"""Photos contributed through the bot: stored as `samples` (source telegram, split train),
+listed and deleted by their contributor."""
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import PredictionRequest, Sample
+
+
+class Added(StrEnum):
+    NEW = "new"
+    DUPLICATE = "duplicate"  # the same bytes are in the dataset already
+    RESTORED = "restored"  # the same bytes had been deleted; active again with the new label
+
+
+@dataclass(frozen=True)
+class Contribution:
+    sha256: str
+    blob_key: str
+    label: str
+    face_box: tuple[int, int, int, int]
+    width: int
+    height: int
+    size_bytes: int
+    origin: str  # the Telegram file_unique_id
+
+
+async def is_in_dataset(session: AsyncSession, sha256: str) -> bool:
+    """Whether an active sample holds these bytes."""
+    found = await session.scalar(
+        select(Sample.id).where(Sample.sha256 == sha256, Sample.status == "active")
+    )
+    return found is not None
+
+
+async def add_contribution(session: AsyncSession, contributor_id: int, item: Contribution) -> Added:
+    values = {
+        "blob_key": item.blob_key,
+        "label": item.label,
+        "split": "train",  # the fixed test split is FER2013's
+        "source": "telegram",
+        "contributor_id": contributor_id,
+        "face_box": list(item.face_box),
+        "width": item.width,
+        "height": item.height,
+        "size_bytes": item.size_bytes,
+        "origins": [item.origin],
+        "status": "active",
+    }
+    inserted = await session.scalar(
+        insert(Sample)
+        .values(sha256=item.sha256, **values)
+        .on_conflict_do_nothing(index_elements=[Sample.sha256])
+        .returning(Sample.id)
+    )
+    if inserted is not None:
+        return Added.NEW
+    restored = await session.scalar(
+        update(Sample)
+        .where(Sample.sha256 == item.sha256, Sample.status == "deleted")
+        .values(**values)
+        .returning(Sample.id)
+    )
+    return Added.DUPLICATE if restored is None else Added.RESTORED
+
+
+async def counts_by_label(session: AsyncSession, contributor_id: int) -> dict[str, int]:
+    result = await session.execute(
+        select(Sample.label, func.count())
+        .where(Sample.contributor_id == contributor_id, Sample.status == "active")
+        .group_by(Sample.label)
+    )
+    return {label: n for label, n in result.all()}
+
+
+async def list_contributions(
+    session: AsyncSession, contributor_id: int, *, offset: int = 0, limit: int = 5
+) -> list[Sample]:
+    """Active samples of a contributor, newest first."""
+    result = await session.scalars(
+        select(Sample)
+        .where(Sample.contributor_id == contributor_id, Sample.status == "active")
+        .order_by(Sample.created_at.desc(), Sample.id.desc())
+        .offset(offset)
+        .limit(limit)
+    )
+    return list(result)
+
+
+async def _unused_keys(session: AsyncSession, keys: set[str]) -> list[str]:
+    """Of `keys`, those no active sample and no unanswered prediction request still needs."""
+    if not keys:
+        return []
+    used = set(
+        await session.scalars(
+            select(Sample.blob_key).where(Sample.blob_key.in_(keys), Sample.status == "active")
+        )
+    )
+    used |= set(
+        await session.scalars(
+            select(PredictionRequest.blob_key).where(
+                PredictionRequest.blob_key.in_(keys),
+                PredictionRequest.status.in_(("queued", "processing")),
+            )
+        )
+    )
+    return sorted(keys - used)
+
+
+async def delete_contributions(
+    session: AsyncSession, contributor_id: int, sample_id: int | None = None
+) -> tuple[int, list[str]]:
+    """Mark one (or, with no id, every) active sample of the contributor deleted. Returns how
+    many were deleted and the blob keys nothing uses any more: the caller removes those blobs
+    once this transaction is committed."""
+    statement = (
+        update(Sample)
+        .where(Sample.contributor_id == contributor_id, Sample.status == "active")
+        .values(status="deleted")
+        .returning(Sample.blob_key)
+    )
+    if sample_id is not None:
+        statement = statement.where(Sample.id == sample_id)
+    keys = list(await session.scalars(statement))
+    return len(keys), await _unused_keys(session, set(keys))

@@ -1,0 +1,136 @@
+"""The bot end to end: the real Dispatcher polls the fake Bot API over HTTP, with the test
+database and moto's S3 behind it. Photos come from tests/data/faces."""
+
+import asyncio
+import io
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from aiogram import Bot, Dispatcher, Router
+from sqlalchemy import select
+
+from bot.app import build_bot, build_dispatcher
+from db.engine import Storage
+from db.models import Sample
+from emobot.settings import Settings
+from playground.botapi import BotAPIEmulator, BotAPIServer, BotCall, FakeUser
+
+FACES = Path(__file__).parents[1] / "data" / "faces"
+ADMIN = 1000  # the `settings` fixture's ADMIN_IDS
+
+
+@dataclass
+class Photos:
+    one_face: bytes
+    no_face: bytes
+    three_faces: bytes
+    variants: list[bytes] = field(default_factory=list)  # distinct bytes, one face each
+
+
+def _jpeg(image: np.ndarray, quality: int) -> bytes:
+    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    return data.tobytes()
+
+
+@pytest.fixture(scope="session")
+def photos() -> Photos:
+    astronaut = cv2.imread(str(FACES / "astronaut.jpg"))
+    return Photos(
+        one_face=(FACES / "astronaut.jpg").read_bytes(),
+        no_face=(FACES / "coffee.jpg").read_bytes(),
+        three_faces=(FACES / "three_faces.jpg").read_bytes(),
+        # Re-encoded at other qualities: other bytes (other sha256), the same single face.
+        variants=[_jpeg(astronaut, q) for q in (80, 84, 92, 95)],
+    )
+
+
+def png_bytes(width: int, height: int) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (width, height), 128).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+class BotHarness:
+    """The fake Bot API, and the bot polling it; `restart()` builds a new Bot and Dispatcher
+    over the same database, as a process restart would."""
+
+    def __init__(self, emulator: BotAPIEmulator, server: BotAPIServer, storage: Storage,
+                 settings: Settings, **dispatcher_options: object) -> None:  # fmt: skip
+        self.emulator = emulator
+        self.server = server
+        self.storage = storage
+        self.settings = settings.model_copy(update={"telegram_api_url": server.url})
+        self.options = dispatcher_options
+        self.bot: Bot | None = None
+        self.dispatcher: Dispatcher | None = None
+        self._polling: asyncio.Task[None] | None = None
+
+    async def start(self, *routers: Router) -> None:
+        self.bot = build_bot(self.settings)
+        self.dispatcher = build_dispatcher(
+            self.storage, self.settings, extra_routers=routers, **self.options
+        )
+        self._polling = asyncio.create_task(
+            self.dispatcher.start_polling(self.bot, polling_timeout=1, handle_signals=False)
+        )
+        # Started once the command menus are set (a startup hook).
+        async with asyncio.timeout(10):
+            while "default" not in self.emulator.commands:  # noqa: ASYNC110 - a dict, no event
+                await asyncio.sleep(0.02)
+
+    async def stop(self) -> None:
+        if self.dispatcher is not None and self._polling is not None:
+            if not self._polling.done():
+                await self.dispatcher.stop_polling()
+            await self._polling
+        self._polling = None
+
+    async def restart(self) -> None:
+        await self.stop()
+        self.emulator.commands.clear()
+        await self.start()
+
+    def user(self, user_id: int, name: str = "Test", language_code: str | None = "ru") -> FakeUser:
+        return self.emulator.user(user_id, name, language_code=language_code)
+
+    async def reply(
+        self,
+        user: FakeUser,
+        predicate: Callable[[BotCall], bool] | None = None,
+        seconds: float = 15,
+    ) -> BotCall:
+        return await self.emulator.wait_for(user.id, predicate, seconds)
+
+    async def samples(self) -> list[Sample]:
+        async with self.storage.sessions() as session:
+            return list(await session.scalars(select(Sample).order_by(Sample.id)))
+
+
+@pytest.fixture
+async def harness(storage: Storage, settings: Settings) -> AsyncIterator[BotHarness]:
+    emulator = BotAPIEmulator()
+    async with BotAPIServer(emulator) as server:
+        harness = BotHarness(emulator, server, storage, settings)
+        await harness.start()
+        try:
+            yield harness
+        finally:
+            await harness.stop()
+
+
+def text_has(*parts: str) -> Callable[[BotCall], bool]:
+    """A predicate: a new message or an edit whose text contains every part."""
+
+    def accept(call: BotCall) -> bool:
+        return call.method in ("sendMessage", "editMessageText") and all(
+            p in (call.text or "") for p in parts
+        )
+
+    return accept
