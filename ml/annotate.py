@@ -1,0 +1,51 @@
+"""Drawing numbered face boxes and their labels on a photo, for replies with several faces."""
+
+import io
+from functools import cache
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from ml.faces import Face
+
+MAX_SIDE = 1600  # Telegram shows photos at most about this large; bigger only costs bytes
+COLOURS = ((46, 204, 113), (52, 152, 219), (231, 76, 60), (241, 196, 15), (155, 89, 182))
+
+
+@cache
+def _font_path() -> Path:
+    # DejaVu Sans comes with matplotlib and has Cyrillic, which OpenCV's fonts lack.
+    return Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans-Bold.ttf"
+
+
+def annotate(image: np.ndarray, faces: list[Face], labels: list[str]) -> bytes:
+    """JPEG bytes of the BGR `image` with box i labelled "i. label" (numbered from 1)."""
+    if len(faces) != len(labels):
+        raise ValueError(f"{len(faces)} faces but {len(labels)} labels")
+    picture = Image.fromarray(np.ascontiguousarray(image[:, :, ::-1]))
+    scale = min(1.0, MAX_SIDE / max(picture.size))
+    if scale < 1.0:
+        picture = picture.resize(
+            (round(picture.width * scale), round(picture.height * scale)), Image.Resampling.LANCZOS
+        )
+    draw = ImageDraw.Draw(picture)
+    font_size = max(12, round(max(picture.size) / 40))
+    font = ImageFont.truetype(str(_font_path()), font_size)
+    line = max(2, round(max(picture.size) / 300))
+    for i, (face, label) in enumerate(zip(faces, labels, strict=True), start=1):
+        colour = COLOURS[(i - 1) % len(COLOURS)]
+        x, y, w, h = (round(v * scale) for v in face.box)
+        draw.rectangle((x, y, x + w, y + h), outline=colour, width=line)
+        text = f"{i}. {label}"
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        tw, th = right - left, bottom - top
+        # Above the box if there is room, else inside its top edge.
+        ty = y - th - 2 * line if y - th - 2 * line >= 0 else y + line
+        tx = min(max(0, x), max(0, picture.width - tw - 2 * line))
+        draw.rectangle((tx, ty, tx + tw + 2 * line, ty + th + 2 * line), fill=colour)
+        draw.text((tx + line - left, ty + line - top), text, fill=(255, 255, 255), font=font)
+    out = io.BytesIO()
+    picture.save(out, format="JPEG", quality=90)
+    return out.getvalue()

@@ -1,0 +1,79 @@
+import zipfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from ml.architectures import seed_cnn
+from ml.faces import decode_image, find_faces
+from ml.inference import BUCKETS, Classifier, bucket, shipped_model_path
+from ml.labels import CLASSES
+from tests.conftest import FIXTURE_ARCHIVE
+
+
+@pytest.fixture(scope="module")
+def shipped() -> Classifier:
+    return Classifier.load(shipped_model_path())
+
+
+def fixture_faces() -> np.ndarray:
+    with zipfile.ZipFile(FIXTURE_ARCHIVE) as archive:
+        names = sorted(n for n in archive.namelist() if n.endswith(".jpg"))
+        return np.stack([find_faces(decode_image(archive.read(n)))[0].crop for n in names])
+
+
+def test_the_shipped_model_loads_with_four_outputs(shipped: Classifier) -> None:
+    assert shipped_model_path().is_file()
+    assert shipped.version is None
+    assert "shipped" in shipped.name
+
+
+def test_probabilities_for_every_face(shipped: Classifier) -> None:
+    faces = fixture_faces()
+    probs = shipped.predict(faces)
+    assert probs.shape == (len(faces), len(CLASSES)) and probs.dtype == np.float32
+    assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+    assert (probs >= 0).all()
+
+
+def test_padding_to_a_bucket_does_not_change_a_face_s_answer(shipped: Classifier) -> None:
+    faces = fixture_faces()[:5]
+    together = shipped.predict(faces)
+    alone = np.concatenate([shipped.predict(faces[i : i + 1]) for i in range(5)])
+    assert np.allclose(together, alone, atol=1e-5)
+
+
+def test_more_faces_than_the_largest_bucket(shipped: Classifier) -> None:
+    faces = np.resize(fixture_faces(), (BUCKETS[-1] + 3, 48, 48))
+    probs = shipped.predict(faces)
+    assert probs.shape == (BUCKETS[-1] + 3, 4)
+    assert np.allclose(probs[-3:], shipped.predict(faces[-3:]), atol=1e-5)
+
+
+def test_no_faces_gives_an_empty_answer(shipped: Classifier) -> None:
+    assert shipped.predict(np.zeros((0, 48, 48), np.uint8)).shape == (0, 4)
+
+
+def test_wrong_shapes_are_refused(shipped: Classifier) -> None:
+    with pytest.raises(ValueError):
+        shipped.predict(np.zeros((2, 64, 64), np.uint8))
+
+
+def test_buckets() -> None:
+    assert [bucket(n) for n in (1, 2, 8, 9, 64, 65, 256)] == [1, 8, 8, 32, 64, 128, 256]
+
+
+def test_a_registry_model_file_loads_with_its_version(tmp_path: Path) -> None:
+    path = tmp_path / "3.keras"
+    seed_cnn().save(path)
+    classifier = Classifier.load(path, version=3)
+    assert classifier.version == 3 and classifier.name == "seed_cnn v3"
+    assert classifier.predict(fixture_faces()[:2]).shape == (2, 4)
+
+
+def test_a_model_with_other_outputs_is_refused(tmp_path: Path) -> None:
+    inputs = keras.Input((48, 48, 1))
+    model = keras.Model(inputs, keras.layers.Dense(7)(keras.layers.Flatten()(inputs)))
+    with pytest.raises(ValueError, match="7 outputs"):
+        Classifier(model, None, "seven")
