@@ -35,6 +35,7 @@ import itertools
 import json
 import logging
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -150,7 +151,10 @@ def _image_size(data: bytes) -> tuple[int, int]:
     try:
         from PIL import Image
 
-        with Image.open(io.BytesIO(data)) as image:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # only the header
+            image = Image.open(io.BytesIO(data))
+        with image:
             return image.size
     except Exception:  # not an image: the fake delivers it anyway, as Telegram does
         return 0, 0

@@ -3,6 +3,7 @@
 import asyncio
 import io
 import logging
+import warnings
 from dataclasses import asdict, dataclass
 
 from aiogram import Bot
@@ -43,7 +44,10 @@ class Pending:
 def _pixels(data: bytes) -> tuple[int, int]:
     """The size the header announces, (0, 0) when there is no readable header."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # only the header
+            image = Image.open(io.BytesIO(data))
+        with image:
             return image.size
     except Exception:  # unreadable: decode_image says why
         return 0, 0
