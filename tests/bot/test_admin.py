@@ -1,0 +1,99 @@
+"""Admin commands as an admin (non-admins: tests/bot/test_common.py)."""
+
+import io
+import zipfile
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from sqlalchemy import select
+
+from db.engine import Storage
+from db.models import TrainingRun
+from db.registry import register_model
+from emobot.settings import Settings
+from playground.botapi import BotAPIEmulator, BotAPIServer
+from tests.bot.conftest import ADMIN, BotHarness, text_has
+from tests.bot.test_predict_mine import contribute_directly
+
+
+async def test_stats_and_models_and_promote(harness: BotHarness) -> None:
+    await contribute_directly(harness, 50, 3)
+    admin = harness.user(ADMIN, "Admin", "en")
+    admin.send_text("/models")
+    assert "No models" in (await harness.reply(admin)).text
+    async with harness.storage.sessions() as session:
+        for balanced in (0.61, 0.72):
+            await register_model(
+                session, blob_key="models/x", arch="seed_cnn",
+                metrics={"test_4": {"balanced_accuracy": balanced, "accuracy": 0.7}},
+            )  # fmt: skip
+        await session.commit()
+    admin.send_text("/promote 2")
+    assert "v2 is active" in (await harness.reply(admin)).text
+    admin.send_text("/promote 9")
+    assert "no model v9" in (await harness.reply(admin)).text
+    admin.send_text("/promote")
+    assert "Give a version" in (await harness.reply(admin)).text
+    admin.send_text("/models")
+    models = (await harness.reply(admin)).text
+    assert models.index("v2") < models.index("v1") and "0.720 · 20" in models
+    assert "ACTIVE" in models.splitlines()[0] and "ACTIVE" not in models.splitlines()[1]
+    admin.send_text("/stats")
+    stats = (await harness.reply(admin)).text
+    assert "telegram/train: negative 0, happy 2, surprised 0, neutral 1" in stats
+    assert "Prediction queue: 0" in stats and "v2 · seed_cnn · bal.acc 0.720" in stats
+
+
+async def test_retrain_queues_one_run_and_refuses_a_second(harness: BotHarness) -> None:
+    admin = harness.user(ADMIN, "Admin", "en")
+    admin.send_text("/retrain")
+    queued = await harness.reply(admin, text_has("queued"))
+    async with harness.storage.sessions() as session:
+        [run] = list(await session.scalars(select(TrainingRun)))
+    assert (run.status, run.requested_by, run.chat_id) == ("queued", ADMIN, ADMIN)
+    assert run.progress_message_id == queued.message_id and run.params == {}
+    admin.send_text("/retrain")
+    assert f"already on (#{run.id}, queued)" in (await harness.reply(admin)).text
+    async with harness.storage.sessions() as session:
+        assert len(list(await session.scalars(select(TrainingRun)))) == 1
+
+
+async def test_export_small_is_sent_as_a_document(harness: BotHarness) -> None:
+    await contribute_directly(harness, 51, 2)
+    admin = harness.user(ADMIN, "Admin", "en")
+    admin.send_text("/export")
+    progress = await harness.reply(admin, text_has("Building"))
+    done = await harness.reply(admin, text_has("Archive ready: 2 images"))
+    assert done.message_id == progress.message_id  # the same message, edited
+    document = await harness.reply(admin, lambda c: c.method == "sendDocument")
+    with zipfile.ZipFile(io.BytesIO(document.files["document"])) as archive:
+        names = archive.namelist()
+    assert len([n for n in names if n.startswith("train/")]) == 2 and "manifest.csv" in names
+
+
+@pytest.fixture
+async def small_limit_harness(storage: Storage, settings: Settings) -> AsyncIterator[BotHarness]:
+    emulator = BotAPIEmulator()
+    async with BotAPIServer(emulator) as server:
+        harness = BotHarness(emulator, server, storage, settings, export_document_limit=100)
+        await harness.start()
+        try:
+            yield harness
+        finally:
+            await harness.stop()
+
+
+async def test_export_too_big_for_a_document_gives_a_url(small_limit_harness: BotHarness) -> None:
+    harness = small_limit_harness
+    await contribute_directly(harness, 52, 3)
+    admin = harness.user(ADMIN, "Admin", "en")
+    admin.send_text("/export")
+    answer = await harness.reply(admin, text_has("download it here"))
+    url = answer.text.split("\n", 1)[1]
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        assert response.status == 200
+        body = await response.read()
+    with zipfile.ZipFile(io.BytesIO(body)) as archive:
+        assert len([n for n in archive.namelist() if n.startswith("train/")]) == 3
+    assert [c for c in harness.emulator.calls_in(ADMIN) if c.method == "sendDocument"] == []
