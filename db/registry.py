@@ -81,3 +81,10 @@ async def current_training_run(session: AsyncSession) -> TrainingRun | None:
     return await session.scalar(
         select(TrainingRun).where(TrainingRun.status.in_(("queued", "running")))
     )
+
+
+async def get_model(session: AsyncSession, version: int) -> ModelVersion:
+    model = await session.scalar(select(ModelVersion).where(ModelVersion.version == version))
+    if model is None:
+        raise UnknownModel(version)
+    return model

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     poll_seconds: float = Field(5.0, gt=0)
     model_path: Path | None = None
 
+    # Training: the FER2013 archive, for the fixed evaluation protocol after each run.
+    fer2013_zip: Path = Path("../shared/data/fer2013.zip")
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("admin_ids", mode="before")

@@ -71,8 +71,10 @@ def decode_image(data: bytes, max_pixels: int = 40_000_000) -> np.ndarray:
             rgb = _to_rgb(image)
     except ImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
-        raise ImageError(f"not a supported image: {exc}") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageError(f"not an image in a supported format ({', '.join(FORMATS)})") from exc
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"too many pixels: {exc}") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         # Pillow reports truncated and corrupt data with any of these.
         raise ImageError(f"broken image: {exc}") from exc

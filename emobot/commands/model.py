@@ -1,0 +1,153 @@
+"""Model commands: predict, evaluate, train, trainer."""
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from emobot.settings import Settings
+
+if TYPE_CHECKING:
+    from ml.inference import Classifier
+
+MODEL_HELP = (
+    "a .keras file, a registry version number, or 'active' for the registry's active model "
+    "(default: MODEL_PATH, else the shipped model)"
+)
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "predict", help="find the faces in images and classify their emotions",
+        description="Detect every face in each image (files or folders, searched recursively) "
+        "and print its box, emotion and probabilities.",
+    )  # fmt: skip
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files or folders")
+    p.add_argument("--json", action="store_true", help="one JSON object per image and line")
+    p.add_argument("--whole", action="store_true", help="classify each image as one face")
+    p.add_argument("--annotate", type=Path, metavar="DIR", help="write pictures with boxes here")
+    p.add_argument("--model", help=MODEL_HELP)
+    p.set_defaults(handler=predict)
+
+    p = subparsers.add_parser(
+        "evaluate", help="measure a model by the fixed protocol on FER2013's test split",
+        description="test-4 (all 7,178 FER2013 test images in 4 classes): accuracy, balanced "
+        "accuracy, per-class recall, confusion matrix; and the seed-balanced accuracy.",
+    )  # fmt: skip
+    p.add_argument("model", nargs="?", help=MODEL_HELP)
+    p.add_argument("--archive", type=Path, help="FER2013 zip (default: FER2013_ZIP setting)")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.set_defaults(handler=evaluate)
+
+
+def load_classifier(spec: str | None, settings: Settings) -> "Classifier":
+    from ml.inference import Classifier, shipped_model_path
+
+    if spec is None:
+        return Classifier.load(settings.model_path or shipped_model_path())
+    if spec == "active" or spec.isdigit():
+        return asyncio.run(_load_registered(spec, settings))
+    path = Path(spec)
+    if not path.is_file():
+        raise SystemExit(f"no such model file: {path}")
+    return Classifier.load(path)
+
+
+async def _load_registered(spec: str, settings: Settings) -> "Classifier":
+    from db import registry
+    from db.engine import open_storage
+    from ml.inference import Classifier
+
+    async with open_storage(settings) as storage:
+        async with storage.sessions() as session:
+            if spec == "active":
+                model = await registry.active_model(session)
+                if model is None:
+                    raise SystemExit("no model is active in the registry")
+            else:
+                try:
+                    model = await registry.get_model(session, int(spec))
+                except registry.UnknownModel:
+                    raise SystemExit(f"no model version {spec} in the registry") from None
+        # The same cache layout as the worker: each version downloaded once.
+        path = settings.data_dir / "models" / f"v{model.version}.keras"
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(await storage.blobs.get(model.blob_key))
+    return Classifier.load(path, model.version)
+
+
+def predict(args: argparse.Namespace, settings: Settings) -> int:
+    from ml.annotate import annotate
+    from ml.predict_files import predict_files
+
+    classifier = load_classifier(args.model, settings)
+    if args.annotate:
+        args.annotate.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    written: set[str] = set()
+    results = predict_files(
+        classifier, args.paths, whole=args.whole, keep_images=bool(args.annotate),
+        max_pixels=settings.max_photo_pixels,
+    )  # fmt: skip
+    for result in results:
+        if result.error is not None:
+            failed += 1
+        if args.json:
+            print(json.dumps(result.as_json(), ensure_ascii=False), flush=True)
+        elif result.error is not None:
+            print(f"{result.path}: {result.error}", file=sys.stderr)
+        else:
+            print(_table(result.as_json()))
+        if args.annotate and result.image is not None:
+            name = _unique_name(result.path.stem, written)
+            labels = [
+                f"{label} {p.max():.0%}"
+                for label, p in zip(result.labels, result.probs, strict=True)
+            ]
+            (args.annotate / name).write_bytes(annotate(result.image, result.faces, labels))
+    return 1 if failed else 0
+
+
+def _table(result: dict[str, Any]) -> str:
+    from ml.labels import CLASSES
+
+    faces = result["faces"]
+    lines = [f"{result['path']}: {len(faces)} face{'' if len(faces) == 1 else 's'}"]
+    for i, face in enumerate(faces, start=1):
+        box = "×".join(str(v) for v in face["box"][2:])
+        probs = "  ".join(f"{c} {face['probs'][c]:.2f}" for c in CLASSES)
+        lines.append(
+            f"  {i}. {face['label']:<9} at {face['box'][0]},{face['box'][1]} {box}  {probs}"
+        )
+    return "\n".join(lines)
+
+
+def _unique_name(stem: str, taken: set[str]) -> str:
+    name, n = f"{stem}.jpg", 1
+    while name in taken:
+        n += 1
+        name = f"{stem}-{n}.jpg"
+    taken.add(name)
+    return name
+
+
+def evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    from ml.evaluate import evaluate as run_protocol
+    from ml.evaluate import format_metrics, read_test_split
+
+    archive = args.archive or settings.fer2013_zip
+    if not archive.is_file():
+        print(f"no FER2013 archive at {archive} (--archive or FER2013_ZIP)", file=sys.stderr)
+        return 2
+    classifier = load_classifier(args.model, settings)
+    metrics = run_protocol(classifier, read_test_split(archive))
+    metrics["model"] = classifier.name
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        print(f"{classifier.name} on test-4 of {archive}")
+        print(format_metrics(metrics))
+    return 0

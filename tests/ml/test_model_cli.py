@@ -1,0 +1,78 @@
+"""`emobot predict` and `emobot evaluate` as a user runs them."""
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from PIL import Image
+
+from ml.labels import CLASSES
+from tests.conftest import FIXTURE_ARCHIVE
+
+PHOTOS = Path(__file__).parents[1] / "data" / "faces"
+
+
+def emobot(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run(
+        [sys.executable, "-m", "emobot", *args], env=env, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+
+
+def test_predict_json_finds_0_1_and_3_faces_and_reports_bad_files(tmp_path: Path) -> None:
+    (tmp_path / "notes.jpg").write_text("not a photo")
+    out = emobot("predict", "--json", "--annotate", str(tmp_path / "ann"), str(PHOTOS),
+                 str(tmp_path / "notes.jpg"))  # fmt: skip
+    assert out.returncode == 1, out.stderr  # one file was no image
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    by_name = {Path(line["path"]).name: line for line in lines}
+    assert [
+        len(by_name[n]["faces"]) for n in ("coffee.jpg", "astronaut.jpg", "three_faces.jpg")
+    ] == [0, 1, 3]
+    assert "supported format" in by_name["notes.jpg"]["error"]
+    for face in by_name["three_faces.jpg"]["faces"]:
+        assert len(face["box"]) == 4 and face["label"] in CLASSES
+        assert set(face["probs"]) == set(CLASSES)
+        assert abs(sum(face["probs"].values()) - 1) < 1e-3
+        assert face["label"] == max(face["probs"], key=face["probs"].get)
+    written = sorted(p.name for p in (tmp_path / "ann").iterdir())
+    assert written == ["astronaut.jpg", "coffee.jpg", "three_faces.jpg"]
+    assert Image.open(tmp_path / "ann" / "three_faces.jpg").size == (512, 512)
+
+
+def test_predict_whole_and_the_table(tmp_path: Path) -> None:
+    with zipfile.ZipFile(FIXTURE_ARCHIVE) as archive:
+        archive.extract("test/happy/PrivateTest_10077120.jpg", tmp_path)
+    face = tmp_path / "test" / "happy" / "PrivateTest_10077120.jpg"
+    out = emobot("predict", "--json", "--whole", str(face), str(PHOTOS / "coffee.jpg"))
+    assert out.returncode == 0, out.stderr
+    crop, coffee = (json.loads(line) for line in out.stdout.splitlines())
+    assert crop["faces"][0]["box"] == [0, 0, 48, 48]
+    assert coffee["faces"][0]["box"] == [100, 0, 400, 400]  # the centre square, no detection
+    table = emobot("predict", str(PHOTOS / "three_faces.jpg"))
+    assert table.returncode == 0 and "three_faces.jpg: 3 faces" in table.stdout
+    assert table.stdout.count("negative ") == 3
+
+
+def test_evaluate_json_on_an_archive() -> None:
+    out = emobot("evaluate", "--archive", str(FIXTURE_ARCHIVE), "--json")
+    assert out.returncode == 0, out.stderr
+    metrics = json.loads(out.stdout)
+    assert metrics["n"] == 21  # the fixture's test split, every file
+    assert 0 <= metrics["balanced_accuracy"] <= 1
+    assert sum(map(sum, metrics["confusion_matrix"])) == 21
+    assert "seed_balanced_accuracy" in metrics and "shipped" in metrics["model"]
+
+
+def test_evaluate_without_the_archive_says_where_it_looked(tmp_path: Path) -> None:
+    out = emobot("evaluate", "--archive", str(tmp_path / "none.zip"))
+    assert out.returncode == 2 and "none.zip" in out.stderr
+
+
+def test_an_unknown_model_file() -> None:
+    out = emobot("predict", "--model", "nothing.keras", str(PHOTOS / "coffee.jpg"))
+    assert out.returncode != 0 and "nothing.keras" in out.stderr
