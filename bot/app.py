@@ -105,11 +105,14 @@ async def run_bot(settings: Settings) -> None:
     async with open_storage(settings) as storage:
         bot = build_bot(settings)
         dispatcher = build_dispatcher(storage, settings)
-        if settings.webhook_url:
-            await _run_webhook(bot, dispatcher, settings)
-        else:
-            await bot.delete_webhook()
-            await dispatcher.start_polling(bot)
+        try:
+            if settings.webhook_url:
+                await _run_webhook(bot, dispatcher, settings)
+            else:
+                await bot.delete_webhook()
+                await dispatcher.start_polling(bot)
+        finally:
+            await bot.session.close()
 
 
 async def _run_webhook(bot: Bot, dispatcher: Dispatcher, settings: Settings) -> None:
