@@ -10,7 +10,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+    # An empty variable (`BOT_TOKEN=` in .env or compose) means "not set": the default applies.
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", case_sensitive=False, env_ignore_empty=True
+    )
 
     # Storage. No DATABASE_URL: an embedded PostgreSQL under DATA_DIR/pg is started.
     database_url: str | None = None

@@ -28,3 +28,13 @@ def test_invalid_setting_fails_naming_the_variable(
             get_settings()
     finally:
         get_settings.cache_clear()
+
+
+def test_empty_variables_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("BOT_TOKEN", "DATABASE_URL", "TELEGRAM_API_URL", "ADMIN_IDS"):
+        monkeypatch.setenv(name, "")
+    settings = Settings(_env_file=None)
+    assert settings.bot_token is None
+    assert settings.database_url is None
+    assert settings.telegram_api_url is None
+    assert settings.admin_ids == frozenset()
