@@ -5,6 +5,8 @@ wakes listening workers.
 
 Life of a request: `queued` → claimed (`processing`, a lease in `locked_until`, `attempts` + 1)
 → result written (`save_results`, still `processing`) → reply sent → `mark_replied` (`done`).
+While a batch is worked on, its worker renews the lease (`extend_lease`), so a batch slower
+than the lease is not claimed a second time by another worker.
 A worker that dies leaves its rows `processing` with a lease that runs out; any worker then
 claims them again. A row whose result is already written is answered from that result, so the
 model is not run twice.
@@ -143,6 +145,25 @@ async def still_held(session: AsyncSession, *, worker: str, ids: list[int]) -> s
         )
     )
     return set(held)
+
+
+async def extend_lease(
+    session: AsyncSession, *, worker: str, ids: list[int], lease_s: float
+) -> set[int]:
+    """Renew the lease of the requests of `ids` this worker still holds (a batch taking longer
+    than the lease keeps it); returns those ids. Answered or taken-over rows are left alone."""
+    if not ids:
+        return set()
+    rows = await session.execute(
+        text("""
+        UPDATE prediction_requests
+        SET locked_until = now() + make_interval(secs => :lease), updated_at = now()
+        WHERE id = ANY(:ids) AND locked_by = :worker AND status = 'processing'
+        RETURNING id
+        """),
+        {"ids": ids, "worker": worker, "lease": float(lease_s)},
+    )
+    return set(rows.scalars())
 
 
 _REPLIED = text("""

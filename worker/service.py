@@ -191,6 +191,27 @@ class Worker:
     # Working a batch ---------------------------------------------------------------------
 
     async def process(self, batch: list[Claimed]) -> None:
+        keeper = asyncio.create_task(self._keep_lease([c.id for c in batch]))
+        try:
+            await self._process(batch)
+        finally:
+            keeper.cancel()
+
+    async def _keep_lease(self, ids: list[int]) -> None:
+        """Renew the batch's lease every third of it until the batch is done: without this, a
+        batch slower than the lease would be claimed and answered by a second worker too."""
+        lease = self.settings.lease_seconds
+        while True:
+            await asyncio.sleep(lease / 3)
+            try:
+                async with self.storage.sessions.begin() as session:
+                    await queue.extend_lease(session, worker=self.name, ids=ids, lease_s=lease)
+            except (OSError, SQLAlchemyError) as exc:
+                # The next renewal may work; if none does, the lease runs out as for a dead
+                # worker and the requests are claimed again.
+                log.warning("%s: renewing the lease failed: %r", self.name, exc)
+
+    async def _process(self, batch: list[Claimed]) -> None:
         started = time.perf_counter()
         marks: dict[str, float] = {}
 
