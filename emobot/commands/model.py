@@ -41,6 +41,25 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(handler=evaluate)
 
+    p = subparsers.add_parser(
+        "train", help="train a model on the dataset in the database and register it",
+        description="Read the trainable samples (PostgreSQL + blob store), train, evaluate on "
+        "the test split (and by the fixed protocol when the FER2013 archive is at hand), store "
+        "the model with its learning-curve and confusion-matrix pictures and register it.",
+    )  # fmt: skip
+    p.add_argument("--epochs", type=int, default=15, help="epochs (default 15)")
+    p.add_argument("--arch", default="emonet", help="seed_cnn, emonet or emonet48 (default emonet)")
+    p.add_argument(
+        "--balance", type=int, default=0, metavar="N",
+        help="seed-style balancing: at most N training images per class (default 0: all)",
+    )  # fmt: skip
+    p.add_argument(
+        "--promote", action="store_true",
+        help="make it the active model if its test balanced accuracy beats the active one's",
+    )  # fmt: skip
+    p.add_argument("--archive", type=Path, help="FER2013 zip (default: FER2013_ZIP setting)")
+    p.set_defaults(handler=train)
+
 
 def load_classifier(spec: str | None, settings: Settings) -> "Classifier":
     from ml.inference import Classifier, shipped_model_path
@@ -151,3 +170,44 @@ def evaluate(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{classifier.name} on test-4 of {archive}")
         print(format_metrics(metrics))
     return 0
+
+
+def train(args: argparse.Namespace, settings: Settings) -> int:
+    import time
+
+    from db.engine import open_storage
+    from ml.evaluate import format_metrics
+    from ml.train_job import JobParams, run_training
+
+    try:
+        params = JobParams(arch=args.arch, epochs=args.epochs, balance=args.balance,
+                           promote=args.promote)  # fmt: skip
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+
+    async def progress(p: dict[str, Any]) -> None:
+        print(f"epoch {p['epoch']}/{p['epochs']}: loss {p['loss']:.4f}, "
+              f"validation balanced accuracy {p['val_bal_acc']:.4f}", flush=True)  # fmt: skip
+
+    async def run() -> int:
+        async with open_storage(settings) as storage:
+            result = await run_training(
+                storage, params, data_dir=settings.data_dir,
+                workdir=settings.data_dir / "runs" / f"cli-{time.strftime('%Y%m%d-%H%M%S')}",
+                archive=args.archive or settings.fer2013_zip, on_progress=progress,
+            )  # fmt: skip
+        print(f"model version {result.version} registered ({result.metrics['dataset']['train']:,} "
+              f"training images){', promoted' if result.promoted else ''}")  # fmt: skip
+        print("test split in the database:")
+        print(format_metrics(result.metrics))
+        if "test_4" in result.metrics:
+            print("fixed protocol, test-4:")
+            print(format_metrics(result.metrics["test_4"]))
+        return 0
+
+    try:
+        return asyncio.run(run())
+    except ValueError as exc:  # e.g. no trainable samples
+        print(f"training failed: {exc}", file=sys.stderr)
+        return 1

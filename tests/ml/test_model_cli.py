@@ -9,14 +9,15 @@ from pathlib import Path
 
 from PIL import Image
 
+from emobot.settings import Settings
 from ml.labels import CLASSES
 from tests.conftest import FIXTURE_ARCHIVE
 
 PHOTOS = Path(__file__).parents[1] / "data" / "faces"
 
 
-def emobot(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+def emobot(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "emobot", *args], env=env, capture_output=True, text=True,
         timeout=300,
@@ -76,3 +77,26 @@ def test_evaluate_without_the_archive_says_where_it_looked(tmp_path: Path) -> No
 def test_an_unknown_model_file() -> None:
     out = emobot("predict", "--model", "nothing.keras", str(PHOTOS / "coffee.jpg"))
     assert out.returncode != 0 and "nothing.keras" in out.stderr
+
+
+async def test_train_from_the_database(settings: Settings, sessions: object) -> None:
+    env = {
+        "DATABASE_URL": settings.database_url or "",
+        "BLOB_STORE_URL": settings.blob_store_url,
+        "S3_ENDPOINT_URL": settings.s3_endpoint_url or "",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "DATA_DIR": str(settings.data_dir),
+    }
+    assert emobot("import-fer2013", str(FIXTURE_ARCHIVE), env=env).returncode == 0
+    bad = emobot("train", "--arch", "resnet", env=env)
+    assert bad.returncode == 2 and "unknown arch" in bad.stderr
+    out = emobot("train", "--epochs", "1", "--arch", "seed_cnn", "--promote",
+                 "--archive", str(FIXTURE_ARCHIVE), env=env)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "epoch 1/1: loss" in out.stdout
+    assert "model version 1 registered" in out.stdout and "promoted" in out.stdout
+    assert "fixed protocol, test-4" in out.stdout
+    listed = emobot("predict", "--model", "1", "--json", str(PHOTOS / "astronaut.jpg"), env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert len(json.loads(listed.stdout)["faces"]) == 1

@@ -1,0 +1,105 @@
+"""A training run from the database: samples in PostgreSQL, images in (moto) S3."""
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+from sqlalchemy import update
+
+from db import registry
+from db.engine import Storage
+from db.importer import import_archive
+from db.models import ModelVersion
+from db.samples import insert_samples, trainable_counts
+from db.training_set import SampleRef
+from ml.faces import decode_image, find_faces
+from ml.inference import Classifier
+from ml.train_job import JobParams, run_training, sample_face
+from tests.conftest import FIXTURE_ARCHIVE
+
+PHOTOS = Path(__file__).parents[1] / "data" / "faces"
+ASTRONAUT_BOX = [178, 68, 93, 93]
+
+
+async def add_contributed_photos(storage: Storage) -> None:
+    """One contributed photo with its face box, and one whose image went missing."""
+    data = (PHOTOS / "astronaut.jpg").read_bytes()
+    sha, key = await storage.blobs.put_content(data, content_type="image/jpeg")
+    common = {"split": "train", "source": "telegram", "width": 512, "height": 512,
+              "size_bytes": len(data), "origins": []}  # fmt: skip
+    async with storage.sessions.begin() as session:
+        await insert_samples(session, [
+            {**common, "sha256": sha, "blob_key": key, "label": "happy", "face_box": ASTRONAUT_BOX},
+            {**common, "sha256": "0" * 64, "blob_key": "images/missing", "label": "neutral",
+             "face_box": None},
+        ])  # fmt: skip
+
+
+def test_a_contributed_photo_is_cropped_to_its_face_box() -> None:
+    data = (PHOTOS / "astronaut.jpg").read_bytes()
+    face = sample_face(SampleRef("k", "happy", "telegram", ASTRONAUT_BOX), data)
+    detected = find_faces(decode_image(data))[0]
+    assert face.shape == (48, 48)
+    assert np.abs(face.astype(int) - detected.crop.astype(int)).mean() < 12
+
+
+def test_params_are_checked() -> None:
+    assert JobParams.from_dict({"epochs": 3, "arch": "seed_cnn"}).epochs == 3
+    for bad in ({"arch": "resnet"}, {"epochs": 0}, {"colour": "blue"}):
+        with pytest.raises(ValueError):
+            JobParams.from_dict(bad)
+
+
+async def test_train_register_and_promote(storage: Storage, tmp_path: Path) -> None:
+    await import_archive(FIXTURE_ARCHIVE, storage.sessions, storage.blobs)
+    await add_contributed_photos(storage)
+    progress: list[dict[str, Any]] = []
+
+    async def on_progress(p: dict[str, Any]) -> None:
+        progress.append(p)
+
+    params = JobParams(arch="seed_cnn", epochs=1, promote=True, batch_size=16)
+    first = await run_training(
+        storage, params, data_dir=tmp_path, workdir=tmp_path / "run1",
+        archive=FIXTURE_ARCHIVE, on_progress=on_progress,
+    )  # fmt: skip
+    assert [(p["epoch"], p["epochs"]) for p in progress] == [(1, 1)]
+    assert set(progress[0]) == {"epoch", "epochs", "loss", "val_bal_acc"}
+    assert first.version == 1 and first.promoted  # nothing was active
+    metrics = first.metrics
+    assert metrics["dataset"]["skipped"] == 1  # the missing image, not the whole run
+    async with storage.sessions() as session:
+        trainable = sum((await trainable_counts(session)).values())
+    assert metrics["dataset"]["train"] == trainable - 1  # every trainable sample but the missing
+    assert metrics["n"] == metrics["dataset"]["test"] > 0
+    assert metrics["test_4"]["n"] == 21 and "seed_balanced_accuracy" in metrics["test_4"]
+    assert 0 <= metrics["balanced_accuracy"] <= 1
+    assert not (tmp_path / "run1").exists()  # the work folder is cleaned up
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
+
+    async with storage.sessions() as session:
+        row = await registry.get_model(session, 1)
+        assert row.is_active and row.arch == "seed_cnn" and row.blob_key == "models/1.keras"
+        assert row.metrics["balanced_accuracy"] == metrics["balanced_accuracy"]
+        assert set(row.artifacts) == {"learning_curve", "confusion_matrix"}
+    for key in row.artifacts.values():
+        png = Image.open(io.BytesIO(await storage.blobs.get(key)))
+        assert png.format == "PNG" and png.width > 300
+    model_file = tmp_path / "v1.keras"
+    model_file.write_bytes(await storage.blobs.get(row.blob_key))
+    assert Classifier.load(model_file, 1).predict(np.zeros((2, 48, 48), np.uint8)).shape == (2, 4)
+
+    # The active model now claims a perfect score: the next run must not replace it.
+    async with storage.sessions.begin() as session:
+        await session.execute(update(ModelVersion).values(metrics={"balanced_accuracy": 1.01}))
+    second = await run_training(storage, params, data_dir=tmp_path, workdir=tmp_path / "run2")
+    assert second.version == 2 and not second.promoted
+    assert "test_4" not in second.metrics  # no archive given
+    assert second.metrics["dataset"]["version"] == metrics["dataset"]["version"]
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1  # the cached arrays were reused
+    async with storage.sessions() as session:
+        active = await registry.active_model(session)
+        assert active is not None and active.version == 1
