@@ -6,7 +6,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import ModelVersion, TrainingRun
+from db.models import ModelVersion, TrainingRun, User
 
 
 class UnknownModel(LookupError):
@@ -88,3 +88,78 @@ async def get_model(session: AsyncSession, version: int) -> ModelVersion:
     if model is None:
         raise UnknownModel(version)
     return model
+
+
+async def get_training_run(session: AsyncSession, run_id: int) -> TrainingRun | None:
+    return await session.get(TrainingRun, run_id)
+
+
+async def claim_training_run(session: AsyncSession) -> TrainingRun | None:
+    """Take the oldest queued run and mark it running; None when there is none.
+
+    SKIP LOCKED: a second trainer looking at the same moment gets nothing rather than waiting.
+    """
+    run = await session.scalar(
+        select(TrainingRun)
+        .where(TrainingRun.status == "queued")
+        .order_by(TrainingRun.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    if run is None:
+        return None
+    run.status = "running"
+    run.started_at = func.now()
+    await session.flush()
+    await session.refresh(run)
+    return run
+
+
+async def requeue_interrupted_runs(session: AsyncSession) -> list[int]:
+    """Runs left `running` by a trainer that died go back to the queue (one trainer runs at a
+    time, so at its start nothing else can be running them); they resume from their backup."""
+    result = await session.scalars(
+        update(TrainingRun)
+        .where(TrainingRun.status == "running")
+        .values(status="queued")
+        .returning(TrainingRun.id)
+    )
+    return list(result)
+
+
+async def record_progress(session: AsyncSession, run_id: int, progress: dict[str, Any]) -> None:
+    await session.execute(
+        update(TrainingRun).where(TrainingRun.id == run_id).values(progress=progress)
+    )
+
+
+async def finish_training_run(
+    session: AsyncSession, run_id: int, *, model_id: int | None = None, error: str | None = None
+) -> None:
+    """Done with its model, or failed with the error."""
+    await session.execute(
+        update(TrainingRun)
+        .where(TrainingRun.id == run_id)
+        .values(
+            status="failed" if error is not None else "done",
+            model_id=model_id,
+            error=error,
+            finished_at=func.now(),
+        )
+    )
+
+
+async def mark_run_reported(session: AsyncSession, run_id: int) -> None:
+    await session.execute(
+        update(TrainingRun).where(TrainingRun.id == run_id).values(reported_at=func.now())
+    )
+
+
+async def requester_language(session: AsyncSession, run: TrainingRun) -> str | None:
+    """The language the person who asked for the run chose (or Telegram reports)."""
+    if run.requested_by is None:
+        return None
+    user = await session.get(User, run.requested_by)
+    if user is None:
+        return None
+    return user.language or user.telegram_language

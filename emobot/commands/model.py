@@ -60,6 +60,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--archive", type=Path, help="FER2013 zip (default: FER2013_ZIP setting)")
     p.set_defaults(handler=train)
 
+    p = subparsers.add_parser(
+        "trainer", help="run queued training runs (from /retrain) one at a time",
+        description="Wait for queued training runs (NOTIFY training_runs, polling every "
+        "POLL_SECONDS), train, register the model and report to the admin's chat. SIGTERM "
+        "finishes the run in hand; an interrupted run is resumed at the next start.",
+    )  # fmt: skip
+    p.set_defaults(handler=trainer)
+
 
 def load_classifier(spec: str | None, settings: Settings) -> "Classifier":
     from ml.inference import Classifier, shipped_model_path
@@ -211,3 +219,9 @@ def train(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:  # e.g. no trainable samples
         print(f"training failed: {exc}", file=sys.stderr)
         return 1
+
+
+def trainer(args: argparse.Namespace, settings: Settings) -> None:
+    from ml.trainer import serve
+
+    asyncio.run(serve(settings))

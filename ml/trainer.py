@@ -1,0 +1,246 @@
+"""The trainer process: takes queued training runs one at a time and reports to the chat.
+
+Wakes on NOTIFY `training_runs` (and polls every POLL_SECONDS in case a notification was
+missed), claims a run, trains with its parameters, writes progress to the run's row every epoch
+and edits the chat's progress message, then sends the metrics and the learning-curve and
+confusion-matrix pictures. A failure marks the run failed with the error and tells the chat.
+
+Stopping (SIGTERM) finishes the run in hand. A trainer that was killed leaves its run
+`running`; the next trainer puts it back in the queue at its start and the run resumes from
+its last finished epoch (Keras' BackupAndRestore in `DATA_DIR/runs/<run id>`).
+"""
+
+import asyncio
+import contextlib
+import html
+import logging
+from typing import Any
+
+import asyncpg
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import TelegramAPIError
+from aiogram.types import BufferedInputFile, InputMediaPhoto
+
+from db import registry
+from db.engine import Storage
+from db.models import TrainingRun
+from emobot.settings import Settings
+from ml.evaluate import format_metrics
+from ml.train_job import JobParams, JobResult, run_training
+
+log = logging.getLogger(__name__)
+
+TEXTS = {
+    "ru": {
+        "progress": "Обучение #{run} ({arch}): эпоха {epoch} из {epochs}, loss {loss:.3f}, "
+        "сбаланс. точность на валидации {val:.3f}",
+        "done": "Обучение #{run} закончено: модель v{version} ({arch}), {epochs} эпох, "
+        "{minutes} мин.",
+        "promoted": "Она стала активной: бот отвечает ею.",
+        "not_promoted": "Активной она не стала.",
+        "db_test": "Тестовая выборка из базы",
+        "test_4": "Протокол FER2013 test-4",
+        "failed": "Обучение #{run} не удалось: {error}",
+        "curve": "Кривые обучения",
+        "confusion": "Матрица ошибок",
+    },
+    "en": {
+        "progress": "Training #{run} ({arch}): epoch {epoch} of {epochs}, loss {loss:.3f}, "
+        "validation balanced accuracy {val:.3f}",
+        "done": "Training #{run} finished: model v{version} ({arch}), {epochs} epochs, "
+        "{minutes} min.",
+        "promoted": "It is now the active model: the bot answers with it.",
+        "not_promoted": "It was not made active.",
+        "db_test": "Test split in the database",
+        "test_4": "FER2013 protocol, test-4",
+        "failed": "Training #{run} failed: {error}",
+        "curve": "Learning curves",
+        "confusion": "Confusion matrix",
+    },
+}
+
+
+def make_bot(settings: Settings) -> Bot | None:
+    """The Bot API client for reports; None without BOT_TOKEN (runs then report nowhere)."""
+    if settings.bot_token is None:
+        return None
+    token = settings.bot_token.get_secret_value()
+    if settings.telegram_api_url:
+        api = TelegramAPIServer.from_base(settings.telegram_api_url)
+        return Bot(token, session=AiohttpSession(api=api))
+    return Bot(token)
+
+
+def _lang(language: str | None) -> str:
+    return "en" if language and language.lower().startswith("en") else "ru"
+
+
+class Trainer:
+    def __init__(self, settings: Settings, storage: Storage, bot: Bot | None):
+        self.settings = settings
+        self.storage = storage
+        self.bot = bot
+        self.runs_done = 0
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._listener: asyncpg.Connection | None = None
+
+    def stop(self) -> None:
+        """Finish the run in hand, then return (safe to call from a signal handler)."""
+        self._stopping.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        async with self.storage.sessions.begin() as session:
+            interrupted = await registry.requeue_interrupted_runs(session)
+        if interrupted:
+            log.warning("runs %s were interrupted; queued again", interrupted)
+        await self._listen()
+        try:
+            while not self._stopping.is_set():
+                self._wake.clear()
+                async with self.storage.sessions.begin() as session:
+                    run = await registry.claim_training_run(session)
+                if run is not None:
+                    await self.process(run)
+                    continue
+                if self._listener is None or self._listener.is_closed():
+                    await self._listen()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.settings.poll_seconds)
+        finally:
+            if self._listener is not None:
+                await self._listener.close()
+
+    async def _listen(self) -> None:
+        url = self.storage.engine.url.set(drivername="postgresql")
+        try:
+            self._listener = await asyncpg.connect(
+                url.render_as_string(hide_password=False), timeout=10
+            )
+            await self._listener.add_listener("training_runs", lambda *_: self._wake.set())
+        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+            log.warning("LISTEN failed (%s); polling every %s s", exc, self.settings.poll_seconds)
+            self._listener = None
+
+    async def process(self, run: TrainingRun) -> None:
+        async with self.storage.sessions() as session:
+            lang = _lang(await registry.requester_language(session, run))
+        texts = TEXTS[lang]
+        log.info("run %d started with %s", run.id, run.params)
+        try:
+            params = JobParams.from_dict(run.params or {})
+
+            async def on_progress(progress: dict[str, Any]) -> None:
+                async with self.storage.sessions.begin() as session:
+                    await registry.record_progress(session, run.id, progress)
+                text = texts["progress"].format(
+                    run=run.id, arch=params.arch, epoch=progress["epoch"],
+                    epochs=progress["epochs"], loss=progress["loss"], val=progress["val_bal_acc"],
+                )  # fmt: skip
+                await self._edit_progress(run, text)
+
+            result = await run_training(
+                self.storage, params, data_dir=self.settings.data_dir,
+                workdir=self.settings.data_dir / "runs" / str(run.id),
+                archive=self.settings.fer2013_zip, on_progress=on_progress,
+            )  # fmt: skip
+        except Exception as exc:
+            log.exception("run %d failed", run.id)
+            error = f"{type(exc).__name__}: {exc}"[:2000]
+            async with self.storage.sessions.begin() as session:
+                await registry.finish_training_run(session, run.id, error=error)
+            await self._report(run, [texts["failed"].format(run=run.id, error=error)], {}, texts)
+            return
+        async with self.storage.sessions.begin() as session:
+            await registry.finish_training_run(session, run.id, model_id=result.model_id)
+        self.runs_done += 1
+        log.info("run %d: model v%d registered", run.id, result.version)
+        summary = self._summary(run, params, result, texts)
+        await self._report(run, summary, result.pictures, texts)
+
+    @staticmethod
+    def _summary(
+        run: TrainingRun, params: JobParams, result: JobResult, texts: dict[str, str]
+    ) -> list[str]:
+        training = result.metrics["training"]
+        parts = [
+            texts["done"].format(
+                run=run.id,
+                version=result.version,
+                arch=params.arch,
+                epochs=training["epochs_run"],
+                minutes=round(training["train_seconds"] / 60, 1),
+            ),
+            texts["promoted"] if result.promoted else texts["not_promoted"],
+            f"{texts['db_test']}:\n<pre>{html.escape(format_metrics(result.metrics))}</pre>",
+        ]
+        if "test_4" in result.metrics:
+            table = html.escape(format_metrics(result.metrics["test_4"]))
+            parts.append(f"{texts['test_4']}:\n<pre>{table}</pre>")
+        return parts
+
+    async def _edit_progress(self, run: TrainingRun, text: str) -> None:
+        if self.bot is None or run.chat_id is None or run.progress_message_id is None:
+            return
+        try:
+            await self.bot.edit_message_text(
+                text=text, chat_id=run.chat_id, message_id=run.progress_message_id
+            )
+        except TelegramAPIError as exc:  # deleted message, flood control: the next epoch retries
+            log.warning("run %d: progress message not edited: %s", run.id, exc)
+
+    async def _report(
+        self, run: TrainingRun, parts: list[str], pictures: dict[str, bytes], texts: dict[str, str]
+    ) -> None:
+        """One text message (well under Telegram's 4096 characters) and the pictures."""
+        if self.bot is None or run.chat_id is None:
+            return
+        captions = {"learning_curve": texts["curve"], "confusion_matrix": texts["confusion"]}
+        try:
+            await self.bot.send_message(run.chat_id, "\n\n".join(parts), parse_mode="HTML")
+            if pictures:
+                media = [
+                    InputMediaPhoto(
+                        media=BufferedInputFile(png, f"{name}.png"), caption=captions.get(name)
+                    )
+                    for name, png in pictures.items()
+                ]
+                await self.bot.send_media_group(run.chat_id, media)
+        except TelegramAPIError as exc:
+            # The run's outcome is in the database either way; only the message is lost.
+            log.error("run %d: report not delivered: %s", run.id, exc)
+            return
+        async with self.storage.sessions.begin() as session:
+            await registry.mark_run_reported(session, run.id)
+
+
+async def serve(settings: Settings) -> None:
+    """Run the trainer until SIGTERM or Ctrl-C (`emobot trainer`, `python -m ml.trainer`)."""
+    import signal
+
+    from db.engine import open_storage
+
+    bot = make_bot(settings)
+    if bot is None:
+        log.warning("BOT_TOKEN is not set: runs are not reported to any chat")
+    try:
+        async with open_storage(settings) as storage:
+            trainer = Trainer(settings, storage, bot)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, trainer.stop)
+            log.info("trainer started")
+            await trainer.run()
+            log.info("trainer stopped")
+    finally:
+        if bot is not None:
+            await bot.session.close()
+
+
+if __name__ == "__main__":
+    from emobot.cli import main
+
+    main(["trainer"])

@@ -1,0 +1,163 @@
+"""The trainer process against PostgreSQL, moto S3 and the fake Bot API."""
+
+import asyncio
+import contextlib
+import io
+from collections.abc import AsyncIterator
+
+import pytest
+from PIL import Image
+from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from db import registry
+from db.engine import Storage
+from db.importer import import_archive
+from db.models import TrainingRun
+from db.samples import ensure_users
+from emobot.settings import Settings
+from ml.trainer import Trainer, make_bot
+from playground.botapi import BotAPIEmulator, BotAPIServer
+from tests.conftest import FIXTURE_ARCHIVE
+
+ADMIN = 1000
+
+
+@pytest.fixture
+async def botapi() -> AsyncIterator[tuple[BotAPIEmulator, BotAPIServer]]:
+    emulator = BotAPIEmulator()
+    async with BotAPIServer(emulator) as server:
+        yield emulator, server
+
+
+@contextlib.asynccontextmanager
+async def running(trainer: Trainer) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(trainer.run())
+    try:
+        yield task
+    finally:
+        trainer.stop()
+        await asyncio.wait_for(task, 120)
+        if trainer.bot is not None:
+            await trainer.bot.session.close()
+
+
+def trainer_settings(settings: Settings, server: BotAPIServer, poll_seconds: float) -> Settings:
+    return settings.model_copy(
+        update={
+            "bot_token": SecretStr("42:trainer-test"),
+            "telegram_api_url": server.url,
+            "poll_seconds": poll_seconds,
+            "fer2013_zip": FIXTURE_ARCHIVE,  # the protocol, on the small archive
+        }
+    )
+
+
+async def queue(
+    storage: Storage, params: dict[str, object], progress_message_id: int | None = None
+) -> int:
+    async with storage.sessions.begin() as session:
+        await ensure_users(session, [ADMIN])
+        run = await registry.queue_training_run(
+            session, requested_by=ADMIN, chat_id=ADMIN, params=params
+        )
+        assert run is not None
+        run.progress_message_id = progress_message_id
+        await session.flush()
+        return run.id
+
+
+async def get_run(storage: Storage, run_id: int) -> TrainingRun:
+    async with storage.sessions() as session:
+        run = await registry.get_training_run(session, run_id)
+        assert run is not None
+        return run
+
+
+async def test_claim_is_exclusive_and_interrupted_runs_return(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions.begin() as session:
+        queued = await registry.queue_training_run(session, requested_by=None, chat_id=None)
+        assert queued is not None
+    async with sessions.begin() as first, sessions.begin() as second:
+        claimed = await registry.claim_training_run(first)
+        # The row is locked by the first transaction: the second skips it.
+        assert await registry.claim_training_run(second) is None
+    assert claimed is not None and claimed.status == "running" and claimed.started_at
+    async with sessions.begin() as session:
+        assert await registry.claim_training_run(session) is None  # nothing queued any more
+        assert await registry.requeue_interrupted_runs(session) == [queued.id]
+    async with sessions.begin() as session:
+        again = await registry.claim_training_run(session)
+        assert again is not None and again.id == queued.id
+
+
+async def test_a_run_trains_reports_progress_and_results(
+    storage: Storage, settings: Settings, botapi: tuple[BotAPIEmulator, BotAPIServer]
+) -> None:
+    emulator, server = botapi
+    await import_archive(FIXTURE_ARCHIVE, storage.sessions, storage.blobs)
+    config = trainer_settings(settings, server, poll_seconds=0.5)
+    bot = make_bot(config)
+    assert bot is not None
+    queued_message = await bot.send_message(ADMIN, "queued")
+    run_id = await queue(
+        storage, {"arch": "seed_cnn", "epochs": 2, "promote": True}, queued_message.message_id
+    )
+    trainer = Trainer(config, storage, bot)
+    async with running(trainer):
+        pictures = await emulator.wait_for(
+            ADMIN, lambda c: c.method == "sendMediaGroup", timeout=300
+        )
+    run = await get_run(storage, run_id)
+    assert run.status == "done" and run.error is None
+    assert run.progress == {**run.progress, "epoch": 2, "epochs": 2}
+    assert {"loss", "val_bal_acc"} <= set(run.progress)
+    assert run.model_id is not None and run.finished_at and run.reported_at
+    edits = [c for c in emulator.calls_in(ADMIN, after=0) if c.method == "editMessageText"]
+    assert [c.message_id for c in edits] == [queued_message.message_id] * 2
+    assert "2 из 2" in (edits[-1].text or "")  # the admin's language (ru by default)
+    report = await emulator.wait_for(
+        ADMIN, lambda c: c.method == "sendMessage", after=edits[-1].seq
+    )
+    assert "v1" in (report.text or "") and "test-4" in (report.text or "")
+    assert "balanced accuracy" in (report.text or "")
+    photos = [c for c in emulator.calls_in(ADMIN, after=0) if c.method == "sendMediaGroup"]
+    assert len(photos) == 2 and pictures in photos
+    for call in photos:
+        assert Image.open(io.BytesIO(call.files["photo"])).format == "PNG"
+    async with storage.sessions() as session:
+        active = await registry.active_model(session)
+        assert active is not None and active.id == run.model_id
+
+
+async def test_a_failing_run_is_marked_and_the_chat_told_woken_by_notify(
+    storage: Storage, settings: Settings, botapi: tuple[BotAPIEmulator, BotAPIServer]
+) -> None:
+    emulator, server = botapi
+    # Polling only every 60 s: an answer within seconds means NOTIFY woke the trainer.
+    config = trainer_settings(settings, server, poll_seconds=60)
+    trainer = Trainer(config, storage, make_bot(config))
+    async with running(trainer):
+        await asyncio.sleep(1)  # the trainer is waiting now
+        run_id = await queue(storage, {"arch": "resnet"})
+        told = await emulator.wait_for(ADMIN, timeout=15)
+        no_data = await queue_after(storage, run_id, {"epochs": 1})
+        told_again = await emulator.wait_for(ADMIN, timeout=15, after=told.seq)
+    assert f"#{run_id}" in (told.text or "") and "resnet" in (told.text or "")
+    run = await get_run(storage, run_id)
+    assert run.status == "failed" and "unknown arch" in (run.error or "")
+    assert run.finished_at is not None and run.model_id is None
+    # An empty dataset fails with its reason, too.
+    assert "no trainable samples" in (told_again.text or "")
+    assert (await get_run(storage, no_data)).status == "failed"
+
+
+async def queue_after(storage: Storage, previous: int, params: dict[str, object]) -> int:
+    """Queue once the previous run is finished (one run at a time)."""
+    for _ in range(100):
+        if (await get_run(storage, previous)).status in ("done", "failed"):
+            return await queue(storage, params)
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"run {previous} did not finish")
