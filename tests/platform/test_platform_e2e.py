@@ -1,0 +1,294 @@
+"""The platform end to end through the real bot: `emobot bot` and `emobot worker` run as separate
+OS processes (`python -m emobot`) against the fake Bot API (served by this test process), the test
+PostgreSQL database and moto S3. Users act only through the fake Bot API, as they would in
+Telegram; the database is read to check what the processes stored.
+"""
+
+import asyncio
+import io
+import os
+import signal
+import subprocess
+import sys
+import zipfile
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import cv2
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from db import queue, registry
+from db.blobs import sha256_hex
+from db.models import PredictionRequest, Sample
+from emobot.settings import Settings
+from playground.botapi import BotAPIEmulator, BotAPIServer, BotCall, FakeUser
+
+FACES = Path(__file__).parents[1] / "data" / "faces"
+TOKEN = "77:platform-e2e"
+ADMIN = 1000
+
+
+class Platform:
+    """The fake Bot API plus the platform's processes, started with `python -m emobot`."""
+
+    def __init__(self, emulator: BotAPIEmulator, env: dict[str, str], logs: Path):
+        self.emulator = emulator
+        self.env = env
+        self.logs = logs
+        self.running: list[subprocess.Popen[bytes]] = []
+
+    def start(self, command: str) -> subprocess.Popen[bytes]:
+        log = (self.logs / f"{command}-{len(self.running)}.log").open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "emobot", command], env=self.env, stdout=log, stderr=log
+        )
+        self.running.append(process)
+        return process
+
+    async def start_bot(self) -> subprocess.Popen[bytes]:
+        """Start `emobot bot` and wait until it is polling (its startup sets the command menus)."""
+        self.emulator.commands.clear()
+        process = self.start("bot")
+        async with asyncio.timeout(60):
+            while "default" not in self.emulator.commands:
+                assert process.poll() is None, self.log_tail(process)
+                await asyncio.sleep(0.1)
+        return process
+
+    def log_tail(self, process: subprocess.Popen[bytes]) -> str:
+        index = self.running.index(process)
+        [log] = self.logs.glob(f"*-{index}.log")
+        return log.read_text(errors="replace")[-3000:]
+
+    def stop_all(self) -> None:
+        for process in self.running:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.running:
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture
+async def botapi() -> AsyncIterator[tuple[BotAPIEmulator, BotAPIServer]]:
+    emulator = BotAPIEmulator()
+    async with BotAPIServer(emulator) as server:
+        yield emulator, server
+
+
+@pytest.fixture
+def platform(
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    botapi: tuple[BotAPIEmulator, BotAPIServer],
+    tmp_path: Path,
+) -> Iterator[Platform]:
+    emulator, server = botapi
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url or "",
+        "BLOB_STORE_URL": settings.blob_store_url,
+        "S3_ENDPOINT_URL": settings.s3_endpoint_url or "",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "BOT_TOKEN": TOKEN,
+        "TELEGRAM_API_URL": server.url,
+        "ADMIN_IDS": str(ADMIN),
+        "DATA_DIR": str(tmp_path / "var"),
+        "BATCH_WAIT_MS": "20",
+        # A killed worker's batch is claimed again after its lease, which must outlast a batch
+        # (8 photos take a few seconds of face detection on 2 busy cores).
+        "BATCH_SIZE": "8",
+        "LEASE_SECONDS": "20",
+        "POLL_SECONDS": "1",
+    }
+    prepared = subprocess.run(
+        [sys.executable, "-m", "emobot", "run", "--prepare-only"],
+        env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert prepared.returncode == 0, prepared.stderr  # migrations + the shipped model, active
+    platform = Platform(emulator, env, tmp_path)
+    yield platform
+    platform.stop_all()
+
+
+def text_has(*parts: str) -> Callable[[BotCall], bool]:
+    def accept(call: BotCall) -> bool:
+        return call.method in ("sendMessage", "editMessageText") and all(
+            p in (call.text or "") for p in parts
+        )
+
+    return accept
+
+
+def is_answer(call: BotCall) -> bool:
+    """The worker's answer to a photo: probabilities in a text, or an annotated picture."""
+    return (call.method == "sendMessage" and "%" in (call.text or "")) or (
+        call.method == "sendPhoto"
+    )
+
+
+async def open_batch(emulator: BotAPIEmulator, user: FakeUser, label: str) -> None:
+    """/contribute → consent → class: the dialog waits for photos."""
+    user.send_text("/contribute")
+    consent = await emulator.wait_for(user.id, text_has("train the model"), 20)
+    user.press(consent, text="I agree")
+    choose = await emulator.wait_for(user.id, text_has("Choose a class"), 20)
+    user.press(choose, data=f"label:{label}")
+    await emulator.wait_for(user.id, text_has("Class:"), 20)
+
+
+async def save_batch(emulator: BotAPIEmulator, user: FakeUser) -> str:
+    offers = [c for c in emulator.calls_in(user.id, after=0) if c.buttons]
+    user.press(offers[-1], data="batch:done")
+    summary = await emulator.wait_for(user.id, lambda c: c.is_message and len(c.buttons) == 2, 20)
+    user.press(summary, data="batch:save")
+    saved = await emulator.wait_for(user.id, lambda c: c.method == "editMessageText", 20)
+    return saved.text or ""
+
+
+async def drained(sessions: async_sessionmaker[AsyncSession], seconds: float = 60) -> None:
+    """Until no request is queued or in hand (a reply is recorded just after it is sent)."""
+    async with asyncio.timeout(seconds):
+        while True:
+            async with sessions() as session:
+                if await queue.depth(session) == 0:
+                    return
+            await asyncio.sleep(0.2)
+
+
+def variants(count: int) -> list[bytes]:
+    """The one-face photo re-encoded at other JPEG qualities: other bytes, the same face."""
+    image = cv2.imread(str(FACES / "astronaut.jpg"))
+    encoded = [cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 80 + i])[1] for i in
+               range(count)]  # fmt: skip
+    return [e.tobytes() for e in encoded]
+
+
+async def test_contribute_predict_and_export_through_the_bot_process(
+    platform: Platform, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    emulator = platform.emulator
+    await platform.start_bot()
+    platform.start("worker")
+
+    # A contributor sends an album of three photos of one class.
+    album = variants(3)
+    ann = emulator.user(20, "Ann", language_code="en")
+    await open_batch(emulator, ann, "happy")
+    ann.send_album(album)
+    await emulator.wait_for(ann.id, text_has("(3 "), 30)
+    assert "Photos saved: 3" in await save_batch(emulator, ann)
+    async with sessions() as session:
+        samples = list(await session.scalars(select(Sample).order_by(Sample.id)))
+    assert sorted(s.sha256 for s in samples) == sorted(sha256_hex(p) for p in album)
+    assert {(s.label, s.source, s.contributor_id) for s in samples} == {("happy", "telegram", 20)}
+
+    # Another user predicts a one-face photo, then a three-face photo.
+    bob = emulator.user(30, "Bob", language_code="en")
+    bob.send_photo((FACES / "astronaut.jpg").read_bytes())
+    one = await emulator.wait_for(bob.id, is_answer, 90)
+    assert one.method == "sendMessage"
+    lines = (one.text or "").splitlines()
+    assert len(lines) == 2 and lines[1].count("%") == 4, one.text  # label, then all 4 classes
+    bob.send_photo((FACES / "three_faces.jpg").read_bytes())
+    three = await emulator.wait_for(bob.id, is_answer, 90)
+    assert three.method == "sendPhoto" and three.files["photo"][:2] == b"\xff\xd8"
+    assert "Faces in the photo: 3." in (three.text or ""), three.text
+    assert len((three.text or "").splitlines()) == 4
+    await drained(sessions)
+    async with sessions() as session:
+        active = await registry.active_model(session)
+        done = list(await session.scalars(select(PredictionRequest).order_by(PredictionRequest.id)))
+    assert active is not None
+    assert [(r.chat_id, r.status, r.model_version) for r in done] == [
+        (30, "done", active.version), (30, "done", active.version)
+    ]  # fmt: skip
+    assert [len(r.result["faces"]) for r in done] == [1, 3]
+
+    # The admin exports the dataset: the album comes back as a zip.
+    admin = emulator.user(ADMIN, "Admin", language_code="en")
+    admin.send_text("/export")
+    document = await emulator.wait_for(admin.id, lambda c: c.method == "sendDocument", 60)
+    with zipfile.ZipFile(io.BytesIO(document.files["document"])) as archive:
+        images = [n for n in archive.namelist() if n.startswith("train/happy/")]
+        assert "manifest.csv" in archive.namelist()
+    assert len(images) == 3
+
+
+async def test_bot_process_restarted_mid_dialog_continues_it(
+    platform: Platform, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    emulator = platform.emulator
+    bot = await platform.start_bot()
+    photos = variants(2)
+    ann = emulator.user(21, "Ann", language_code="en")
+    await open_batch(emulator, ann, "surprise")
+    ann.send_photo(photos[0])
+    await emulator.wait_for(ann.id, text_has("(1 "), 30)
+
+    bot.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(bot.wait, 30) == 0, platform.log_tail(bot)
+    await platform.start_bot()
+
+    # The new process knows where the dialog was: the next photo joins the same batch.
+    ann.send_photo(photos[1])
+    await emulator.wait_for(ann.id, text_has("(2 "), 30)
+    assert "Photos saved: 2" in await save_batch(emulator, ann)
+    async with sessions() as session:
+        samples = list(await session.scalars(select(Sample)))
+    assert sorted(s.sha256 for s in samples) == sorted(sha256_hex(p) for p in photos)
+    assert {s.label for s in samples} == {"surprise"}
+
+
+async def test_worker_sigkilled_under_load_loses_no_request_sent_through_the_bot(
+    platform: Platform, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    emulator = platform.emulator
+    await platform.start_bot()
+    one_face = (FACES / "astronaut.jpg").read_bytes()
+    three_faces = (FACES / "three_faces.jpg").read_bytes()
+    users = [emulator.user(6000 + i, f"u{i}", language_code="en") for i in range(24)]
+    for user in users:
+        user.send_photo(three_faces if user.id % 4 == 0 else one_face)
+    # Every photo is queued by the bot before the workers start: the load is all there.
+    async with asyncio.timeout(90):
+        while True:
+            async with sessions() as session:
+                if await queue.depth(session) == len(users):
+                    break
+            await asyncio.sleep(0.2)
+
+    victim = platform.start("worker")
+    platform.start("worker")
+    await emulator.wait_for(users[0].id, is_answer, 120)
+    victim.send_signal(signal.SIGKILL)
+    await asyncio.to_thread(victim.wait)
+
+    async with asyncio.timeout(150):
+        for user in users:
+            await emulator.wait_for(user.id, is_answer, 150)
+    answers = {u.id: [c for c in emulator.calls_in(u.id, after=0) if is_answer(c)] for u in users}
+    assert all(answers.values())
+    # Each chat gets the answer to its own photo: a picture for three faces, a text for one.
+    wrong = [
+        uid
+        for uid, calls in answers.items()
+        if {c.method for c in calls} != {"sendPhoto" if uid % 4 == 0 else "sendMessage"}
+    ]
+    assert wrong == []
+    # At least once: the victim's batch in hand may be answered again, nothing more.
+    assert sum(len(calls) - 1 for calls in answers.values()) <= 8
+    await drained(sessions)
+    async with sessions() as session:
+        statuses = dict(
+            (await session.execute(
+                select(PredictionRequest.status, func.count()).group_by(PredictionRequest.status)
+            )).all()
+        )  # fmt: skip
+    assert statuses == {"done": len(users)}
