@@ -812,7 +812,11 @@ class BotAPIServer:
         return f"http://{self.host}:{self.port}"
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(make_app(self.emulator), access_log=None)
+        # A client that goes away ends its request: a dead bot's long poll must not hold up
+        # the server's shutdown for the rest of its timeout.
+        self._runner = web.AppRunner(
+            make_app(self.emulator), access_log=None, handler_cancellation=True
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()

@@ -21,9 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db import queue, registry
 from db.blobs import sha256_hex
+from db.engine import Storage
+from db.importer import import_archive
 from db.models import PredictionRequest, Sample
 from emobot.settings import Settings
 from playground.botapi import BotAPIEmulator, BotAPIServer, BotCall, FakeUser
+from tests.conftest import FIXTURE_ARCHIVE
 
 FACES = Path(__file__).parents[1] / "data" / "faces"
 TOKEN = "77:platform-e2e"
@@ -106,6 +109,9 @@ def platform(
         "BATCH_SIZE": "8",
         "LEASE_SECONDS": "20",
         "POLL_SECONDS": "1",
+        # The trainer's protocol evaluation runs on the small fixture archive's test split.
+        "FER2013_ZIP": str(FIXTURE_ARCHIVE),
+        "LOG_LEVEL": "INFO",
     }
     prepared = subprocess.run(
         [sys.executable, "-m", "emobot", "run", "--prepare-only"],
@@ -292,3 +298,45 @@ async def test_worker_sigkilled_under_load_loses_no_request_sent_through_the_bot
             )).all()
         )  # fmt: skip
     assert statuses == {"done": len(users)}
+
+
+async def test_admin_retrains_promotes_and_the_next_prediction_uses_the_new_model(
+    platform: Platform, storage: Storage, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    await import_archive(FIXTURE_ARCHIVE, sessions, storage.blobs)
+    emulator = platform.emulator
+    await platform.start_bot()
+    worker = platform.start("worker")
+    platform.start("trainer")
+
+    admin = emulator.user(ADMIN, "Admin", language_code="en")
+    admin.send_text("/retrain")
+    queued = await emulator.wait_for(admin.id, text_has("queued"), 20)
+    report = await emulator.wait_for(admin.id, text_has("finished"), 170)
+    assert "Test split in the database" in (report.text or "")
+    confusion = await emulator.wait_for(
+        admin.id, lambda c: c.method == "sendMediaGroup" and c.text == "Confusion matrix", 20
+    )
+    assert confusion.files["photo"][:8] == b"\x89PNG\r\n\x1a\n"
+    # The progress message was edited per epoch.
+    assert any(c.method == "editMessageText" and c.message_id == queued.message_id
+               for c in emulator.calls)  # fmt: skip
+
+    async with sessions() as session:
+        models = await registry.list_models(session)
+    new = max(m.version for m in models)
+    assert len(models) == 2 and new == 2
+    admin.send_text(f"/promote {new}")
+    assert f"v{new} is active" in (await emulator.wait_for(admin.id, timeout=20)).text
+    # The worker loads the promoted model without a restart, then answers with it.
+    async with asyncio.timeout(60):
+        while f"model {new} loaded" not in platform.log_tail(worker):  # noqa: ASYNC110 - a file
+            await asyncio.sleep(0.2)
+
+    bob = emulator.user(31, "Bob", language_code="en")
+    bob.send_photo((FACES / "astronaut.jpg").read_bytes())
+    await emulator.wait_for(bob.id, is_answer, 60)
+    await drained(sessions)
+    async with sessions() as session:
+        [request] = list(await session.scalars(select(PredictionRequest)))
+    assert (request.status, request.model_version) == ("done", new)
