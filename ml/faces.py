@@ -1,14 +1,15 @@
 """Decoding untrusted photos and finding the faces in them, cropped the way FER2013 looks.
 
 Detector: OpenCV's Haar cascade `haarcascade_frontalface_alt2`. No DNN detector weights can be
-fetched here (YuNet is not on the package index), and of the cascades that ship with
-`opencv-python-headless<5`, measured on FER2013 faces pasted at 96 and 144 px onto a real
-photo (200 faces each), `frontalface_default` found 75–81 % with 1–6 false boxes and `alt2`
-68–75 % with 0–1 false boxes. A bot that answers "negative" about a coffee cup is worse than one
-that misses a face in a crowd, so precision wins: `alt2`, scale step 1.1, 4 neighbours (3 gave
-more boxes on backgrounds, 5 lost faces). Photos are downscaled to at most 800 px on the long side
-for detection (speed on 2 cores; a face must then still be ≥ 24 px, i.e. 3 % of the long side)
-and boxes are mapped back.
+fetched here (YuNet is not on the package index). Measured on 150 FER2013 faces pasted at
+50–160 px into 640×480 versions of three real photos (coffee, cat, cameraman; the cameraman's own
+face counts as a false box, so these overstate them): `frontalface_default` found 77 % with 40
+false boxes at 4 neighbours and scale step 1.1, `alt2` 78 % with 18; at 5 neighbours 75 % with
+19 against 75 % with 7; a finer scale step (1.05) finds 4–6 points more at twice the time.
+`alt2` is better at every setting. 4 neighbours, step 1.1: a bot that calls a coffee cup
+"negative" is worse than one that misses a small face in a crowd, and 1.1 keeps detection at
+about 0.1–0.2 s per photo on 2 cores. Photos are downscaled to at most 800 px on the long side
+for detection (a face must then still be ≥ 24 px, 3 % of the long side) and boxes mapped back.
 
 Crop: on FER2013 faces pasted into photos the cascade's box is 1.04–1.07 times smaller than the
 FER2013 image and centred on it, so a square of 1.1 × the box around its centre, greyed and
