@@ -83,9 +83,10 @@ The model `emobot predict` and the worker use when the registry has no active mo
 | output | softmax over {", ".join(CLASSES)} |
 | data | {card["data"]} |
 | train / validation images | {n_train:,} / {n_val:,} |
-| epochs | {training["epochs_run"]}; kept: epoch {card["best_epoch"]} (best on validation) |
-| training time | {training["train_seconds"] / 60:.0f} min on {card["hardware"]} |
+| epochs | {card["epochs"]}; kept: epoch {card["best_epoch"]} (best on validation) |
+| hardware | {card["hardware"]} |
 | command | `{card["command"]}` |
+{f"| how it ran | {card['note']} |" if card.get("note") else ""}
 
 ## Evaluation (fixed protocol, FER2013 test split: {t4["n"]:,} images in 4 classes)
 
@@ -108,7 +109,9 @@ for this report. Inference speed: see `benchmarks/README.md`.
 """
 
 
-def package(zip_path: Path, out: Path, release: Path, command: str) -> dict[str, Any]:
+def package(
+    zip_path: Path, out: Path, release: Path, command: str, note: str | None = None
+) -> dict[str, Any]:
     work = out / "work"
     model = keras.models.load_model(work / "best.keras")
     summary = json.loads((work / "summary.json").read_text())
@@ -124,7 +127,10 @@ def package(zip_path: Path, out: Path, release: Path, command: str) -> dict[str,
         "conflicting labels and blank images removed; a 10 % stratified validation split "
         "carved out of it",
         "hardware": f"{cpu_name()}, 2 cores, {keras.backend.backend()} backend",
+        # From the history, which a resumed run appends to (the summary covers the last part).
+        "epochs": len(history["val_bal_acc"]),
         "best_epoch": int(np.argmax(history["val_bal_acc"])) + 1,
+        "note": note,
         "training": summary,
         "history": history,
         "metrics": evaluate(model, data.test),
@@ -150,6 +156,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="work folder (resumable)")
     parser.add_argument("--release", type=Path, help="where to write the packaged model")
     parser.add_argument("--package-only", action="store_true", help="skip training")
+    parser.add_argument("--note", help="how the run went, for the model card")
     args = parser.parse_args()
 
     if not args.package_only:
@@ -162,7 +169,7 @@ def main() -> None:
         f"python -m ml.train_archive --zip {args.zip} --arch {args.arch} "
         f"--epochs {args.epochs} --out {args.out}"
     )
-    card = package(args.zip, args.out, args.release or args.out, command)
+    card = package(args.zip, args.out, args.release or args.out, command, args.note)
     print(json.dumps(card["metrics"]["test_4"], indent=2))
 
 
