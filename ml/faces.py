@@ -45,6 +45,26 @@ class ImageError(ValueError):
     """Not an image, broken or truncated, or too many pixels; the message is for logs."""
 
 
+class TooManyPixels(ImageError):
+    """The header announces more pixels than allowed (the size is for telling the user)."""
+
+    def __init__(self, width: int, height: int, max_pixels: int):
+        super().__init__(f"{width}×{height} pixels is more than {max_pixels:,}")
+        self.width = width
+        self.height = height
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    """Width and height read from the header alone; (0, 0) when no image header is readable."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # nothing is decoded
+            with Image.open(io.BytesIO(data), formats=FORMATS) as image:
+                return image.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
+        return 0, 0
+
+
 @dataclass(frozen=True)
 class Face:
     box: tuple[int, int, int, int]  # x, y, w, h in the decoded image
@@ -64,7 +84,7 @@ def decode_image(data: bytes, max_pixels: int = 40_000_000) -> np.ndarray:
             image = Image.open(io.BytesIO(data), formats=FORMATS)
             width, height = image.size
             if width * height > max_pixels:
-                raise ImageError(f"{width}×{height} pixels is more than {max_pixels:,}")
+                raise TooManyPixels(width, height, max_pixels)
             if width < 1 or height < 1:
                 raise ImageError(f"empty image {width}×{height}")
             image.load()

@@ -30,18 +30,18 @@ url-encoded forms, JSON bodies or query strings.
 
 import asyncio
 import contextlib
-import io
 import itertools
 import json
 import logging
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
 from aiohttp import BodyPartReader, web
+
+from ml.faces import image_size
 
 log = logging.getLogger(__name__)
 
@@ -146,20 +146,6 @@ class Chat:
     message_ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
 
-def _image_size(data: bytes) -> tuple[int, int]:
-    """Width and height when Pillow can read the header; (0, 0) for anything else."""
-    try:
-        from PIL import Image
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # only the header
-            image = Image.open(io.BytesIO(data))
-        with image:
-            return image.size
-    except Exception:  # not an image: the fake delivers it anyway, as Telegram does
-        return 0, 0
-
-
 class FakeUser:
     """A person chatting with the bot in a private chat (chat id = user id)."""
 
@@ -207,7 +193,7 @@ class FakeUser:
     ) -> Json:
         """Send a compressed photo (the bytes are delivered as they are)."""
         stored = self.emulator.store_file(data, "photos", ".jpg", "image/jpeg")
-        width, height = _image_size(data)
+        width, height = image_size(data)
         size = {
             "file_id": stored.file_id,
             "file_unique_id": stored.unique_id,
@@ -580,7 +566,7 @@ class BotAPIEmulator:
     async def _m_sendphoto(self, token: str, params: Json, files: dict[str, Upload]) -> Json:
         chat_id = int(params["chat_id"])
         stored = self._input_file(params["photo"], files, "photos", ".jpg")
-        width, height = _image_size(stored.data)
+        width, height = image_size(stored.data)
         size = {
             "file_id": stored.file_id,
             "file_unique_id": stored.unique_id,
@@ -631,7 +617,7 @@ class BotAPIEmulator:
         messages = []
         for item in params["media"]:
             stored = self._input_file(item["media"], files, "photos", ".jpg")
-            width, height = _image_size(stored.data)
+            width, height = image_size(stored.data)
             size = {"file_id": stored.file_id, "file_unique_id": stored.unique_id,
                     "width": width, "height": height, "file_size": len(stored.data)}  # fmt: skip
             message = self._bot_message(

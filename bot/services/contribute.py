@@ -1,19 +1,16 @@
 """/contribute: checking each photo (one face, not known yet) and saving a confirmed batch."""
 
 import asyncio
-import io
 import logging
-import warnings
 from dataclasses import asdict, dataclass
 
 from aiogram import Bot
-from PIL import Image
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.services.photos import IncomingImage, Rejected, download
 from db.blobs import BlobStore, sha256_hex
 from db.contributions import Added, Contribution, add_contribution, is_in_dataset
-from ml.faces import ImageError, decode_image, find_faces
+from ml.faces import ImageError, TooManyPixels, decode_image, find_faces
 
 log = logging.getLogger(__name__)
 
@@ -41,25 +38,12 @@ class Pending:
         return cls(**{**data, "box": tuple(data["box"])})  # type: ignore[arg-type]
 
 
-def _pixels(data: bytes) -> tuple[int, int]:
-    """The size the header announces, (0, 0) when there is no readable header."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # only the header
-            image = Image.open(io.BytesIO(data))
-        with image:
-            return image.size
-    except Exception:  # unreadable: decode_image says why
-        return 0, 0
-
-
 def find_one_face(data: bytes, max_pixels: int) -> tuple[tuple[int, int, int, int], int, int]:
     """The face box and the image size; Rejected unless there is exactly one face."""
-    width, height = _pixels(data)
-    if width * height > max_pixels:
-        raise Rejected("reject.too_many_pixels", width=width, height=height)
     try:
         image = decode_image(data, max_pixels)
+    except TooManyPixels as exc:
+        raise Rejected("reject.too_many_pixels", width=exc.width, height=exc.height) from exc
     except ImageError as exc:
         log.info("unreadable image: %s", exc)
         raise Rejected("reject.broken") from exc
