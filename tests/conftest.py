@@ -19,6 +19,7 @@ from db.engine import Storage, make_engine, make_sessionmaker
 from db.migrate import upgrade
 from db.models import Base
 from emobot.settings import Settings
+from playground.botapi import BotAPIEmulator, BotAPIServer
 
 # moto's server logs every request at INFO; failures are easier to read without them.
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
@@ -138,3 +139,24 @@ def fer2013_zip() -> Path:
     if not FER2013_ZIP.is_file():
         pytest.skip(f"the FER2013 archive is not at {FER2013_ZIP} (set FER2013_ZIP)")
     return FER2013_ZIP
+
+
+def child_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment of a `python -m emobot …` child process: the test database and bucket."""
+    return {
+        **os.environ,
+        "DATABASE_URL": settings.database_url or "",
+        "BLOB_STORE_URL": settings.blob_store_url,
+        "S3_ENDPOINT_URL": settings.s3_endpoint_url or "",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        **extra,
+    }
+
+
+@pytest.fixture
+async def botapi() -> AsyncIterator[tuple[BotAPIEmulator, BotAPIServer]]:
+    """The fake Telegram Bot API on a free port, and the emulator to act as users through."""
+    emulator = BotAPIEmulator()
+    async with BotAPIServer(emulator) as server:
+        yield emulator, server

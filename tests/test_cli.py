@@ -7,17 +7,12 @@ import zipfile
 from pathlib import Path
 
 from emobot.settings import Settings
-from tests.conftest import FIXTURE_ARCHIVE
+from tests.conftest import FIXTURE_ARCHIVE, child_env
 
 
 def emobot(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url or "",
-        "BLOB_STORE_URL": settings.blob_store_url,
-        "S3_ENDPOINT_URL": settings.s3_endpoint_url or "",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
+        **child_env(settings),
     }
     return subprocess.run(
         [sys.executable, "-m", "emobot", *args], env=env, capture_output=True, text=True,

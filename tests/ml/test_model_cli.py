@@ -11,7 +11,7 @@ from PIL import Image
 
 from emobot.settings import Settings
 from ml.labels import CLASSES
-from tests.conftest import FIXTURE_ARCHIVE
+from tests.conftest import FIXTURE_ARCHIVE, child_env
 
 PHOTOS = Path(__file__).parents[1] / "data" / "faces"
 
@@ -80,14 +80,7 @@ def test_an_unknown_model_file() -> None:
 
 
 async def test_train_from_the_database(settings: Settings, sessions: object) -> None:
-    env = {
-        "DATABASE_URL": settings.database_url or "",
-        "BLOB_STORE_URL": settings.blob_store_url,
-        "S3_ENDPOINT_URL": settings.s3_endpoint_url or "",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "DATA_DIR": str(settings.data_dir),
-    }
+    env = child_env(settings, DATA_DIR=str(settings.data_dir))
     assert emobot("import-fer2013", str(FIXTURE_ARCHIVE), env=env).returncode == 0
     bad = emobot("train", "--arch", "resnet", env=env)
     assert bad.returncode == 2 and "unknown arch" in bad.stderr

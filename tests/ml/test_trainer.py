@@ -5,7 +5,6 @@ import contextlib
 import io
 from collections.abc import AsyncIterator
 
-import pytest
 from PIL import Image
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -21,13 +20,6 @@ from playground.botapi import BotAPIEmulator, BotAPIServer
 from tests.conftest import FIXTURE_ARCHIVE
 
 ADMIN = 1000
-
-
-@pytest.fixture
-async def botapi() -> AsyncIterator[tuple[BotAPIEmulator, BotAPIServer]]:
-    emulator = BotAPIEmulator()
-    async with BotAPIServer(emulator) as server:
-        yield emulator, server
 
 
 @contextlib.asynccontextmanager

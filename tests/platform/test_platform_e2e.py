@@ -6,12 +6,11 @@ Telegram; the database is read to check what the processes stored.
 
 import asyncio
 import io
-import os
 import signal
 import subprocess
 import sys
 import zipfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -26,7 +25,7 @@ from db.importer import import_archive
 from db.models import PredictionRequest, Sample
 from emobot.settings import Settings
 from playground.botapi import BotAPIEmulator, BotAPIServer, BotCall, FakeUser
-from tests.conftest import FIXTURE_ARCHIVE
+from tests.conftest import FIXTURE_ARCHIVE, child_env
 
 FACES = Path(__file__).parents[1] / "data" / "faces"
 TOKEN = "77:platform-e2e"
@@ -78,13 +77,6 @@ class Platform:
 
 
 @pytest.fixture
-async def botapi() -> AsyncIterator[tuple[BotAPIEmulator, BotAPIServer]]:
-    emulator = BotAPIEmulator()
-    async with BotAPIServer(emulator) as server:
-        yield emulator, server
-
-
-@pytest.fixture
 def platform(
     settings: Settings,
     sessions: async_sessionmaker[AsyncSession],
@@ -93,12 +85,7 @@ def platform(
 ) -> Iterator[Platform]:
     emulator, server = botapi
     env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url or "",
-        "BLOB_STORE_URL": settings.blob_store_url,
-        "S3_ENDPOINT_URL": settings.s3_endpoint_url or "",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
+        **child_env(settings),
         "BOT_TOKEN": TOKEN,
         "TELEGRAM_API_URL": server.url,
         "ADMIN_IDS": str(ADMIN),

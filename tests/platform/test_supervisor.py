@@ -16,7 +16,7 @@ from db.blobs import S3BlobStore
 from db.registry import list_models
 from emobot.settings import Settings
 from emobot.supervisor import SHIPPED_MODEL, Child, Supervisor
-from tests.conftest import free_port
+from tests.conftest import child_env, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -133,12 +133,7 @@ async def test_prepare_only_registers_the_shipped_model_once_in_postgres_and_s3(
     settings: Settings, sessions: async_sessionmaker[AsyncSession], s3_store: S3BlobStore
 ) -> None:
     env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url or "",
-        "BLOB_STORE_URL": settings.blob_store_url,
-        "S3_ENDPOINT_URL": settings.s3_endpoint_url or "",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
+        **child_env(settings),
     }
     for _ in range(2):
         result = _emobot(env, "run", "--prepare-only")

@@ -66,13 +66,6 @@ def constant_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], 
 
 
 @pytest.fixture
-async def botapi() -> AsyncIterator[tuple[BotAPIEmulator, BotAPIServer]]:
-    emulator = BotAPIEmulator()
-    async with BotAPIServer(emulator) as server:
-        yield emulator, server
-
-
-@pytest.fixture
 def worker_settings(
     settings: Settings,
     constant_model: Callable[[str], Path],
