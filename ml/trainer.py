@@ -26,6 +26,7 @@ from aiogram.types import BufferedInputFile, InputMediaPhoto
 from db import registry
 from db.engine import Storage
 from db.models import TrainingRun
+from db.notify import LISTEN_ERRORS, listen
 from emobot.settings import Settings
 from ml.evaluate import format_metrics
 from ml.train_job import JobParams, JobResult, run_training
@@ -115,13 +116,11 @@ class Trainer:
                 await self._listener.close()
 
     async def _listen(self) -> None:
-        url = self.storage.engine.url.set(drivername="postgresql")
         try:
-            self._listener = await asyncpg.connect(
-                url.render_as_string(hide_password=False), timeout=10
+            self._listener = await listen(
+                self.storage.engine, {"training_runs": lambda *_: self._wake.set()}
             )
-            await self._listener.add_listener("training_runs", lambda *_: self._wake.set())
-        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        except LISTEN_ERRORS as exc:
             log.warning("LISTEN failed (%s); polling every %s s", exc, self.settings.poll_seconds)
             self._listener = None
 

@@ -26,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from db import queue
 from db.blobs import BlobNotFound
 from db.engine import Storage
+from db.notify import LISTEN_ERRORS, listen
 from db.queue import Claimed
 from emobot.settings import Settings
 from ml.annotate import annotate
@@ -126,14 +127,12 @@ class Worker:
 
     async def _listen(self) -> None:
         """LISTEN for new requests and promotions; without it the worker polls."""
-        url = self.storage.engine.url.set(drivername="postgresql")
         try:
-            self._listener = await asyncpg.connect(
-                url.render_as_string(hide_password=False), timeout=10
+            self._listener = await listen(
+                self.storage.engine,
+                {"prediction_requests": self._on_request, "models": self._on_model},
             )
-            await self._listener.add_listener("prediction_requests", self._on_request)
-            await self._listener.add_listener("models", self._on_model)
-        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        except LISTEN_ERRORS as exc:
             log.warning("%s: LISTEN failed (%s); polling every %s s", self.name, exc,
                         self.settings.poll_seconds)  # fmt: skip
             self._listener = None
