@@ -7,6 +7,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import asyncpg
 import pytest
@@ -31,6 +32,14 @@ FER2013_ZIP = Path(
 )
 # The server the test databases are created on (trust auth on the development machines).
 PG_ADMIN_DSN = os.environ.get("TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def missing_tool(message: str) -> NoReturn:
+    """A program a test needs is absent: skipped on a developer's machine, a failure in CI,
+    where .ci/run installs it and a skip would hide a broken install."""
+    if os.environ.get("CI"):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
 
 
 def free_port() -> int:

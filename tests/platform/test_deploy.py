@@ -5,10 +5,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
 
 from emobot.settings import Settings
+from tests.conftest import missing_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,7 +23,7 @@ def compose_command() -> list[str]:
         return [docker, "compose"]
     if legacy := shutil.which("docker-compose"):
         return [legacy]
-    pytest.skip("neither `docker compose` nor `docker-compose` is installed (.ci/run installs it)")
+    missing_tool("neither `docker compose` nor `docker-compose` is installed (.ci/run installs it)")
 
 
 def compose_config(tmp_path: Path, env_lines: str) -> subprocess.CompletedProcess[str]:

@@ -17,6 +17,7 @@ from aiogram.types import BufferedInputFile, InlineKeyboardButton, InlineKeyboar
 from playwright.async_api import Page, async_playwright, expect
 
 from playground.web import Playground
+from tests.conftest import missing_tool
 
 CHROMIUM = "/usr/bin/chromium"
 PHOTOS = Path(__file__).parents[1] / "data" / "faces"
@@ -26,7 +27,7 @@ TOKEN = "1:playground"
 def chromium_path() -> str:
     path = shutil.which("chromium") or (CHROMIUM if Path(CHROMIUM).exists() else None)
     if path is None:
-        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+        missing_tool("Debian's chromium is not installed (.ci/run installs it)")
     return path
 
 

@@ -5,13 +5,12 @@ face photo uploaded in headless Chromium answered by the worker."""
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 from playwright.async_api import async_playwright, expect
 
 from tests.conftest import free_port
+from tests.platform.conftest import start_emobot_run
 from tests.platform.test_playground_page import chromium_path
 
 PHOTOS = Path(__file__).parents[1] / "data" / "faces"
@@ -26,19 +25,10 @@ def start_platform(tmp_path: Path, port: int) -> subprocess.Popen[str]:
         if k not in ("DATABASE_URL", "TELEGRAM_API_URL", "BLOB_STORE_URL", "ADMIN_IDS")
     }
     env.update(BOT_TOKEN="", DATA_DIR=str(tmp_path / "var"), BLOB_STORE_URL="file://var/blobs")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "emobot", "run", "--processes", "bot,worker", "--port", str(port)],
-        env=env, cwd=tmp_path, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    assert process.stdout is not None
-    seen: list[str] = []
-    deadline = time.monotonic() + 90
-    for line in process.stdout:
-        seen.append(line)
-        if "platform up" in line:
-            return process
-        assert time.monotonic() < deadline, "".join(seen)
-    raise AssertionError("emobot run exited early:\n" + "".join(seen))
+    process, _ = start_emobot_run(
+        ["--processes", "bot,worker", "--port", str(port)], env, tmp_path, 90
+    )
+    return process
 
 
 async def test_a_photo_uploaded_in_the_browser_gets_the_workers_answer(tmp_path: Path) -> None:

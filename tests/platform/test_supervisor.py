@@ -17,6 +17,7 @@ from db.registry import list_models
 from emobot.settings import Settings
 from emobot.supervisor import SHIPPED_MODEL, Child, Supervisor
 from tests.conftest import child_env, free_port
+from tests.platform.conftest import start_emobot_run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,20 +67,9 @@ def _platform_env(tmp_path: Path) -> dict[str, str]:
 
 def _start_platform(tmp_path: Path, port: int) -> tuple[subprocess.Popen[str], list[str]]:
     """`emobot run` with no processes: the embedded database and the playground only."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "emobot", "run", "--processes=", "--port", str(port)],
-        env=_platform_env(tmp_path), cwd=tmp_path, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    assert process.stdout is not None
-    seen: list[str] = []
-    deadline = time.monotonic() + 60
-    for line in process.stdout:
-        seen.append(line)
-        if "platform up" in line:
-            return process, seen
-        assert time.monotonic() < deadline, "".join(seen)
-    raise AssertionError("emobot run exited early:\n" + "".join(seen))
+    return start_emobot_run(
+        ["--processes=", "--port", str(port)], _platform_env(tmp_path), tmp_path, 60
+    )
 
 
 def _stop_platform(process: subprocess.Popen[str]) -> str:
