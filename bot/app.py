@@ -124,10 +124,11 @@ async def _run_webhook(bot: Bot, dispatcher: Dispatcher, settings: Settings) -> 
     SimpleRequestHandler(dispatcher, bot, secret_token=secret).register(app, path=WEBHOOK_PATH)
     setup_application(app, dispatcher, bot=bot)
     url = settings.webhook_url.rstrip("/") + WEBHOOK_PATH if settings.webhook_url else ""
-    await bot.set_webhook(url, secret_token=secret)
     runner = web.AppRunner(app)
     await runner.setup()
+    # Listen before registering: Telegram starts posting as soon as the webhook is set.
     await web.TCPSite(runner, "0.0.0.0", settings.webhook_port).start()
+    await bot.set_webhook(url, secret_token=secret)
     log.info("webhook at %s, listening on port %s", url, settings.webhook_port)
     try:
         await asyncio.Event().wait()
