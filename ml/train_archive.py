@@ -1,16 +1,21 @@
 """Train a model from the FER2013 archive, evaluate it by the protocol, package it with a card.
 
-How the shipped model was made (no database needed):
-    python -m ml.train_archive --zip ../shared/data/fer2013.zip --arch emonet --epochs 24 \\
+How the shipped model was made (no database needed): 16 epochs from scratch, then two more
+cosine cycles, each starting from the last one's best weights (see ml/shipped/MODEL_CARD.md):
+    python -m ml.train_archive --zip ../shared/data/fer2013.zip --arch emonet --epochs 16 \\
         --out var/ship
-    python -m ml.train_archive --zip ../shared/data/fer2013.zip --out var/ship --package-only \\
-        --release ml/shipped
-The first trains into `var/ship/work` (resumable); the second evaluates the best checkpoint and
-writes the inference-only model, `model_card.json` and `MODEL_CARD.md` to the release folder.
+    python -m ml.train_archive --zip ../shared/data/fer2013.zip --arch emonet --epochs 14 \\
+        --learning-rate 5e-4 --init var/ship/work/best.keras --out var/finetune
+    python -m ml.train_archive --zip ../shared/data/fer2013.zip --arch emonet --epochs 10 \\
+        --learning-rate 3e-4 --init var/finetune/work/best.keras --out var/cycle3
+    python -m ml.train_archive --zip ../shared/data/fer2013.zip --out var/cycle3 \\
+        --package-only --release ml/shipped
+Training writes into `OUT/work` (resumable); `--package-only` evaluates the best checkpoint
+there and writes the inference-only model, `model_card.json` and `MODEL_CARD.md` to the release
+folder.
 """
 
 import argparse
-import csv
 import json
 import platform
 import time
@@ -23,7 +28,7 @@ import numpy as np
 from ml.dataset import load_archive
 from ml.labels import CLASSES
 from ml.metrics import summarise
-from ml.training import Faces, TrainConfig, predict_probs, train
+from ml.training import Faces, TrainConfig, predict_probs, read_history, train
 
 MODEL_FILE = "emotion.keras"
 
@@ -53,12 +58,6 @@ def evaluate(model: keras.Model, test: Faces) -> dict[str, Any]:
         "test_4": summarise(test.y, probs),
         "test_4_flip_averaged": summarise(test.y, (probs + flipped) / 2),
     }
-
-
-def read_history(path: Path) -> dict[str, list[float]]:
-    with path.open() as f:
-        rows = list(csv.DictReader(f))
-    return {k: [round(float(r[k]), 5) for r in rows] for k in rows[0] if k != "epoch"}
 
 
 def card_markdown(card: dict[str, Any]) -> str:
@@ -153,6 +152,8 @@ def main() -> None:
     parser.add_argument("--arch", default="emonet")
     parser.add_argument("--epochs", type=int, default=24)
     parser.add_argument("--balance", type=int, default=0)
+    parser.add_argument("--learning-rate", type=float, default=1e-3, help="peak learning rate")
+    parser.add_argument("--init", help="a saved model of the same architecture to start from")
     parser.add_argument("--out", type=Path, required=True, help="work folder (resumable)")
     parser.add_argument("--release", type=Path, help="where to write the packaged model")
     parser.add_argument("--package-only", action="store_true", help="skip training")
@@ -161,13 +162,21 @@ def main() -> None:
 
     if not args.package_only:
         data = load_archive(args.zip)
-        config = TrainConfig(arch=args.arch, epochs=args.epochs, balance=args.balance)
+        config = TrainConfig(
+            arch=args.arch,
+            epochs=args.epochs,
+            balance=args.balance,
+            learning_rate=args.learning_rate,
+            init=args.init,
+        )
         started = time.perf_counter()
         train(data.train, config, args.out / "work")
         print(f"trained in {time.perf_counter() - started:.0f} s")
     command = (
         f"python -m ml.train_archive --zip {args.zip} --arch {args.arch} "
         f"--epochs {args.epochs} --out {args.out}"
+        + (f" --learning-rate {args.learning_rate}" if args.learning_rate != 1e-3 else "")
+        + (f" --init {args.init}" if args.init else "")
     )
     card = package(args.zip, args.out, args.release or args.out, command, args.note)
     print(json.dumps(card["metrics"]["test_4"], indent=2))

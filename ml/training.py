@@ -1,5 +1,6 @@
 """Training a CNN over labelled face arrays, whatever their source (database or archive)."""
 
+import csv
 import json
 import math
 import time
@@ -49,6 +50,8 @@ class TrainConfig:
     class_weights: bool = True
     patience: int = 10
     seed: int = 42
+    # Warm start: a saved model of the same architecture whose weights training begins from.
+    init: str | None = None
 
 
 def split_validation(train: Faces, fraction: float, seed: int) -> tuple[Faces, Faces]:
@@ -151,8 +154,18 @@ class ReportProgress(keras.callbacks.Callback):
         self.on_epoch(epoch + 1, {k: float(v) for k, v in (logs or {}).items()})
 
 
+def read_history(path: Path) -> dict[str, list[float]]:
+    """Every epoch that CSVLogger wrote, those before a resume included."""
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    keys = [k for k in rows[0] if k != "epoch"] if rows else []
+    return {k: [round(float(r[k]), 5) for r in rows] for k in keys}
+
+
 def build_model(config: TrainConfig, steps_per_epoch: int) -> keras.Model:
     model = ARCHITECTURES[config.arch]()
+    if config.init:
+        model.set_weights(keras.models.load_model(config.init, compile=False).get_weights())
     if config.arch == "seed_cnn":
         # Faithful to the original: Adam with a plateau schedule (ReduceLROnPlateau below).
         optimizer: keras.optimizers.Optimizer = keras.optimizers.Adam(1e-3)
@@ -185,14 +198,18 @@ def train(
     batches = FaceBatches(fit_faces, config.batch_size, weights, config.seed)
     model = build_model(config, len(batches))
     best_path = workdir / "best.keras"
+    log_path = workdir / "history.csv"
+    backup = workdir / "backup"
+    if not backup.exists():
+        log_path.unlink(missing_ok=True)  # a fresh start: an earlier run's epochs are not ours
     callbacks: list[keras.callbacks.Callback] = [
         ValidationMetrics(val_faces),
         keras.callbacks.ModelCheckpoint(
             best_path, monitor="val_bal_acc", mode="max", save_best_only=True
         ),
         keras.callbacks.EarlyStopping(monitor="val_bal_acc", mode="max", patience=config.patience),
-        keras.callbacks.BackupAndRestore(str(workdir / "backup")),
-        keras.callbacks.CSVLogger(str(workdir / "history.csv"), append=True),
+        keras.callbacks.BackupAndRestore(str(backup)),
+        keras.callbacks.CSVLogger(str(log_path), append=True),
     ]
     if config.arch == "seed_cnn":
         callbacks.append(
@@ -203,22 +220,25 @@ def train(
     if on_epoch is not None:
         callbacks.append(ReportProgress(on_epoch))
     started = time.perf_counter()
-    history = model.fit(
+    model.fit(
         batches,
         validation_data=(standardise(val_faces.x), val_faces.y),
         epochs=config.epochs,
         callbacks=callbacks,
         verbose=2,
     )
+    # fit's own History holds only the epochs since the last resume.
+    history = read_history(log_path)
     summary = {
         "config": asdict(config),
         "train_counts": fit_faces.counts(),
         "val_counts": val_faces.counts(),
         "class_weights": {CLASSES[k]: round(w, 4) for k, w in weights.items()},
-        "epochs_run": len(history.history.get("loss", [])),
+        "epochs_run": len(history.get("loss", [])),
+        # This process's share: a resumed run's earlier part is not counted.
         "train_seconds": round(time.perf_counter() - started, 1),
         "parameters": model.count_params(),
     }
     (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
     best = keras.models.load_model(best_path) if best_path.exists() else model
-    return best, history.history, summary
+    return best, history, summary
