@@ -10,7 +10,7 @@ import asyncio
 import logging
 import shutil
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +21,13 @@ from db import registry
 from db.engine import Storage
 from db.samples import dataset_version
 from db.training_set import SampleRef, test_refs, train_refs
-from ml.architectures import ARCHITECTURES
 from ml.dataset import to_face
 from ml.evaluate import evaluate, read_test_split
 from ml.faces import ImageError, crop_box, decode_image, whole_face
 from ml.inference import Classifier
 from ml.labels import CLASS_INDEX
 from ml.metrics import summarise
+from ml.params import JobParams
 from ml.preprocess import FACE_SIZE
 from ml.report import confusion_png, learning_curve_png
 from ml.training import Faces, TrainConfig, train
@@ -36,34 +36,9 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[dict[str, Any]], Awaitable[None]]
 FETCH_CONCURRENCY = 16
-
-
-@dataclass
-class JobParams:
-    """What a run may be asked for (CLI flags or `training_runs.params`)."""
-
-    arch: str = "emonet"
-    # About 25 minutes per 10 epochs of emonet over all of FER2013 on 2 CPU cores.
-    epochs: int = 15
-    balance: int = 0
-    promote: bool = False
-    batch_size: int = 64
-
-    def __post_init__(self) -> None:
-        if self.arch not in ARCHITECTURES:
-            raise ValueError(f"unknown arch {self.arch!r}; one of {', '.join(ARCHITECTURES)}")
-        if not 1 <= self.epochs <= 500:
-            raise ValueError(f"epochs must be 1–500, not {self.epochs}")
-        if self.balance < 0 or self.batch_size < 1:
-            raise ValueError("balance must be ≥ 0 and batch_size ≥ 1")
-
-    @classmethod
-    def from_dict(cls, params: dict[str, Any]) -> "JobParams":
-        known = {f.name for f in fields(cls)}
-        unknown = set(params) - known
-        if unknown:
-            raise ValueError(f"unknown training parameters: {', '.join(sorted(unknown))}")
-        return cls(**params)
+# Peak learning rate when starting from the active model's weights: high enough to learn from
+# new samples, low enough not to throw away what it knows (chosen on the validation split).
+WARM_LEARNING_RATE = 5e-4
 
 
 @dataclass
@@ -188,12 +163,27 @@ async def run_training(
     data = await load_training_data(storage, data_dir / "cache")
     if len(data.train) == 0:
         raise ValueError("no trainable samples in the dataset")
-    config = TrainConfig(arch=params.arch, epochs=params.epochs, balance=params.balance,
-                         batch_size=params.batch_size)  # fmt: skip
+    await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
+    start = await _fetch_active(storage, workdir) if params.warm else None
+    if start is not None and start.arch != params.arch:
+        start = None  # weights fit only their own architecture: a cold start
+    config = TrainConfig(
+        arch=params.arch,
+        epochs=params.epochs,
+        balance=params.balance,
+        batch_size=params.batch_size,
+        learning_rate=WARM_LEARNING_RATE if start else TrainConfig.learning_rate,
+        init=str(start.path) if start else None,
+    )
     reporter = _epoch_reporter(on_progress, params.epochs, asyncio.get_running_loop())
     model, history, summary = await asyncio.to_thread(train, data.train, config, workdir, reporter)
     classifier = Classifier(model, None, params.arch)
     metrics = await asyncio.to_thread(_measure, classifier, data, archive)
+    rival = await _measure_active(storage, data, workdir) if params.promote else None
+    if rival is not None:
+        metrics["compared_with"] = rival
+    if start is not None:
+        metrics["warm_start"] = start.version
     val = history.get("val_bal_acc") or [0.0]
     metrics.update(
         val_balanced_accuracy=max(val),
@@ -218,6 +208,41 @@ async def run_training(
     return result
 
 
+@dataclass
+class ActiveModel:
+    version: int
+    arch: str
+    path: Path
+
+
+async def _fetch_active(storage: Storage, workdir: Path) -> ActiveModel | None:
+    """The active model's file, downloaded into the run's folder (once per version)."""
+    async with storage.sessions() as session:
+        active = await registry.active_model(session)
+    if active is None:
+        return None
+    path = workdir / f"active-v{active.version}.keras"
+    if not path.is_file():
+        path.write_bytes(await storage.blobs.get(active.blob_key))
+    return ActiveModel(active.version, active.arch, path)
+
+
+async def _measure_active(
+    storage: Storage, data: TrainingData, workdir: Path
+) -> dict[str, Any] | None:
+    """The active model's balanced accuracy on this run's test split.
+
+    Measured now rather than read from its row: the split may have grown since, and a model
+    registered from elsewhere (the shipped one) carries other metrics or none.
+    """
+    active = await _fetch_active(storage, workdir)
+    if active is None:
+        return None
+    classifier = await asyncio.to_thread(Classifier.load, active.path, active.version)
+    measured = await asyncio.to_thread(_measure, classifier, data, None)
+    return {"version": active.version, "balanced_accuracy": measured["balanced_accuracy"]}
+
+
 def _measure(classifier: Classifier, data: TrainingData, archive: Path | None) -> dict[str, Any]:
     """Metrics on the database's test split; under `test_4`, the fixed protocol's."""
     if len(data.test):
@@ -237,7 +262,10 @@ async def _register(
     pictures: dict[str, bytes],
     version_of_data: str,
 ) -> JobResult:
-    """Blobs and the `models` row in one transaction: a failed upload registers nothing."""
+    """Blobs and the `models` row in one transaction: a failed upload registers nothing.
+
+    Promoted when asked and it beats the model it was compared with, if that one is still
+    the active model (none active: promoted)."""
     async with storage.sessions.begin() as session:
         model = await registry.register_model(
             session, blob_key="", arch=params.arch, metrics=metrics,
@@ -252,8 +280,13 @@ async def _register(
         promoted = False
         if params.promote:
             active = await registry.active_model(session)
-            best = active.metrics.get("balanced_accuracy", -1.0) if active else -1.0
-            if metrics["balanced_accuracy"] > best:
+            rival = metrics.get("compared_with")
+            if rival is None:
+                better = active is None
+            else:
+                still = active is not None and active.version == rival["version"]
+                better = still and metrics["balanced_accuracy"] > rival["balanced_accuracy"]
+            if better:
                 await registry.promote(session, model.version)
                 promoted = True
         await session.flush()

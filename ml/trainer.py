@@ -29,7 +29,8 @@ from db.models import TrainingRun
 from db.notify import LISTEN_ERRORS, listen
 from emobot.settings import Settings
 from ml.evaluate import format_metrics
-from ml.train_job import JobParams, JobResult, run_training
+from ml.params import JobParams
+from ml.train_job import JobResult, run_training
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,9 @@ TEXTS = {
         "{minutes} мин.",
         "promoted": "Она стала активной: бот отвечает ею.",
         "not_promoted": "Активной она не стала.",
+        "warm": "Начато с весов модели v{version}.",
+        "compared": "Сбаланс. точность на тестовой выборке: {new:.3f}, у активной модели "
+        "v{version} на той же выборке: {old:.3f}.",
         "db_test": "Тестовая выборка из базы",
         "test_4": "Протокол FER2013 test-4",
         "failed": "Обучение #{run} не удалось: {error}",
@@ -54,6 +58,9 @@ TEXTS = {
         "{minutes} min.",
         "promoted": "It is now the active model: the bot answers with it.",
         "not_promoted": "It was not made active.",
+        "warm": "Started from model v{version}'s weights.",
+        "compared": "Balanced accuracy on the test split: {new:.3f}; the active model "
+        "v{version} on the same split: {old:.3f}.",
         "db_test": "Test split in the database",
         "test_4": "FER2013 protocol, test-4",
         "failed": "Training #{run} failed: {error}",
@@ -174,8 +181,20 @@ class Trainer:
                 minutes=round(training["train_seconds"] / 60, 1),
             ),
             texts["promoted"] if result.promoted else texts["not_promoted"],
-            f"{texts['db_test']}:\n<pre>{html.escape(format_metrics(result.metrics))}</pre>",
         ]
+        if (warm := result.metrics.get("warm_start")) is not None:
+            parts.append(texts["warm"].format(version=warm))
+        if rival := result.metrics.get("compared_with"):
+            parts.append(
+                texts["compared"].format(
+                    new=result.metrics["balanced_accuracy"],
+                    version=rival["version"],
+                    old=rival["balanced_accuracy"],
+                )
+            )
+        parts.append(
+            f"{texts['db_test']}:\n<pre>{html.escape(format_metrics(result.metrics))}</pre>"
+        )
         if "test_4" in result.metrics:
             table = html.escape(format_metrics(result.metrics["test_4"]))
             parts.append(f"{texts['test_4']}:\n<pre>{table}</pre>")

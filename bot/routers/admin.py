@@ -11,6 +11,7 @@ from bot.texts import t
 from db.engine import Storage
 from db.registry import UnknownModel
 from emobot.settings import Settings
+from ml.params import JobParams
 
 
 async def stats(message: Message, session: AsyncSession, lang: str) -> None:
@@ -31,9 +32,17 @@ async def export(
     )  # fmt: skip
 
 
-async def retrain(message: Message, session: AsyncSession, bot: Bot, lang: str) -> None:
+async def retrain(
+    message: Message, command: CommandObject, session: AsyncSession, bot: Bot, lang: str
+) -> None:
     assert message.from_user is not None
-    await admin.retrain(session, bot, message.from_user.id, message.chat.id, lang)
+    try:
+        # Promoted only if it beats the active model on the same test split, unless told not to.
+        params = JobParams.from_text(command.args or "", promote=True)
+    except ValueError as exc:
+        await message.answer(t(lang, "admin.retrain.usage", error=str(exc)))
+        return
+    await admin.retrain(session, bot, message.from_user.id, message.chat.id, lang, params)
 
 
 async def models(message: Message, session: AsyncSession, lang: str) -> None:

@@ -27,6 +27,7 @@ from db.registry import (
 )
 from db.stats import dataset_stats
 from ml.labels import CLASSES
+from ml.params import JobParams
 
 log = logging.getLogger(__name__)
 
@@ -139,10 +140,14 @@ async def export_to_chat(
         reporter.cancel()
 
 
-async def retrain(session: AsyncSession, bot: Bot, user_id: int, chat_id: int, lang: str) -> None:
-    """Queue a run with the default parameters; its progress message is the one sent here,
-    which the trainer edits every epoch. Refused while a run is queued or running."""
-    run = await queue_training_run(session, requested_by=user_id, chat_id=chat_id, params={})
+async def retrain(
+    session: AsyncSession, bot: Bot, user_id: int, chat_id: int, lang: str, params: JobParams
+) -> None:
+    """Queue a run; its progress message is the one sent here, which the trainer edits every
+    epoch. Refused while a run is queued or running."""
+    run = await queue_training_run(
+        session, requested_by=user_id, chat_id=chat_id, params=params.as_dict()
+    )
     if run is None:
         current = await current_training_run(session)
         await bot.send_message(
@@ -155,7 +160,9 @@ async def retrain(session: AsyncSession, bot: Bot, user_id: int, chat_id: int, l
             ),
         )
         return
-    message = await bot.send_message(chat_id, t(lang, "admin.retrain.queued", run=run.id))
+    queued = t(lang, "admin.retrain.queued", run=run.id, arch=params.arch, epochs=params.epochs)
+    promotion = t(lang, "admin.retrain.promote" if params.promote else "admin.retrain.keep")
+    message = await bot.send_message(chat_id, f"{queued} {promotion}")
     run.progress_message_id = message.message_id
     await session.commit()
 

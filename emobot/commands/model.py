@@ -185,7 +185,8 @@ def train(args: argparse.Namespace, settings: Settings) -> int:
 
     from db.engine import open_storage
     from ml.evaluate import format_metrics
-    from ml.train_job import JobParams, run_training
+    from ml.params import JobParams
+    from ml.train_job import run_training
 
     try:
         params = JobParams(arch=args.arch, epochs=args.epochs, balance=args.balance,

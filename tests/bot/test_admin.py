@@ -47,13 +47,20 @@ async def test_stats_and_models_and_promote(harness: BotHarness) -> None:
 
 async def test_retrain_queues_one_run_and_refuses_a_second(harness: BotHarness) -> None:
     admin = harness.user(ADMIN, "Admin", "en")
-    admin.send_text("/retrain")
+    for bad, answer in (("epochs=many", "whole number"), ("colour=blue", "not understood"),
+                        ("arch=resnet", "unknown arch"), ("epochs=0", "1–500")):  # fmt: skip
+        admin.send_text(f"/retrain {bad}")
+        assert answer in (await harness.reply(admin, text_has("For example"))).text
+    admin.send_text("/retrain epochs=3 arch=seed_cnn")
     queued = await harness.reply(admin, text_has("queued"))
+    assert "(seed_cnn, 3 epochs)" in queued.text and "if it beats" in queued.text
     async with harness.storage.sessions() as session:
-        [run] = list(await session.scalars(select(TrainingRun)))
+        [run] = list(await session.scalars(select(TrainingRun)))  # the bad ones queued nothing
     assert (run.status, run.requested_by, run.chat_id) == ("queued", ADMIN, ADMIN)
-    assert run.progress_message_id == queued.message_id and run.params == {}
-    admin.send_text("/retrain")
+    assert run.progress_message_id == queued.message_id
+    assert run.params == {"arch": "seed_cnn", "epochs": 3, "balance": 0, "promote": True,
+                          "batch_size": 64, "warm": True}  # fmt: skip
+    admin.send_text("/retrain promote=no")
     assert f"already on (#{run.id}, queued)" in (await harness.reply(admin)).text
     async with harness.storage.sessions() as session:
         assert len(list(await session.scalars(select(TrainingRun)))) == 1

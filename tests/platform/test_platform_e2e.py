@@ -301,6 +301,9 @@ async def test_admin_retrains_promotes_and_the_next_prediction_uses_the_new_mode
     queued = await emulator.wait_for(admin.id, text_has("queued"), 20)
     report = await emulator.wait_for(admin.id, text_has("finished"), 170)
     assert "Test split in the database" in (report.text or "")
+    # Warm-started from the shipped model (v1) and measured against it on the same split.
+    assert "Started from model v1's weights" in (report.text or "")
+    assert "the active model v1 on the same split" in (report.text or "")
     confusion = await emulator.wait_for(
         admin.id, lambda c: c.method == "sendMediaGroup" and c.text == "Confusion matrix", 20
     )

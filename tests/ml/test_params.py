@@ -1,0 +1,28 @@
+"""Training parameters from a dict (the queue) and from /retrain's words."""
+
+import pytest
+
+from ml.architectures import ARCHITECTURES
+from ml.params import ARCH_NAMES, JobParams
+
+
+def test_the_light_arch_list_matches_the_architectures() -> None:
+    assert tuple(ARCHITECTURES) == ARCH_NAMES
+
+
+def test_params_are_checked() -> None:
+    assert JobParams.from_dict({"epochs": 3, "arch": "seed_cnn"}).epochs == 3
+    for bad in ({"arch": "resnet"}, {"epochs": 0}, {"colour": "blue"}, {"balance": -1}):
+        with pytest.raises(ValueError):
+            JobParams.from_dict(bad)
+
+
+def test_params_from_words() -> None:
+    params = JobParams.from_text("epochs=30  arch=seed_cnn promote=нет balance=1000", promote=True)
+    assert params == JobParams(arch="seed_cnn", epochs=30, balance=1000, promote=False)
+    assert JobParams.from_text("", promote=True) == JobParams(promote=True)
+    assert JobParams.from_text("promote=Yes").promote
+    for bad, message in (("epochs", "not understood"), ("epochs=-3", "whole number"),
+                         ("promote=maybe", "yes or no"), ("arch=vgg", "unknown arch")):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            JobParams.from_text(bad)
