@@ -35,7 +35,7 @@ class Classifier:
     @classmethod
     def load(cls, path: Path, version: int | None = None) -> "Classifier":
         model = keras.models.load_model(path, compile=False)
-        name = f"{model.name} v{version}" if version is not None else f"{model.name} (shipped)"
+        name = f"{model.name} v{version}" if version is not None else f"{model.name} ({path})"
         return cls(model, version, name)
 
     def predict(self, faces: np.ndarray) -> np.ndarray:

@@ -7,10 +7,13 @@ import sys
 import zipfile
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from emobot.settings import Settings
-from ml.labels import CLASSES
+from ml.inference import shipped_model_path
+from ml.labels import CLASS_INDEX, CLASSES, FER_TO_CLASS
+from ml.metrics import summarise
 from tests.conftest import FIXTURE_ARCHIVE, child_env
 
 PHOTOS = Path(__file__).parents[1] / "data" / "faces"
@@ -93,3 +96,25 @@ async def test_train_from_the_database(settings: Settings, sessions: object) -> 
     listed = emobot("predict", "--model", "1", "--json", str(PHOTOS / "astronaut.jpg"), env=env)
     assert listed.returncode == 0, listed.stderr
     assert len(json.loads(listed.stdout)["faces"]) == 1
+
+
+def test_predict_whole_over_the_fer2013_test_split_gives_the_card_s_numbers(
+    fer2013_zip: Path, tmp_path: Path
+) -> None:
+    """The CLI path (files → decode → whole-image crop → model) scores what the card says."""
+    with zipfile.ZipFile(fer2013_zip) as archive:
+        archive.extractall(tmp_path, [n for n in archive.namelist() if n.startswith("test/")])
+    out = emobot("predict", "--json", "--whole", str(tmp_path / "test"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    truth, probs = [], []
+    for line in out.stdout.splitlines():
+        result = json.loads(line)
+        truth.append(CLASS_INDEX[FER_TO_CLASS[Path(result["path"]).parent.name]])
+        probs.append([result["faces"][0]["probs"][c] for c in CLASSES])
+    measured = summarise(np.array(truth), np.array(probs), seed_balanced=False)
+    card = json.loads((shipped_model_path().parent / "model_card.json").read_text())
+    expected = card["metrics"]["test_4"]
+    assert measured["n"] == expected["n"] == 7178
+    # Probabilities are printed to 4 decimals: a near tie may flip, nothing more.
+    assert abs(measured["balanced_accuracy"] - expected["balanced_accuracy"]) < 0.002
+    assert abs(measured["accuracy"] - expected["accuracy"]) < 0.002
