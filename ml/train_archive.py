@@ -152,7 +152,9 @@ def main() -> None:
     parser.add_argument("--arch", default="emonet")
     parser.add_argument("--epochs", type=int, default=24)
     parser.add_argument("--balance", type=int, default=0)
-    parser.add_argument("--learning-rate", type=float, default=1e-3, help="peak learning rate")
+    parser.add_argument(
+        "--learning-rate", type=float, default=1e-3, help="peak (seed_cnn: first) learning rate"
+    )
     parser.add_argument("--init", help="a saved model of the same architecture to start from")
     parser.add_argument("--out", type=Path, required=True, help="work folder (resumable)")
     parser.add_argument("--release", type=Path, help="where to write the packaged model")

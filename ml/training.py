@@ -167,8 +167,9 @@ def build_model(config: TrainConfig, steps_per_epoch: int) -> keras.Model:
     if config.init:
         model.set_weights(keras.models.load_model(config.init, compile=False).get_weights())
     if config.arch == "seed_cnn":
-        # Faithful to the original: Adam with a plateau schedule (ReduceLROnPlateau below).
-        optimizer: keras.optimizers.Optimizer = keras.optimizers.Adam(1e-3)
+        # Faithful to the original: Adam with a plateau schedule (ReduceLROnPlateau below),
+        # starting at `learning_rate`.
+        optimizer: keras.optimizers.Optimizer = keras.optimizers.Adam(config.learning_rate)
     else:
         schedule = keras.optimizers.schedules.CosineDecay(
             0.0,

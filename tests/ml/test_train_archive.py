@@ -45,6 +45,12 @@ def test_a_warm_start_begins_from_the_given_model_s_weights() -> None:
     assert not np.array_equal(shipped.get_weights()[0], cold.get_weights()[0])
 
 
+def test_the_seed_starts_adam_at_the_configured_learning_rate() -> None:
+    model = build_model(TrainConfig(arch="seed_cnn", learning_rate=1e-4), 10)
+    assert isinstance(model.optimizer, keras.optimizers.Adam)
+    assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(1e-4)
+
+
 class Interrupt(Exception):
     pass
 
