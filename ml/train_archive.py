@@ -153,7 +153,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=24)
     parser.add_argument("--balance", type=int, default=0)
     parser.add_argument(
-        "--learning-rate", type=float, default=1e-3, help="peak (seed_cnn: first) learning rate"
+        "--learning-rate",
+        type=float,
+        default=TrainConfig.learning_rate,
+        help="peak (seed_cnn: first) learning rate",
     )
     parser.add_argument("--init", help="a saved model of the same architecture to start from")
     parser.add_argument("--out", type=Path, required=True, help="work folder (resumable)")
@@ -177,7 +180,11 @@ def main() -> None:
     command = (
         f"python -m ml.train_archive --zip {args.zip} --arch {args.arch} "
         f"--epochs {args.epochs} --out {args.out}"
-        + (f" --learning-rate {args.learning_rate}" if args.learning_rate != 1e-3 else "")
+        + (
+            f" --learning-rate {args.learning_rate}"
+            if args.learning_rate != TrainConfig.learning_rate
+            else ""
+        )
         + (f" --init {args.init}" if args.init else "")
     )
     card = package(args.zip, args.out, args.release or args.out, command, args.note)

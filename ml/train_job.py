@@ -179,6 +179,8 @@ async def run_training(
     model, history, summary = await asyncio.to_thread(train, data.train, config, workdir, reporter)
     classifier = Classifier(model, None, params.arch)
     metrics = await asyncio.to_thread(_measure, classifier, data, archive)
+    # Looked up again, not reused from the warm start: an admin may have promoted another
+    # model while this one trained, and that is the one to beat.
     rival = await _measure_active(storage, data, workdir) if params.promote else None
     if rival is not None:
         metrics["compared_with"] = rival
@@ -222,8 +224,8 @@ async def _fetch_active(storage: Storage, workdir: Path) -> ActiveModel | None:
     if active is None:
         return None
     path = workdir / f"active-v{active.version}.keras"
-    if not path.is_file():
-        path.write_bytes(await storage.blobs.get(active.blob_key))
+    if not await asyncio.to_thread(path.is_file):
+        await asyncio.to_thread(path.write_bytes, await storage.blobs.get(active.blob_key))
     return ActiveModel(active.version, active.arch, path)
 
 
