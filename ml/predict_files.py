@@ -21,6 +21,9 @@ class ImageResult:
     probs: np.ndarray  # (len(faces), 4)
     error: str | None = None
     image: np.ndarray | None = None  # kept only when asked for (annotating)
+    # Width and height of the decoded image the boxes refer to: a large JPEG is decoded at a
+    # reduced scale.
+    size: tuple[int, int] = (0, 0)
 
     @property
     def labels(self) -> list[str]:
@@ -31,6 +34,8 @@ class ImageResult:
             return {"path": str(self.path), "error": self.error}
         return {
             "path": str(self.path),
+            "width": self.size[0],
+            "height": self.size[1],
             "faces": [
                 {
                     "box": list(face.box),
@@ -79,7 +84,8 @@ def predict_files(
             except (OSError, ImageError) as exc:
                 results.append(ImageResult(path, [], np.zeros((0, 4), np.float32), str(exc)))
                 continue
-            results.append(ImageResult(path, faces, np.zeros((0, 4)), image=image))
+            size = (image.shape[1], image.shape[0])
+            results.append(ImageResult(path, faces, np.zeros((0, 4)), image=image, size=size))
         crops = [face.crop for r in results for face in r.faces]
         probs = classifier.predict(np.stack(crops) if crops else np.zeros((0, 48, 48), np.uint8))
         offset = 0

@@ -23,7 +23,7 @@ from db.samples import dataset_version
 from db.training_set import SampleRef, test_refs, train_refs
 from ml.dataset import to_face
 from ml.evaluate import evaluate, read_test_split
-from ml.faces import ImageError, crop_box, decode_image, whole_face
+from ml.faces import ImageError, decode_image, face_at, whole_face
 from ml.inference import Classifier
 from ml.labels import CLASS_INDEX
 from ml.metrics import summarise
@@ -60,11 +60,11 @@ class JobResult:
 
 
 def sample_face(ref: SampleRef, data: bytes) -> np.ndarray:
-    """A stored image as the 48×48 face it was labelled for."""
+    """A stored image as the 48×48 face it was labelled for, aligned as inference aligns it."""
     if ref.source == "fer2013":
         return to_face(data)  # already a 48×48 face, decoded exactly as the archive reader does
     image = decode_image(data)
-    return crop_box(image, ref.face_box) if ref.face_box else whole_face(image).crop
+    return face_at(image, ref.face_box).crop if ref.face_box else whole_face(image).crop
 
 
 async def _faces(storage: Storage, refs: list[SampleRef]) -> tuple[Faces, int]:

@@ -14,6 +14,7 @@ import os
 import secrets
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -30,7 +31,7 @@ from db.notify import LISTEN_ERRORS, listen
 from db.queue import Claimed
 from emobot.settings import Settings
 from ml.annotate import annotate
-from ml.faces import Face, ImageError, crop_box, decode_image, find_faces, whole_face
+from ml.faces import Face, ImageError, UnusableShape, decode_image, find_faces, whole_face
 from ml.labels import CLASSES, DISPLAY_NAMES
 from worker import texts
 from worker.models import ModelHolder
@@ -58,6 +59,7 @@ class Job:
     faces: list[Face] = field(default_factory=list)
     result: dict[str, Any] | None = None
     failure: str | None = None  # a permanent problem with the photo: told to the user, not retried
+    failure_text: str = "unreadable"  # what the user is told about it
     retry: str | None = None  # a passing problem: the request goes back to the queue
 
     @property
@@ -87,6 +89,9 @@ class Worker:
         self._listener: asyncpg.Connection | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._replies = ReplyLog(storage)
+        # Decoding and detection release the GIL in their heavy parts (Pillow, OpenCV, LiteRT):
+        # one thread per core keeps every core busy without the threads crowding each other.
+        self._detection = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="detect")
 
     def stop(self) -> None:
         """Finish the batch in hand, then return (safe to call from a signal handler)."""
@@ -122,6 +127,7 @@ class Worker:
                 task.cancel()
             if self._listener is not None:
                 await self._listener.close()
+            self._detection.shutdown(wait=False, cancel_futures=True)
 
     # Waking up --------------------------------------------------------------------------
 
@@ -227,7 +233,10 @@ class Worker:
         work = [j for j in jobs if j not in over]
         await asyncio.gather(*(self._fetch(j) for j in work))
         t = mark("fetch", started)
-        await asyncio.gather(*(asyncio.to_thread(self._prepare, j) for j in work if j.data))
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(
+            *(loop.run_in_executor(self._detection, self._prepare, j) for j in work if j.data)
+        )
         t = mark("detect", t)
         classifier = self.models.model  # one model for the whole batch, even if one is promoted
         fresh = [j for j in work if j.fresh]
@@ -291,11 +300,14 @@ class Worker:
             job.retry = f"blob store: {exc!r}"
 
     def _prepare(self, job: Job) -> None:
-        """In a thread: decode the photo and find its faces (or, for a result stored by an
-        earlier attempt, only what drawing the boxes needs)."""
+        """In a thread: decode the photo and find its faces (a result stored by an earlier
+        attempt needs only the photo, to draw its boxes on)."""
         assert job.data is not None
         try:
             job.image = decode_image(job.data, self.settings.max_photo_pixels)
+        except UnusableShape as exc:
+            job.failure, job.failure_text = f"unusable photo: {exc}", "unusable"
+            return
         except ImageError as exc:
             job.failure = f"unreadable photo: {exc}"
             return
@@ -305,9 +317,6 @@ class Worker:
         finally:
             job.data = None
         if job.result is not None:
-            job.faces = [
-                Face(tuple(f["box"]), crop_box(job.image, f["box"])) for f in job.result["faces"]
-            ]
             return
         try:
             job.faces = [whole_face(job.image)] if job.request.whole else find_faces(job.image)
@@ -324,7 +333,7 @@ class Worker:
         assert job.image is not None
         names = DISPLAY_NAMES[job.lang]
         labels = [names[texts.best_class(p)] for p in all_probs]
-        photo = annotate(job.image, job.faces, labels)
+        photo = annotate(job.image, [f["box"] for f in job.result["faces"]], labels)
         return Reply(texts.several_faces(all_probs, job.lang), photo)
 
     async def _answer(self, job: Job, gave_up: bool) -> None:
@@ -340,7 +349,7 @@ class Worker:
             await self._retry(job, job.retry)
             return
         if job.failure is not None:
-            await self._fail(job, job.failure, Reply(texts.text("unreadable", job.lang)))
+            await self._fail(job, job.failure, Reply(texts.text(job.failure_text, job.lang)))
             return
         try:
             reply = await asyncio.to_thread(self._reply, job)

@@ -19,6 +19,10 @@ TEXTS: Final = {
             "Не получилось прочитать это фото: файл повреждён или это не изображение. "
             "Пришлите, пожалуйста, фото ещё раз."
         ),
+        "unusable": (
+            "Это изображение слишком маленькое или слишком вытянутое, чтобы на нём поместилось "
+            "лицо. Пришлите обычную фотографию."
+        ),
         "gave_up": (
             "Извините, не получилось обработать это фото после нескольких попыток. "
             "Попробуйте прислать его ещё раз чуть позже."
@@ -35,6 +39,9 @@ TEXTS: Final = {
         "unreadable": (
             "I could not read this photo: the file is damaged or is not an image. "
             "Please send the photo again."
+        ),
+        "unusable": (
+            "This image is too small or too narrow to hold a face. Please send an ordinary photo."
         ),
         "gave_up": (
             "Sorry, I could not process this photo after several tries. "

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.services.photos import IncomingImage, Rejected, download
 from db.blobs import BlobStore, sha256_hex
 from db.contributions import Added, Contribution, add_contribution, is_in_dataset
-from ml.faces import ImageError, TooManyPixels, decode_image, find_faces
+from ml.faces import ImageError, TooManyPixels, UnusableShape, decode_image, find_faces
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,8 @@ def find_one_face(data: bytes, max_pixels: int) -> tuple[tuple[int, int, int, in
         image = decode_image(data, max_pixels)
     except TooManyPixels as exc:
         raise Rejected("reject.too_many_pixels", width=exc.width, height=exc.height) from exc
+    except UnusableShape as exc:
+        raise Rejected("reject.unusable", width=exc.width, height=exc.height) from exc
     except ImageError as exc:
         log.info("unreadable image: %s", exc)
         raise Rejected("reject.broken") from exc

@@ -134,7 +134,8 @@ def predict(args: argparse.Namespace, settings: Settings) -> int:
                 f"{label} {p.max():.0%}"
                 for label, p in zip(result.labels, result.probs, strict=True)
             ]
-            (args.annotate / name).write_bytes(annotate(result.image, result.faces, labels))
+            boxes = [face.box for face in result.faces]
+            (args.annotate / name).write_bytes(annotate(result.image, boxes, labels))
     return 1 if failed else 0
 
 

@@ -56,7 +56,7 @@ async def test_single_photo_first_time_with_consent(harness: BotHarness, photos:
     assert (sample.sha256, sample.label, sample.source, sample.split, sample.status) == (
         sha, "happy", "telegram", "train", "active"
     )  # fmt: skip
-    assert sample.contributor_id == 20 and sample.face_box == [177, 67, 95, 95]
+    assert sample.contributor_id == 20 and sample.face_box == [173, 76, 100, 100]
     assert (sample.width, sample.height, sample.size_bytes) == (512, 512, len(photos.one_face))
     assert sample.origins == [message["photo"][-1]["file_unique_id"]]
     assert sample.blob_key == content_key(sha)

@@ -6,9 +6,6 @@ import pytest
 from PIL import Image
 
 from ml.annotate import COLOURS, annotate
-from ml.faces import Face
-
-CROP = np.zeros((48, 48), np.uint8)
 
 
 def decode(data: bytes) -> np.ndarray:
@@ -17,12 +14,11 @@ def decode(data: bytes) -> np.ndarray:
 
 def test_boxes_and_labels_are_drawn() -> None:
     image = np.full((300, 400, 3), 40, np.uint8)
-    faces = [Face((50, 100, 80, 80), CROP), Face((250, 120, 90, 90), CROP)]
-    out = decode(annotate(image, faces, ["счастливый", "neutral"]))
+    boxes = [(50, 100, 80, 80), (250, 120, 90, 90)]
+    out = decode(annotate(image, boxes, ["счастливый", "neutral"]))
     assert out.shape == (300, 400, 3)
     # The left edge of each box has its colour; the middle of the photo is untouched.
-    for face, colour in zip(faces, COLOURS, strict=False):
-        x, y, _, h = face.box
+    for (x, y, _, h), colour in zip(boxes, COLOURS, strict=False):
         assert np.abs(out[y + h // 2, x] - colour).max() < 40
     assert np.abs(out[250, 200] - 40).max() < 10
     # The label plates above the boxes hold white text.
@@ -31,14 +27,14 @@ def test_boxes_and_labels_are_drawn() -> None:
 
 def test_a_huge_photo_is_shrunk() -> None:
     image = np.zeros((2000, 4000, 3), np.uint8)
-    out = decode(annotate(image, [Face((100, 100, 400, 400), CROP)], ["happy"]))
+    out = decode(annotate(image, [(100, 100, 400, 400)], ["happy"]))
     assert out.shape == (800, 1600, 3)
     assert np.abs(out[120, 40] - COLOURS[0]).max() < 40  # box mapped to the smaller picture
 
 
 def test_labels_must_match_faces() -> None:
     with pytest.raises(ValueError):
-        annotate(np.zeros((10, 10, 3), np.uint8), [Face((0, 0, 5, 5), CROP)], [])
+        annotate(np.zeros((10, 10, 3), np.uint8), [(0, 0, 5, 5)], [])
 
 
 def test_the_font_exists() -> None:
