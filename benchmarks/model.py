@@ -1,11 +1,8 @@
-"""How fast the model and the face detector are on this machine.
+"""How fast the model is on this machine (face detection: `benchmarks/faces.py`).
 
 1. Model load time (`Classifier.load` plus the first call, which builds the predict function).
 2. Faces/s of `Classifier.predict` at batch 1, 8, 32 and 64: one compiled call per batch, as
    the worker runs it.
-3. Face detection (`find_faces`: Haar cascade, crops) in ms per photo at 640×480 and 1280×960,
-   and decoding the JPEG on top. The photo is `tests/data/faces/three_faces.jpg` (three faces,
-   512×512) widened to 4:3 with a grey border, so the faces keep their shape, and resized.
 
     .venv/bin/python -m benchmarks.model [--seconds 3] [--model PATH] [--json PATH]
 """
@@ -20,12 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
-PHOTO = Path(__file__).parents[1] / "tests" / "data" / "faces" / "three_faces.jpg"
 BATCHES = (1, 8, 32, 64)
-SIZES = ((640, 480), (1280, 960))
 
 
 def timed(fn: Callable[[], Any], seconds: float, min_runs: int = 3) -> list[float]:
@@ -70,27 +64,6 @@ def model_speed(path: Path, seconds: float) -> dict[int, dict[str, float]]:
     return result
 
 
-def detection_speed(seconds: float) -> dict[str, dict[str, float]]:
-    from ml.faces import decode_image, find_faces
-
-    square = cv2.imread(str(PHOTO))
-    side = (square.shape[0] * 4 // 3 - square.shape[1]) // 2
-    photo = cv2.copyMakeBorder(square, 0, 0, side, side, cv2.BORDER_CONSTANT, value=(128,) * 3)
-    result = {}
-    for width, height in SIZES:
-        image = cv2.resize(photo, (width, height), interpolation=cv2.INTER_CUBIC)
-        data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
-        faces = len(find_faces(image))
-        detect = statistics.median(timed(lambda i=image: find_faces(i), seconds))
-        both = statistics.median(timed(lambda d=data: find_faces(decode_image(d)), seconds))
-        result[f"{width}x{height}"] = {
-            "faces": faces,
-            "detect_ms": round(detect * 1000, 1),
-            "decode_and_detect_ms": round(both * 1000, 1),
-        }
-    return result
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="per measurement (default 3)")
@@ -103,7 +76,6 @@ def main() -> None:
     path = args.model or shipped_model_path()
     load = model_load(path)
     speed = model_speed(path, args.seconds)
-    detection = detection_speed(args.seconds)
     load_avg = os.getloadavg()[0]
     print(f"model {path}, {os.cpu_count()} CPUs, load average {load_avg:.1f}")
     print(f"load {load['load_s']:.2f} s, with the first call {load['load_and_first_call_s']:.2f} s")
@@ -111,10 +83,6 @@ def main() -> None:
     for batch, row in speed.items():
         print(f"{batch:>6} {row['ms_per_batch']:>10.2f} {row['ms_per_face']:>9.3f} "
               f"{row['faces_per_s']:>9.1f}")  # fmt: skip
-    print(f"{'photo':>10} {'faces':>6} {'detect ms':>10} {'decode+detect ms':>17}")
-    for size, row in detection.items():
-        print(f"{size:>10} {row['faces']:>6} {row['detect_ms']:>10.1f} "
-              f"{row['decode_and_detect_ms']:>17.1f}")  # fmt: skip
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(
@@ -127,7 +95,6 @@ def main() -> None:
                     "seconds_per_measurement": args.seconds,
                     "load": load,
                     "model_speed": speed,
-                    "detection": detection,
                 },
                 indent=2,
             )
