@@ -16,6 +16,26 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     return np.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k)
 
 
+def summarise_predictions(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
+    """As `summarise`, from predicted classes; a prediction of -1 (no face found in a photo)
+    is wrong whatever the truth, and has its own count per true class (`no_face`)."""
+    missing = y_pred < 0
+    cm = confusion_matrix(y_true[~missing], y_pred[~missing])
+    support = np.bincount(y_true, minlength=len(CLASSES))
+    recall = np.divide(np.diag(cm), support, out=np.zeros(len(CLASSES)), where=support > 0)
+    present = support > 0
+    result: dict[str, Any] = {
+        "n": len(y_true),
+        "accuracy": float((y_pred == y_true).mean()) if len(y_true) else 0.0,
+        "balanced_accuracy": float(recall[present].mean()) if present.any() else 0.0,
+        "recall": {name: float(r) for name, r in zip(CLASSES, recall, strict=True)},
+        "confusion_matrix": cm.tolist(),
+    }
+    if missing.any():
+        result["no_face"] = np.bincount(y_true[missing], minlength=len(CLASSES)).tolist()
+    return result
+
+
 def seed_balanced_indices(y_true: np.ndarray) -> np.ndarray:
     """The fixed subsample of test-4 with the original project's per-class counts."""
     rng = np.random.default_rng(SEED_BALANCED_SEED)
@@ -29,17 +49,7 @@ def seed_balanced_indices(y_true: np.ndarray) -> np.ndarray:
 def summarise(y_true: np.ndarray, probs: np.ndarray, seed_balanced: bool = True) -> dict[str, Any]:
     """Accuracy, balanced accuracy, per-class recall and the confusion matrix as plain JSON."""
     y_pred = probs.argmax(axis=1)
-    cm = confusion_matrix(y_true, y_pred)
-    support = cm.sum(axis=1)
-    recall = np.divide(np.diag(cm), support, out=np.zeros(len(CLASSES)), where=support > 0)
-    present = support > 0
-    result: dict[str, Any] = {
-        "n": len(y_true),
-        "accuracy": float((y_pred == y_true).mean()) if len(y_true) else 0.0,
-        "balanced_accuracy": float(recall[present].mean()) if present.any() else 0.0,
-        "recall": {name: float(r) for name, r in zip(CLASSES, recall, strict=True)},
-        "confusion_matrix": cm.tolist(),
-    }
+    result = summarise_predictions(y_true, y_pred)
     if seed_balanced:
         idx = seed_balanced_indices(y_true)
         result["seed_balanced_accuracy"] = float((y_pred[idx] == y_true[idx]).mean())

@@ -1,0 +1,75 @@
+"""FER+ crowd votes for FER2013's files, and the labels built from them.
+
+FER+ (Barsoum et al., 2016) had ten people label every FER2013 image with one of eight emotions,
+"unknown" or "not a face". Their votes are much cleaner labels than FER2013's own: many FER2013
+"sad", "fear" and "angry" faces are neutral to most of them. The votes file is
+`../shared/data/ferplus/fer2013_ferplus_votes.csv` (its README: one row per file of
+fer2013.zip); it is read from there and never copied into the repository.
+"""
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+
+from ml.labels import CLASS_INDEX, CLASSES
+
+# The vote columns, in the file's order (ties go to the first: the protocol's rule).
+COLUMNS: Final = (
+    "neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt",
+    "unknown", "NF",
+)  # fmt: skip
+EMOTION_CLASS: Final = {
+    "neutral": "neutral",
+    "happiness": "happy",
+    "surprise": "surprise",
+    "sadness": "negative",
+    "anger": "negative",
+    "disgust": "negative",
+    "fear": "negative",
+    "contempt": "negative",
+}
+# (10, 4): emotion votes summed into our classes; "unknown" and "not a face" count for none.
+_TO_CLASSES = np.zeros((len(COLUMNS), len(CLASSES)), np.float32)
+for _column, _class in EMOTION_CLASS.items():
+    _TO_CLASSES[COLUMNS.index(_column), CLASS_INDEX[_class]] = 1
+
+
+@dataclass(frozen=True)
+class Votes:
+    counts: tuple[int, ...]  # one per column of COLUMNS
+    ambiguous_duplicate: bool = False  # FER2013 has pixel-identical copies voted differently
+
+    @property
+    def top(self) -> str | None:
+        """The column with most votes, the first on ties; None without any vote."""
+        if not any(self.counts):
+            return None
+        return COLUMNS[int(np.argmax(self.counts))]
+
+    def majority(self) -> int | None:
+        """The protocol's label (ferplus-test): the top column mapped to our classes; None when
+        the top is "unknown" or "not a face", or there are no votes."""
+        top = self.top
+        return CLASS_INDEX[EMOTION_CLASS[top]] if top in EMOTION_CLASS else None
+
+    def distribution(self) -> np.ndarray | None:
+        """The emotion votes as a distribution over our four classes (a soft training target);
+        None for an image that is no trainable face (its majority is None)."""
+        if self.majority() is None:
+            return None
+        summed = np.asarray(self.counts, np.float32) @ _TO_CLASSES
+        return summed / summed.sum()
+
+
+def read_votes(path: Path) -> dict[str, Votes]:
+    """The votes by archive file name (`train/angry/Training_1.jpg`)."""
+    with path.open(newline="") as f:
+        return {
+            row["file"]: Votes(
+                tuple(int(row[c] or 0) for c in COLUMNS), row["ambiguous_duplicate"] == "1"
+            )
+            for row in csv.DictReader(f)
+        }
