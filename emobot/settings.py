@@ -42,8 +42,12 @@ class Settings(BaseSettings):
     poll_seconds: float = Field(5.0, gt=0)
     model_path: Path | None = None
 
-    # Training: the FER2013 archive, for the fixed evaluation protocol after each run.
+    # The fixed evaluation protocol after each training run and in `emobot evaluate`: the
+    # FER2013 archive (test-4), FER+ votes (ferplus-test; also training targets) and labelled
+    # real photos. A file that is not there leaves its part out.
     fer2013_zip: Path = Path("../shared/data/fer2013.zip")
+    ferplus_csv: Path = Path("../shared/data/ferplus/fer2013_ferplus_votes.csv")
+    real_photos: Path = Path("../shared/data/realphotos-dev.zip")
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

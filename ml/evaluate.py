@@ -1,15 +1,29 @@
-"""The fixed evaluation protocol (DESIGN.md) applied to a classifier, and its report as text."""
+"""The fixed evaluation protocol (DESIGN.md) applied to a classifier, and its report as text.
 
+- test-4: every FER2013 test image, FER2013's own labels in 4 classes;
+- ferplus-test: the test images with a FER+ majority emotion, labelled by it (ml.ferplus);
+- real photos: labelled photos (`<class>/<file>` in a folder or a zip, as realphotos-dev.zip)
+  through the whole pipeline, detection included: each photo's largest face, a photo without
+  a face found counting as wrong.
+"""
+
+import csv
+import io
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ml.dataset import to_face
-from ml.fer2013 import iter_archive
+from ml.faces import ImageError, decode_image, find_faces
+from ml.fer2013 import IMAGE_SUFFIXES, iter_archive
+from ml.ferplus import Votes, read_votes
 from ml.inference import Classifier
 from ml.labels import CLASS_INDEX, CLASSES
-from ml.metrics import summarise
+from ml.metrics import summarise, summarise_predictions
 from ml.training import Faces
 
 CHUNK = 256
@@ -28,6 +42,82 @@ def read_test_split(archive: Path) -> Faces:
     return Faces(np.stack(faces), np.array(labels, np.int64))
 
 
+def read_ferplus_test(archive: Path, votes: dict[str, Votes]) -> Faces:
+    """ferplus-test: the test files whose FER+ majority is an emotion, ambiguous duplicates
+    left out, labelled by that majority."""
+    faces, labels = [], []
+    for f in iter_archive(archive):
+        v = votes.get(f.name)
+        if f.split == "test" and v and not v.ambiguous_duplicate:
+            label = v.majority()
+            if label is not None:
+                faces.append(to_face(f.data))
+                labels.append(label)
+    if not faces:
+        raise ValueError(f"no test file of {archive} has FER+ votes")
+    return Faces(np.stack(faces), np.array(labels, np.int64))
+
+
+@dataclass
+class LabelledPhoto:
+    name: str
+    data: bytes
+    label: int
+
+
+def read_labelled_photos(path: Path) -> list[LabelledPhoto]:
+    """Photos in `<class>/<file>` folders, in a folder or a zip; a zip's `labels.csv` (columns
+    `file`, `label`), where there is one, gives the labels instead."""
+    if path.is_dir():
+        files: Iterator[tuple[str, bytes]] = (
+            (str(p.relative_to(path)), p.read_bytes())
+            for p in sorted(path.rglob("*"))
+            if p.suffix.lower() in IMAGE_SUFFIXES
+        )
+        return [LabelledPhoto(n, d, CLASS_INDEX[n.split("/")[0]]) for n, d in files]
+    with zipfile.ZipFile(path) as archive:
+        if "labels.csv" in archive.namelist():
+            rows = csv.DictReader(io.TextIOWrapper(archive.open("labels.csv"), "utf-8"))
+            labels = {r["file"]: r["label"] for r in rows}
+        else:
+            labels = {
+                n: n.split("/")[0]
+                for n in archive.namelist()
+                if n.lower().endswith(IMAGE_SUFFIXES) and n.split("/")[0] in CLASS_INDEX
+            }
+        return [
+            LabelledPhoto(n, archive.read(n), CLASS_INDEX[label])
+            for n, label in sorted(labels.items())
+        ]
+
+
+def real_photo_faces(photos: list[LabelledPhoto]) -> tuple[list[np.ndarray | None], np.ndarray]:
+    """Each photo's largest face as the worker crops it (None where none is found), and the
+    labels."""
+    crops: list[np.ndarray | None] = []
+    for photo in photos:
+        try:
+            faces = find_faces(decode_image(photo.data))
+        except ImageError:
+            faces = []
+        largest = max(faces, key=lambda f: f.box[2] * f.box[3], default=None)
+        crops.append(None if largest is None else largest.crop)
+    return crops, np.array([p.label for p in photos], np.int64)
+
+
+def evaluate_real(
+    classifier: Classifier, crops: list[np.ndarray | None], labels: np.ndarray
+) -> dict[str, Any]:
+    """Balanced accuracy and the rest over real photos; a photo without a face is wrong."""
+    found = [c for c in crops if c is not None]
+    probs = predict_all(classifier, np.stack(found)) if found else np.zeros((0, len(CLASSES)))
+    predicted = iter(probs.argmax(axis=1))
+    y_pred = np.array([next(predicted) if c is not None else -1 for c in crops], np.int64)
+    result = summarise_predictions(labels, y_pred)
+    result["face_found"] = len(found) / max(len(crops), 1)
+    return result
+
+
 def predict_all(classifier: Classifier, faces: np.ndarray) -> np.ndarray:
     parts = [classifier.predict(faces[i : i + CHUNK]) for i in range(0, len(faces), CHUNK)]
     return np.concatenate(parts) if parts else np.zeros((0, len(CLASSES)), np.float32)
@@ -35,6 +125,23 @@ def predict_all(classifier: Classifier, faces: np.ndarray) -> np.ndarray:
 
 def evaluate(classifier: Classifier, test: Faces, seed_balanced: bool = True) -> dict[str, Any]:
     return summarise(test.y, predict_all(classifier, test.x), seed_balanced=seed_balanced)
+
+
+def evaluate_protocol(
+    classifier: Classifier, archive: Path | None, ferplus: Path | None, photos: Path | None
+) -> dict[str, Any]:
+    """The fixed protocol on whatever of its data is at hand: `test_4` (the FER2013 archive),
+    `ferplus_test` (and the FER+ votes), `realphotos` (a labelled photo set)."""
+    metrics: dict[str, Any] = {}
+    if archive is not None and archive.is_file():
+        metrics["test_4"] = evaluate(classifier, read_test_split(archive))
+        if ferplus is not None and ferplus.is_file():
+            test = read_ferplus_test(archive, read_votes(ferplus))
+            metrics["ferplus_test"] = evaluate(classifier, test, seed_balanced=False)
+    if photos is not None and photos.exists():
+        crops, labels = real_photo_faces(read_labelled_photos(photos))
+        metrics["realphotos"] = evaluate_real(classifier, crops, labels)
+    return metrics
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:
@@ -45,6 +152,8 @@ def format_metrics(metrics: dict[str, Any]) -> str:
         f"accuracy                {metrics['accuracy']:>8.4f}",
         f"balanced accuracy       {metrics['balanced_accuracy']:>8.4f}",
     ]
+    if "face_found" in metrics:
+        lines.append(f"face found              {metrics['face_found']:>8.4f}")
     if "seed_balanced_accuracy" in metrics:
         lines.append(f"seed-balanced accuracy  {metrics['seed_balanced_accuracy']:>8.4f}")
     lines.append("recall")

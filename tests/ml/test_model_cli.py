@@ -8,6 +8,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from emobot.settings import Settings
@@ -15,6 +16,7 @@ from ml.inference import shipped_model_path
 from ml.labels import CLASS_INDEX, CLASSES, FER_TO_CLASS
 from ml.metrics import summarise
 from tests.conftest import FIXTURE_ARCHIVE, child_env
+from tests.ml.test_ferplus import fake_votes
 
 PHOTOS = Path(__file__).parents[1] / "data" / "faces"
 
@@ -62,19 +64,38 @@ def test_predict_whole_and_the_table(tmp_path: Path) -> None:
     assert table.stdout.count("negative ") == 3
 
 
-def test_evaluate_json_on_an_archive() -> None:
-    out = emobot("evaluate", "--archive", str(FIXTURE_ARCHIVE), "--json")
+def test_evaluate_reports_test_4_ferplus_test_and_real_photos(tmp_path: Path) -> None:
+    fake_votes(tmp_path / "votes.csv")  # every test file neutral but two left out
+    photos = tmp_path / "photos"
+    for label, name in [("happy", "astronaut.jpg"), ("happy", "group_one.jpg"),
+                        ("neutral", "coffee.jpg")]:  # fmt: skip
+        (photos / label).mkdir(parents=True, exist_ok=True)
+        (photos / label / name).write_bytes((PHOTOS / name).read_bytes())
+    out = emobot("evaluate", "--archive", str(FIXTURE_ARCHIVE), "--ferplus",
+                 str(tmp_path / "votes.csv"), "--photos", str(photos), "--json")  # fmt: skip
     assert out.returncode == 0, out.stderr
     metrics = json.loads(out.stdout)
-    assert metrics["n"] == 21  # the fixture's test split, every file
-    assert 0 <= metrics["balanced_accuracy"] <= 1
-    assert sum(map(sum, metrics["confusion_matrix"])) == 21
-    assert "seed_balanced_accuracy" in metrics and "shipped" in metrics["model"]
+    assert "shipped" in metrics["model"]
+    test_4 = metrics["test_4"]
+    assert test_4["n"] == 21  # the fixture's test split, every file
+    assert sum(map(sum, test_4["confusion_matrix"])) == 21 and "seed_balanced_accuracy" in test_4
+    assert metrics["ferplus_test"]["n"] == 19
+    real = metrics["realphotos"]
+    # The coffee has no face: a wrong answer, counted apart from the confusion matrix.
+    assert real["n"] == 3 and real["face_found"] == pytest.approx(2 / 3)
+    assert real["no_face"] == [0, 0, 0, 1] and real["recall"]["neutral"] == 0
+    table = emobot("evaluate", "--archive", str(tmp_path / "none.zip"), "--photos", str(photos))
+    assert table.returncode == 0, table.stderr
+    assert (
+        "face found" in table.stdout
+        and "test-4 (FER2013 test split, its own labels): left out" in table.stdout
+    )
 
 
-def test_evaluate_without_the_archive_says_where_it_looked(tmp_path: Path) -> None:
-    out = emobot("evaluate", "--archive", str(tmp_path / "none.zip"))
-    assert out.returncode == 2 and "none.zip" in out.stderr
+def test_evaluate_without_any_data_says_where_it_looked(tmp_path: Path) -> None:
+    out = emobot("evaluate", "--archive", str(tmp_path / "none.zip"), "--photos",
+                 str(tmp_path / "no-photos"))  # fmt: skip
+    assert out.returncode == 2 and "none.zip" in out.stderr and "no-photos" in out.stderr
 
 
 def test_an_unknown_model_file() -> None:
