@@ -70,16 +70,7 @@ def load_archive(path: Path, votes: dict[str, Votes] | None = None) -> ArchiveFa
             target = np.mean(shares, axis=0)
             pairs.append((decoded[g.sha256], int(np.argmax(target))))
             targets.append(target)
-    ferplus = [
-        (decoded[f.sha256], label)
-        for f in test_files
-        if (v := votes.get(f.name))
-        and not v.ambiguous_duplicate
-        and (label := v.majority()) is not None
-    ]
-    return ArchiveFaces(
-        _faces(pairs, targets), test, [f.name for f in test_files], report, _faces(ferplus)
-    )
+    return ArchiveFaces(_faces(pairs, targets), test, [f.name for f in test_files], report)
 
 
 def aligned_like_inference(faces: np.ndarray) -> np.ndarray:
