@@ -94,7 +94,11 @@ def test_training_on_vote_shares_reports_ferplus_test(tmp_path: Path) -> None:
     assert card["metrics"]["ferplus_test"]["n"] == card["metrics"]["test_4"]["n"] - 2
     aligned = np.load(tmp_path / "run" / "aligned.npy")
     assert aligned.shape[1:] == (48, 48) and aligned.dtype == np.uint8
-    assert "ferplus-test" in (tmp_path / "run" / "MODEL_CARD.md").read_text()
+    calibration = card["calibration"]
+    assert calibration["temperature"] > 0 and 0.3 <= calibration["unsure_below"] <= 0.8
+    assert set(calibration["expected_calibration_error"]) == {"validation", "ferplus_test"}
+    text = (tmp_path / "run" / "MODEL_CARD.md").read_text()
+    assert "ferplus-test" in text and "## Calibration" in text
 
 
 @pytest.mark.parametrize("column", ["unknown", "NF"])
