@@ -41,7 +41,9 @@ async def test_restarts_a_crashing_child_with_backoff_and_stops_the_rest() -> No
 
     # Backoff 0.2, 0.4, 0.8 s…: a few restarts in 2.5 s, not a busy loop.
     assert 3 <= crash.starts <= 6, crash.starts
-    assert set(crash.exits) == {3}
+    # Each start crashed; on a busy machine the last may still be starting when the stop
+    # comes, and is ended by the SIGTERM instead.
+    assert set(crash.exits[:-1]) == {3} and crash.exits[-1] in (3, -signal.SIGTERM)
     assert lines.count(("crash", "up")) == crash.starts
     # The healthy child ran once and was stopped by SIGTERM, promptly.
     assert sleeper.starts == 1
