@@ -32,7 +32,7 @@ from db.queue import Claimed
 from emobot.settings import Settings
 from ml.annotate import annotate
 from ml.faces import Face, ImageError, UnusableShape, decode_image, find_faces, whole_face
-from ml.labels import CLASSES, DISPLAY_NAMES
+from ml.labels import CLASSES
 from worker import texts
 from worker.models import ModelHolder
 from worker.replies import Reply, SendFailed, Undeliverable, send_reply
@@ -328,13 +328,13 @@ class Worker:
         all_probs = [f["probs"] for f in job.result["faces"]]
         if not all_probs:
             return Reply(texts.text("no_face", job.lang))
+        unsure_below = self.settings.unsure_below
         if len(all_probs) == 1:
-            return Reply(texts.one_face(all_probs[0], job.lang))
+            return Reply(texts.one_face(all_probs[0], job.lang, unsure_below))
         assert job.image is not None
-        names = DISPLAY_NAMES[job.lang]
-        labels = [names[texts.best_class(p)] for p in all_probs]
+        labels = [texts.short_label(p, job.lang, unsure_below) for p in all_probs]
         photo = annotate(job.image, [f["box"] for f in job.result["faces"]], labels)
-        return Reply(texts.several_faces(all_probs, job.lang), photo)
+        return Reply(texts.several_faces(all_probs, job.lang, unsure_below), photo)
 
     async def _answer(self, job: Job, gave_up: bool) -> None:
         request = job.request

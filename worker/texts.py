@@ -6,10 +6,12 @@ from typing import Any, Final
 from ml.labels import CLASSES, DISPLAY_NAMES
 
 EMOJI: Final = {"negative": "😟", "happy": "😄", "surprise": "😮", "neutral": "😐"}
+UNSURE_EMOJI: Final = "🤔"
 
 TEXTS: Final = {
     "ru": {
         "one_face": "{emoji} {label}",
+        "unsure": "{emoji} Не уверен: {first} или {second}",
         "faces": "Лиц на фото: {count}.",
         "no_face": (
             "Не нашёл на фото лица. Сфотографируйте лицо анфас при хорошем свете, "
@@ -30,6 +32,7 @@ TEXTS: Final = {
     },
     "en": {
         "one_face": "{emoji} {label}",
+        "unsure": "{emoji} Not sure: {first} or {second}",
         "faces": "Faces in the photo: {count}.",
         "no_face": (
             "I could not find a face in this photo. Take the photo facing the camera in good "
@@ -79,21 +82,38 @@ def probabilities_line(probs: Sequence[float], lang: str) -> str:
     return " · ".join(f"{names[CLASSES[i]]} {_percent(probs[i])}" for i in order)
 
 
-def one_face(probs: Sequence[float], lang: str) -> str:
-    label = best_class(probs)
-    head = text("one_face", lang, emoji=EMOJI[label], label=DISPLAY_NAMES[lang][label])
-    return f"{head}\n{probabilities_line(probs, lang)}"
+def _ranked(probs: Sequence[float]) -> list[str]:
+    return [CLASSES[i] for i in sorted(range(len(CLASSES)), key=lambda i: -probs[i])]
 
 
-def face_label(number: int, probs: Sequence[float], lang: str) -> str:
-    """The short label drawn next to a face box: `1 happy`."""
-    return f"{number} {DISPLAY_NAMES[lang][best_class(probs)]}"
+def verdict(probs: Sequence[float], lang: str, unsure_below: float) -> str:
+    """`😄 happy`; or, when the top probability is below `unsure_below` (a label that would
+    more often be wrong than right), `🤔 Not sure: happy or neutral`."""
+    names = DISPLAY_NAMES[lang]
+    first, second = _ranked(probs)[:2]
+    if max(probs) < unsure_below:
+        return text("unsure", lang, emoji=UNSURE_EMOJI, first=names[first], second=names[second])
+    return text("one_face", lang, emoji=EMOJI[first], label=names[first])
 
 
-def several_faces(all_probs: Sequence[Sequence[float]], lang: str) -> str:
+def short_label(probs: Sequence[float], lang: str, unsure_below: float) -> str:
+    """What is drawn beside a face's box: `happy`, or `happy / neutral?` when unsure."""
+    names = DISPLAY_NAMES[lang]
+    first, second = _ranked(probs)[:2]
+    if max(probs) < unsure_below:
+        return f"{names[first]} / {names[second]}?"
+    return names[first]
+
+
+def one_face(probs: Sequence[float], lang: str, unsure_below: float) -> str:
+    return f"{verdict(probs, lang, unsure_below)}\n{probabilities_line(probs, lang)}"
+
+
+def several_faces(all_probs: Sequence[Sequence[float]], lang: str, unsure_below: float) -> str:
     """One line per face, numbered like the boxes on the picture."""
     lines = [text("faces", lang, count=len(all_probs))]
     for number, probs in enumerate(all_probs, start=1):
-        label = best_class(probs)
-        lines.append(f"{number}. {EMOJI[label]} {probabilities_line(probs, lang)}")
+        sure = max(probs) >= unsure_below
+        emoji = EMOJI[best_class(probs)] if sure else UNSURE_EMOJI
+        lines.append(f"{number}. {emoji} {probabilities_line(probs, lang)}")
     return "\n".join(lines)

@@ -37,6 +37,7 @@ from worker.service import Worker
 
 API = tuple[BotAPIEmulator, BotAPIServer]
 LANG = texts.language_of(None, None)  # the requests have no user: the default language
+UNSURE_BELOW = Settings().unsure_below
 
 
 def _fer_faces(count: int) -> list[bytes]:
@@ -105,9 +106,15 @@ def _check_reply(call: BotCall, result: dict, image_size: tuple[int, int]) -> No
     if not all_probs:
         assert (call.method, call.text) == ("sendMessage", texts.text("no_face", LANG))
     elif len(all_probs) == 1:
-        assert (call.method, call.text) == ("sendMessage", texts.one_face(all_probs[0], LANG))
+        assert (call.method, call.text) == (
+            "sendMessage",
+            texts.one_face(all_probs[0], LANG, UNSURE_BELOW),
+        )
     else:
-        assert (call.method, call.text) == ("sendPhoto", texts.several_faces(all_probs, LANG))
+        assert (call.method, call.text) == (
+            "sendPhoto",
+            texts.several_faces(all_probs, LANG, UNSURE_BELOW),
+        )
         with Image.open(io.BytesIO(call.files["photo"])) as picture:
             assert picture.size == image_size  # drawn on the chat's own photo
 

@@ -94,7 +94,9 @@ async def test_several_faces_get_a_numbered_picture_and_no_face_gets_advice(
         await _wait_status(storage.sessions, [group, empty])
 
     assert picture.method == "sendPhoto"
-    assert picture.text == texts.several_faces([[0.01, 0.97, 0.01, 0.01]] * 3, "ru")
+    assert picture.text == texts.several_faces(
+        [[0.01, 0.97, 0.01, 0.01]] * 3, "ru", worker_settings.unsure_below
+    )
     line = "😄 счастливый 97% · негативный 1% · удивлённый 1% · нейтральный 1%"
     assert picture.text.splitlines()[1:] == [f"{i}. {line}" for i in (1, 2, 3)]
     with Image.open(io.BytesIO(picture.files["photo"])) as image:
@@ -104,6 +106,32 @@ async def test_several_faces_get_a_numbered_picture_and_no_face_gets_advice(
     row = await _request(storage.sessions, group)
     assert len(row.result["faces"]) == 3 and row.status == "done"
     assert (await _request(storage.sessions, empty)).result["faces"] == []
+
+
+async def test_an_unsure_face_is_answered_with_its_two_likeliest_emotions(
+    worker_settings: Settings, storage: Storage, bot: Bot, botapi: API
+) -> None:
+    emulator, _ = botapi
+    # The constant model is 97 % sure: below a threshold of 98 % it is not sure enough.
+    cautious = worker_settings.model_copy(update={"unsure_below": 0.98})
+    one = await enqueue_photo(storage, photo("astronaut.jpg"), chat_id=611)
+    group = await enqueue_photo(storage, photo("three_faces.jpg"), chat_id=612)
+    async with running(Worker(cautious, storage, bot)):
+        single = await emulator.wait_for(611, timeout=30)
+        several = await emulator.wait_for(612, timeout=30)
+        await _wait_status(storage.sessions, [one, group])
+    # Second place is a tie of 1 % each: the first class in order, negative.
+    assert single.text.splitlines()[0] == "🤔 Не уверен: счастливый или негативный"
+    assert single.text.splitlines()[1].startswith("счастливый 97%")
+    assert [line[:4] for line in several.text.splitlines()[1:]] == ["1. 🤔", "2. 🤔", "3. 🤔"]
+
+
+def test_unsure_texts_in_both_languages() -> None:
+    probs = [0.30, 0.45, 0.05, 0.20]
+    assert texts.verdict(probs, "en", 0.5) == "🤔 Not sure: happy or negative"
+    assert texts.verdict(probs, "en", 0.4) == "😄 happy"
+    assert texts.short_label(probs, "ru", 0.5) == "счастливый / негативный?"
+    assert texts.short_label(probs, "ru", 0.4) == "счастливый"
 
 
 async def test_missing_or_corrupt_photos_fail_cleanly_and_the_rest_of_the_batch_is_answered(
