@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     # Training: the FER2013 archive, for the fixed evaluation protocol after each run.
     fer2013_zip: Path = Path("../shared/data/fer2013.zip")
 
+    # Operations: /metrics, /healthz and /readyz on this port; unset, no server. Under
+    # `emobot run` it is the first of three: bot, worker and trainer get PORT, +1 and +2.
+    metrics_port: int | None = Field(None, ge=1, le=65535)
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("admin_ids", mode="before")
