@@ -227,7 +227,7 @@ def test_kubectl_kustomize_renders_the_example_overlay(tmp_path: Path) -> None:
                     kind = "ConfigMap" if "configMapRef" in ref else "Secret"
                     assert next(iter(ref.values()))["name"] in names[kind]
     [scaled] = [doc for doc in rendered if doc["kind"] == "ScaledObject"]
-    assert scaled["spec"]["maxReplicaCount"] == 8  # the overlay's patch
+    assert scaled["spec"]["maxReplicaCount"] == 3  # the overlay's patch
     [config] = [doc for doc in rendered if doc["kind"] == "ConfigMap"]
     assert config["data"]["WEBHOOK_URL"] == "https://bot.example.org"
     assert config["data"]["BATCH_SIZE"] == "32"  # the base's, merged
