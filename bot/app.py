@@ -10,12 +10,13 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.types import BotCommand, BotCommandScopeChat, BotCommandScopeDefault
 
-from bot.middlewares import Database, DuplicateUpdates, RetryAfter, Throttling
+from bot.middlewares import Database, DuplicateUpdates, Metrics, RetryAfter, Throttling
 from bot.routers import admin, common, contribute, errors, mine, predict
 from bot.services.admin import DOCUMENT_LIMIT
 from bot.texts import ADMIN_COMMANDS, LANGUAGES, USER_COMMANDS, t
-from db.engine import Storage, open_storage
+from db.engine import Storage, open_storage, ping
 from db.fsm import PostgresStorage
+from emobot.operations import serve_operations
 from emobot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -61,8 +62,9 @@ def build_dispatcher(
         blobs=storage.blobs,
         export_document_limit=export_document_limit,
     )
-    dispatcher.update.outer_middleware(DuplicateUpdates())
+    dispatcher.update.outer_middleware(Metrics())
     dispatcher.update.outer_middleware(Database(storage.sessions, settings.admin_ids))
+    dispatcher.update.outer_middleware(DuplicateUpdates())
     dispatcher.update.outer_middleware(Throttling(throttle_limit, throttle_window))
     # Routers are built afresh: a router belongs to one dispatcher, and a process (or a test)
     # may build another after a restart.
@@ -105,12 +107,14 @@ async def run_bot(settings: Settings) -> None:
     async with open_storage(settings) as storage:
         bot = build_bot(settings)
         dispatcher = build_dispatcher(storage, settings)
+        checks = {"database": lambda: ping(storage.engine), "bot_api": bot.get_me}
         try:
-            if settings.webhook_url:
-                await _run_webhook(bot, dispatcher, settings)
-            else:
-                await bot.delete_webhook()
-                await dispatcher.start_polling(bot)
+            async with serve_operations(settings.metrics_port, checks):
+                if settings.webhook_url:
+                    await _run_webhook(bot, dispatcher, settings)
+                else:
+                    await bot.delete_webhook()
+                    await dispatcher.start_polling(bot)
         finally:
             await bot.session.close()
 

@@ -1,11 +1,12 @@
-"""Middlewares: duplicate updates, a database session and user row per update, throttling,
-and honouring Telegram's flood control when sending."""
+"""Middlewares: metrics, a database session and user row per update, duplicate updates,
+throttling, and honouring Telegram's flood control when sending."""
 
 import asyncio
 import logging
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 from aiogram import BaseMiddleware, Bot
@@ -16,7 +17,9 @@ from aiogram.methods.base import Response, TelegramType
 from aiogram.types import TelegramObject, Update, User
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot import metrics
 from bot.texts import DEFAULT_LANGUAGE, LANGUAGES, t
+from db.updates import forget_updates, take_update
 from db.users import upsert_user, user_language
 
 log = logging.getLogger(__name__)
@@ -24,21 +27,37 @@ log = logging.getLogger(__name__)
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
 
-class DuplicateUpdates(BaseMiddleware):
-    """Skips an update whose id was seen lately (Telegram may deliver one twice)."""
-
-    def __init__(self, remember: int = 10_000) -> None:
-        self.remember = remember
-        self._seen: OrderedDict[int, None] = OrderedDict()
+class Metrics(BaseMiddleware):
+    """Counts updates by type and times their handling (the outermost of our middlewares)."""
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         assert isinstance(event, Update)
-        if event.update_id in self._seen:
+        kind = event.event_type
+        metrics.UPDATES.labels(kind).inc()
+        with metrics.UPDATE_SECONDS.labels(kind).time():
+            return await handler(event, data)
+
+
+class DuplicateUpdates(BaseMiddleware):
+    """Skips an update that this or another bot process has taken (Telegram may deliver one
+    twice, and webhook replicas each get a delivery). The id is recorded in the update's own
+    transaction (after `Database`), so it counts as taken once what its handler wrote is
+    committed with it; a handler that fails leaves it to the next delivery."""
+
+    # Telegram keeps an update for redelivery for 24 hours; every PRUNE_EVERY-th id (they
+    # are sequential) clears ids older than KEEP.
+    KEEP = timedelta(days=2)
+    PRUNE_EVERY = 1000
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        assert isinstance(event, Update)
+        session: AsyncSession = data["session"]
+        if not await take_update(session, event.update_id):
             log.info("duplicate update %s ignored", event.update_id)
+            metrics.DUPLICATES.inc()
             return None
-        self._seen[event.update_id] = None
-        if len(self._seen) > self.remember:
-            self._seen.popitem(last=False)
+        if event.update_id % self.PRUNE_EVERY == 0:
+            await forget_updates(session, self.KEEP)
         return await handler(event, data)
 
 
@@ -96,6 +115,7 @@ class Throttling(BaseMiddleware):
         while hits and hits[0] <= now - self.window:
             hits.popleft()
         if len(hits) >= self.limit:
+            metrics.refused("throttled")
             if sender.id not in self._warned:
                 self._warned.add(sender.id)
                 bot: Bot = data["bot"]

@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -35,6 +36,12 @@ def database_url(settings: Settings) -> str:
 
 def make_engine(url: str, **kwargs: object) -> AsyncEngine:
     return create_async_engine(url, pool_pre_ping=True, **kwargs)
+
+
+async def ping(engine: AsyncEngine) -> None:
+    """Raises unless the database answers (the processes' readiness checks)."""
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

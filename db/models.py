@@ -201,3 +201,14 @@ class FsmState(Base):
     state: Mapped[str | None] = mapped_column(Text)
     data: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+class SeenUpdate(Base):
+    """A Telegram update a bot process has taken (committed with what handling it wrote), so
+    that no other bot process handles it again: Telegram may deliver an update twice, and with
+    several webhook replicas the two deliveries reach different processes."""
+
+    __tablename__ = "seen_updates"
+
+    update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    seen_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)

@@ -55,6 +55,30 @@ async def depth(session: AsyncSession) -> int:
 
 
 @dataclass(frozen=True)
+class Backlog:
+    queued: int
+    processing: int
+    oldest_age_s: float  # of the oldest request not answered yet; 0 when there is none
+
+
+async def backlog(session: AsyncSession) -> Backlog:
+    """What the queue holds now, for the workers' metrics (one scan of the claim index)."""
+    status = PredictionRequest.status
+    row = (
+        await session.execute(
+            select(
+                func.count().filter(status == "queued"),
+                func.count().filter(status == "processing"),
+                func.coalesce(
+                    func.extract("epoch", func.now() - func.min(PredictionRequest.created_at)), 0
+                ),
+            ).where(status.in_(("queued", "processing")))
+        )
+    ).one()
+    return Backlog(queued=row[0], processing=row[1], oldest_age_s=float(row[2]))
+
+
+@dataclass(frozen=True)
 class Claimed:
     """A request a worker holds the lease of, with what it needs to answer it."""
 

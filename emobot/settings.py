@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     ferplus_csv: Path = Path("../shared/data/ferplus/fer2013_ferplus_votes.csv")
     real_photos: Path = Path("../shared/data/realphotos-dev.zip")
 
+    # Operations: /metrics, /healthz and /readyz on this port; unset, no server. Under
+    # `emobot run` it is the first of three: bot, worker and trainer get PORT, +1 and +2.
+    metrics_port: int | None = Field(None, ge=1, le=65535)
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("admin_ids", mode="before")

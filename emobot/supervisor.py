@@ -5,6 +5,10 @@ the children get its concrete URL, so none of them starts a server of its own), 
 (migrations), the first model in the registry, and — when BOT_TOKEN is unset — the playground
 Bot API with its web chat page. Then it starts `python -m emobot bot|worker|trainer` as child
 processes, restarts a crashed one with backoff and stops them all on Ctrl-C or SIGTERM.
+
+With METRICS_PORT set, each child serves its metrics and health checks on a port of its own:
+METRICS_PORT plus the process's place in PROCESSES (bot +0, worker +1, trainer +2), whichever
+of them run.
 """
 
 import asyncio
@@ -34,6 +38,11 @@ PLAYGROUND_TOKEN = "1:playground"
 STABLE_SECONDS = 60.0
 MAX_BACKOFF_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 15.0
+
+
+def metrics_port(base: int, process: str) -> int:
+    """The METRICS_PORT a child gets under `emobot run`."""
+    return base + PROCESSES.index(process)
 
 
 def available_commands() -> set[str]:
@@ -243,7 +252,12 @@ async def run_platform(
         for name in processes:
             if name in available:
                 argv = [sys.executable, "-m", "emobot", name]
-                children.append(Child(name, argv, env))
+                child_env = env
+                if settings.metrics_port is not None:
+                    port = metrics_port(settings.metrics_port, name)
+                    child_env = {**env, "METRICS_PORT": str(port)}
+                    log.info("%s: metrics and health checks on port %d", name, port)
+                children.append(Child(name, argv, child_env))
             else:
                 log.warning(
                     "`emobot %s` does not exist in this checkout yet: %s is not started", name, name

@@ -30,6 +30,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from ml.architectures import ARCHITECTURES
 from ml.calibration import (
     calibrated,
     expected_calibration_error,
@@ -70,10 +71,11 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def inference_copy(model: keras.Model) -> keras.Model:
-    """The same network and weights without optimizer state: a third of the file size."""
-    # Built from the config: clone_model would carry the compiled optimizer across.
-    copy = keras.Model.from_config(model.get_config())
+def inference_copy(model: keras.Model, arch: str) -> keras.Model:
+    """The same network and weights in float32 (whatever precision trained it) and without
+    optimizer state: a third of the file size."""
+    keras.config.set_dtype_policy("float32")  # packaging ends the process: no one else minds
+    copy = ARCHITECTURES[arch]()
     copy.set_weights(model.get_weights())
     return copy
 
@@ -91,7 +93,7 @@ def evaluate(
 def calibrate(
     model: keras.Model, val: Faces, real: Faces | None, ferplus_test: Faces | None
 ) -> tuple[keras.Model, dict[str, Any]]:
-    """The inference copy of `model` with its temperature fitted on the validation faces (the
+    """`model` with its temperature fitted on the validation faces (the
     split carved from train and the real photos' faces), the expected calibration error
     before and after on each set, and the top probability below which a reply is unsure."""
     fit_on = [val] + ([real] if real is not None else [])
@@ -107,7 +109,7 @@ def calibrate(
                 "before": round(expected_calibration_error(p, faces.y), 4),
                 "after": round(expected_calibration_error(scaled(p, temperature), faces.y), 4),
             }
-    return calibrated(inference_copy(model), temperature), {
+    return calibrated(model, temperature), {
         "temperature": round(temperature, 4),
         "unsure_below": unsure_threshold(scaled(probs, temperature), y),
         "fitted_on": ["validation"] + (["realphotos"] if real is not None else []),
@@ -231,8 +233,9 @@ def package(
     summary = json.loads((work / "summary.json").read_text())
     history = read_history(work / "history.csv")
     data = load_archive(zip_path, read_votes(ferplus) if ferplus else None)
+    arch = summary["config"]["arch"]
     model, calibration = calibrate(
-        keras.models.load_model(work / "best.keras"),
+        inference_copy(keras.models.load_model(work / "best.keras"), arch),
         split_validation(data.train, TrainConfig.val_fraction, summary["config"]["seed"])[1],
         real_validation(realphotos) if realphotos else None,
         read_ferplus_test(zip_path, read_votes(ferplus)) if ferplus else None,
@@ -242,7 +245,7 @@ def package(
     # The epoch kept: the best by the score the checkpoint was chosen on.
     chosen_by = history.get("val_score") or history["val_bal_acc"]
     card = {
-        "arch": summary["config"]["arch"],
+        "arch": arch,
         "file": MODEL_FILE,
         "command": command,
         "data": "FER2013 train split; byte-identical copies collapsed, copies of test images, "
@@ -291,7 +294,14 @@ def main() -> None:
     parser.add_argument("--release", type=Path, help="where to write the packaged model")
     parser.add_argument("--package-only", action="store_true", help="skip training")
     parser.add_argument("--note", help="how the run went, for the model card")
+    parser.add_argument(
+        "--bf16", action="store_true",
+        help="train in mixed bfloat16 (twice as fast on CPUs with AMX or AVX-512 BF16; "
+        "the packaged model is float32)",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.bf16:
+        keras.config.set_dtype_policy("mixed_bfloat16")
 
     if not args.package_only:
         data = load_archive(args.zip, read_votes(args.ferplus) if args.ferplus else None)
@@ -315,6 +325,7 @@ def main() -> None:
         + ([f"--ferplus {args.ferplus}"] if args.ferplus else [])
         + ([f"--realphotos {args.realphotos}"] if args.realphotos else [])
         + (["--aligned"] if args.aligned else [])
+        + (["--bf16"] if args.bf16 else [])
         + ([f"--learning-rate {args.learning_rate}"]
            if args.learning_rate != TrainConfig.learning_rate else [])
         + ([f"--init {args.init}"] if args.init else [])

@@ -31,6 +31,7 @@ from emobot.settings import Settings
 from ml.evaluate import format_metrics
 from ml.params import JobParams
 from ml.train_job import JobResult, run_training
+from trainer import metrics
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +139,10 @@ class Trainer:
         log.info("run %d started with %s", run.id, run.params)
         try:
             params = JobParams.from_dict(run.params or {})
+            metrics.started(params.epochs)
 
             async def on_progress(progress: dict[str, Any]) -> None:
+                metrics.progressed(progress)
                 async with self.storage.sessions.begin() as session:
                     await registry.record_progress(session, run.id, progress)
                 text = texts["progress"].format(
@@ -158,10 +161,12 @@ class Trainer:
             error = f"{type(exc).__name__}: {exc}"[:2000]
             async with self.storage.sessions.begin() as session:
                 await registry.finish_training_run(session, run.id, error=error)
+            metrics.finished("failed")
             await self._report(run, [texts["failed"].format(run=run.id, error=error)], {}, texts)
             return
         async with self.storage.sessions.begin() as session:
             await registry.finish_training_run(session, run.id, model_id=result.model_id)
+        metrics.finished("done", result.version, result.metrics)
         self.runs_done += 1
         log.info("run %d: model v%d registered", run.id, result.version)
         summary = self._summary(run, params, result, texts)
@@ -239,7 +244,8 @@ async def serve(settings: Settings) -> None:
     """Run the trainer until SIGTERM or Ctrl-C (`emobot trainer`, `python -m ml.trainer`)."""
     import signal
 
-    from db.engine import open_storage
+    from db.engine import open_storage, ping
+    from emobot.operations import serve_operations
 
     bot = make_bot(settings)
     if bot is None:
@@ -250,9 +256,11 @@ async def serve(settings: Settings) -> None:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, trainer.stop)
-            log.info("trainer started")
-            await trainer.run()
-            log.info("trainer stopped")
+            checks = {"database": lambda: ping(storage.engine)}
+            async with serve_operations(settings.metrics_port, checks):
+                log.info("trainer started")
+                await trainer.run()
+                log.info("trainer stopped")
     finally:
         if bot is not None:
             await bot.session.close()

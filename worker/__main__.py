@@ -9,7 +9,11 @@ from emobot.settings import Settings, get_settings
 
 
 async def serve(settings: Settings) -> None:
-    from db.engine import open_storage
+    from prometheus_client import REGISTRY
+
+    from db.engine import open_storage, ping
+    from emobot.operations import serve_operations
+    from worker.metrics import register_queue_collector
     from worker.replies import make_bot
     from worker.service import Worker
 
@@ -20,9 +24,20 @@ async def serve(settings: Settings) -> None:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, worker.stop)
-            logging.getLogger("worker").info("%s: started", worker.name)
-            await worker.run()
-            logging.getLogger("worker").info("%s: stopped", worker.name)
+            queue_metrics = register_queue_collector(storage)
+
+            async def model_loaded() -> None:
+                if worker.models.current is None:
+                    raise RuntimeError("the model is still loading")
+
+            checks = {"database": lambda: ping(storage.engine), "model": model_loaded}
+            try:
+                async with serve_operations(settings.metrics_port, checks, [queue_metrics.refresh]):
+                    logging.getLogger("worker").info("%s: started", worker.name)
+                    await worker.run()
+                    logging.getLogger("worker").info("%s: stopped", worker.name)
+            finally:
+                REGISTRY.unregister(queue_metrics)
     finally:
         await bot.session.close()
 

@@ -33,7 +33,7 @@ from emobot.settings import Settings
 from ml.annotate import annotate
 from ml.faces import Face, ImageError, UnusableShape, decode_image, find_faces, whole_face
 from ml.labels import CLASSES
-from worker import texts
+from worker import metrics, texts
 from worker.models import ModelHolder
 from worker.replies import Reply, SendFailed, Undeliverable, send_reply
 
@@ -101,11 +101,13 @@ class Worker:
     async def run(self) -> None:
         if self.models.current is None:
             await self.models.load()
+        metrics.MODEL_VERSION.set(self.models.model.version or 0)
         try:
             await self._listen()
             while not self._stopping.is_set():
                 if self.models.swap():
                     log.info("%s: now answering with %s", self.name, self.models.model.name)
+                    metrics.MODEL_VERSION.set(self.models.model.version or 0)
                 try:
                     batch = await self._collect()
                     if batch:
@@ -113,6 +115,7 @@ class Worker:
                 except (OSError, SQLAlchemyError) as exc:
                     # PostgreSQL or the network went away: what this worker holds is claimed
                     # again when its lease runs out; try again after a pause.
+                    metrics.ERRORS.inc()
                     log.error(
                         "%s: %r; retrying in %s s", self.name, exc, self.settings.poll_seconds
                     )
@@ -283,6 +286,7 @@ class Worker:
         await asyncio.gather(*(self._answer(j, j in over) for j in jobs if j.request.id in held))
         mark("reply", t)
         self.batches += 1
+        metrics.observe_batch(len(batch), marks, (len(j.faces) for j in fresh if j.result))
         log.info(
             "%s: batch %d: %d requests, %d faces, model %s | fetch %s ms, detect %s ms, "
             "model %s ms, save %s ms, reply %s ms, total %.1f ms",
@@ -344,28 +348,38 @@ class Worker:
             if job.retry:
                 error += f"; last: {job.retry}"
             await self._fail(job, error, Reply(texts.text("gave_up", job.lang)))
+            metrics.REQUESTS.labels("gave_up").inc()
             return
         if job.retry is not None:
             await self._retry(job, job.retry)
+            metrics.REQUESTS.labels("retried").inc()
             return
         if job.failure is not None:
             await self._fail(job, job.failure, Reply(texts.text(job.failure_text, job.lang)))
+            metrics.REQUESTS.labels(job.failure_text).inc()
             return
         try:
             reply = await asyncio.to_thread(self._reply, job)
             await send_reply(self.bot, request.chat_id, request.message_id, reply)
         except Undeliverable as exc:
             await self._mark_failed(request.id, f"undeliverable: {exc}", replied=False)
+            metrics.REQUESTS.labels("undeliverable").inc()
             return
         except SendFailed as exc:
             if last_try:
                 await self._mark_failed(request.id, f"send failed: {exc}", replied=False)
+                metrics.REQUESTS.labels("send_failed").inc()
             else:
                 await self._retry(job, f"send failed: {exc}")
+                metrics.REQUESTS.labels("retried").inc()
             return
         # Recorded as soon as the send returns: the narrowest window in which a crash could
         # make another worker answer this request again (see db/queue.py).
         await self._replies.record(request.id)
+        assert job.result is not None
+        metrics.REQUESTS.labels("answered" if job.result["faces"] else "no_face").inc()
+        age = datetime.now(UTC) - request.created_at
+        metrics.REQUEST_SECONDS.observe(age.total_seconds())
 
     async def _fail(self, job: Job, error: str, apology: Reply) -> None:
         log.warning("%s: request %d failed: %s", self.name, job.request.id, error)

@@ -6,7 +6,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import keyboards
+from bot import keyboards, metrics
 from bot.keyboards import BatchCb, ConsentCb, LabelCb
 from bot.services.contribute import Pending, check_photo, save_batch
 from bot.services.photos import Rejected, incoming_image
@@ -76,6 +76,7 @@ async def photo(
             max_bytes=settings.max_photo_bytes, max_pixels=settings.max_photo_pixels,
         )  # fmt: skip
     except Rejected as rejected:
+        metrics.refused(rejected.key)
         await message.reply(t(lang, rejected.key, **rejected.values))
         return
     pending.append(item)
@@ -86,6 +87,7 @@ async def photo(
 
 
 async def not_a_photo(message: Message, lang: str) -> None:
+    metrics.refused("not_photo")
     await message.reply(t(lang, "reject.not_photo"))
 
 

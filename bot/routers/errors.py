@@ -6,6 +6,7 @@ from aiogram import Bot, Router
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import ErrorEvent
 
+from bot import metrics
 from bot.texts import DEFAULT_LANGUAGE, t
 
 log = logging.getLogger(__name__)
@@ -14,6 +15,7 @@ log = logging.getLogger(__name__)
 async def on_error(event: ErrorEvent, bot: Bot, lang: str = DEFAULT_LANGUAGE) -> None:
     update = event.update
     log.error("update %s failed", update.update_id, exc_info=event.exception)
+    metrics.ERRORS.inc()
     chat_id = None
     if update.message is not None:
         chat_id = update.message.chat.id

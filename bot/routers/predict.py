@@ -6,6 +6,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot import metrics
 from bot.services.photos import Rejected
 from bot.services.predict import queue_photo
 from bot.states import Predict
@@ -32,6 +33,7 @@ async def photo(
     try:
         await queue_photo(session, blobs, bot, message, settings.max_photo_bytes)
     except Rejected as rejected:
+        metrics.refused(rejected.key)
         await message.reply(t(lang, rejected.key, **rejected.values))
         return
     await state.clear()
@@ -39,6 +41,7 @@ async def photo(
 
 
 async def not_a_photo(message: Message, lang: str) -> None:
+    metrics.refused("not_photo")
     await message.reply(t(lang, "reject.not_photo"))
 
 

@@ -6,6 +6,7 @@ import io
 from collections.abc import AsyncIterator
 
 from PIL import Image
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -98,12 +99,18 @@ async def test_a_run_trains_reports_progress_and_results(
         storage, {"arch": "seed_cnn", "epochs": 2, "promote": True}, queued_message.message_id
     )
     trainer = Trainer(config, storage, bot)
+    done_before = sample("emobot_trainer_runs_total", outcome="done")
     async with running(trainer):
         pictures = await emulator.wait_for(
             ADMIN, lambda c: c.method == "sendMediaGroup", timeout=300
         )
     run = await get_run(storage, run_id)
     assert run.status == "done" and run.error is None
+    assert sample("emobot_trainer_runs_total", outcome="done") == done_before + 1
+    assert sample("emobot_trainer_running") == 0
+    assert sample("emobot_trainer_epoch") == sample("emobot_trainer_epochs") == 2
+    assert sample("emobot_trainer_last_run_model_version") == 1
+    assert 0 < sample("emobot_trainer_last_run_balanced_accuracy") <= 1
     assert run.progress == {**run.progress, "epoch": 2, "epochs": 2}
     assert {"loss", "val_bal_acc"} <= set(run.progress)
     assert run.model_id is not None and run.finished_at and run.reported_at
@@ -131,6 +138,7 @@ async def test_a_failing_run_is_marked_and_the_chat_told_woken_by_notify(
     # Polling only every 60 s: an answer within seconds means NOTIFY woke the trainer.
     config = trainer_settings(settings, server, poll_seconds=60)
     trainer = Trainer(config, storage, make_bot(config))
+    failed_before = sample("emobot_trainer_runs_total", outcome="failed")
     async with running(trainer):
         await asyncio.sleep(1)  # the trainer is waiting now
         run_id = await queue(storage, {"arch": "resnet"})
@@ -144,6 +152,12 @@ async def test_a_failing_run_is_marked_and_the_chat_told_woken_by_notify(
     # An empty dataset fails with its reason, too.
     assert "no trainable samples" in (told_again.text or "")
     assert (await get_run(storage, no_data)).status == "failed"
+    assert sample("emobot_trainer_runs_total", outcome="failed") == failed_before + 2
+
+
+def sample(name: str, **labels: str) -> float:
+    """A metric of this process (the trainer runs in the test's process here)."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 async def queue_after(storage: Storage, previous: int, params: dict[str, object]) -> int:

@@ -2,8 +2,10 @@
 in the test bucket, and workers running as tasks of the test's event loop."""
 
 import asyncio
+import os
+import sys
 import zipfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from tests.conftest import FIXTURE_ARCHIVE
 from worker.replies import make_bot
 from worker.service import Worker
 
+ROOT = Path(__file__).parents[2]
 PHOTOS = Path(__file__).parents[1] / "data" / "faces"
 TOKEN = "42:worker-test"
 
@@ -131,3 +134,43 @@ async def enqueue_key(
             session, chat_id=chat_id, user_id=user_id, message_id=message_id, blob_key=key
         )
         return request.id
+
+
+async def start_worker_process(
+    settings: Settings, **overrides: object
+) -> asyncio.subprocess.Process:
+    """`python -m worker` with these settings (and `overrides`, as environment variables)."""
+    assert settings.bot_token is not None and settings.aws_secret_access_key is not None
+    values = {
+        "DATABASE_URL": settings.database_url,
+        "BLOB_STORE_URL": settings.blob_store_url,
+        "S3_ENDPOINT_URL": settings.s3_endpoint_url,
+        "AWS_ACCESS_KEY_ID": settings.aws_access_key_id,
+        "AWS_SECRET_ACCESS_KEY": settings.aws_secret_access_key.get_secret_value(),
+        "DATA_DIR": settings.data_dir,
+        "BOT_TOKEN": settings.bot_token.get_secret_value(),
+        "TELEGRAM_API_URL": settings.telegram_api_url,
+        "MODEL_PATH": settings.model_path,
+        "LEASE_SECONDS": settings.lease_seconds,
+        "BATCH_WAIT_MS": settings.batch_wait_ms,
+        "POLL_SECONDS": settings.poll_seconds,
+        **overrides,
+    }
+    env = {**os.environ, **{k: str(v) for k, v in values.items()}}
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "worker", cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+
+
+async def wait_until(
+    condition: Callable[[], Awaitable[bool]], process: asyncio.subprocess.Process, within: float
+) -> None:
+    """Poll `condition`; the process is killed and its output shown if it does not get there."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not await condition():
+        if process.returncode is not None or asyncio.get_running_loop().time() > deadline:
+            process.kill()
+            output = (await process.communicate())[0].decode(errors="replace")
+            raise AssertionError(f"the worker process did not get there:\n{output[-3000:]}")
+        await asyncio.sleep(0.05)

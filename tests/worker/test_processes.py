@@ -1,12 +1,8 @@
 """Workers as real OS processes (`python -m worker`): killed mid-batch, or stopped by SIGTERM."""
 
 import asyncio
-import os
 import signal
-import sys
 from collections import Counter
-from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 from sqlalchemy import func, select
 
@@ -15,35 +11,9 @@ from db.engine import Storage
 from db.models import PredictionRequest
 from emobot.settings import Settings
 from playground.botapi import BotAPIEmulator, BotAPIServer
-from tests.worker.conftest import fer_face, running
+from tests.worker.conftest import fer_face, running, start_worker_process, wait_until
 from worker.replies import make_bot
 from worker.service import Worker
-
-ROOT = Path(__file__).parents[2]
-
-
-async def _start_worker(settings: Settings, **overrides: object) -> asyncio.subprocess.Process:
-    assert settings.bot_token is not None and settings.aws_secret_access_key is not None
-    values = {
-        "DATABASE_URL": settings.database_url,
-        "BLOB_STORE_URL": settings.blob_store_url,
-        "S3_ENDPOINT_URL": settings.s3_endpoint_url,
-        "AWS_ACCESS_KEY_ID": settings.aws_access_key_id,
-        "AWS_SECRET_ACCESS_KEY": settings.aws_secret_access_key.get_secret_value(),
-        "DATA_DIR": settings.data_dir,
-        "BOT_TOKEN": settings.bot_token.get_secret_value(),
-        "TELEGRAM_API_URL": settings.telegram_api_url,
-        "MODEL_PATH": settings.model_path,
-        "LEASE_SECONDS": settings.lease_seconds,
-        "BATCH_WAIT_MS": settings.batch_wait_ms,
-        "POLL_SECONDS": settings.poll_seconds,
-        **overrides,
-    }
-    env = {**os.environ, **{k: str(v) for k, v in values.items()}}
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "worker", cwd=ROOT, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
 
 
 async def _enqueue_many(storage: Storage, chats: range) -> list[int]:
@@ -62,18 +32,6 @@ async def _count(storage: Storage, status: str) -> int:
         return await session.scalar(statement) or 0
 
 
-async def _until(
-    condition: Callable[[], Awaitable[bool]], process: asyncio.subprocess.Process, within: float
-) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not await condition():
-        if process.returncode is not None or asyncio.get_running_loop().time() > deadline:
-            process.kill()
-            output = (await process.communicate())[0].decode(errors="replace")
-            raise AssertionError(f"the worker process did not get there:\n{output[-3000:]}")
-        await asyncio.sleep(0.05)
-
-
 async def test_a_worker_killed_mid_batch_loses_nothing_and_answers_nothing_twice(
     worker_settings: Settings, storage: Storage, botapi: tuple[BotAPIEmulator, BotAPIServer]
 ) -> None:
@@ -83,12 +41,12 @@ async def test_a_worker_killed_mid_batch_loses_nothing_and_answers_nothing_twice
     # The victim claims a batch of 50; 30 replies go out, 20 are told to wait a minute
     # (flood control), and while it waits it is killed.
     emulator.fail_next("sendMessage", retry_after=60, times=20)
-    victim = await _start_worker(worker_settings, BATCH_SIZE=50, LEASE_SECONDS=3)
+    victim = await start_worker_process(worker_settings, BATCH_SIZE=50, LEASE_SECONDS=3)
 
     async def mid_batch() -> bool:
         return not emulator._failures["sendmessage"] and await _count(storage, "done") == 30
 
-    await _until(mid_batch, victim, within=60)
+    await wait_until(mid_batch, victim, within=60)
     victim.kill()  # SIGKILL
     await victim.wait()
     async with storage.sessions() as session:
@@ -136,12 +94,12 @@ async def test_sigterm_finishes_the_batch_in_hand_then_exits(
     chats = range(30_000, 30_010)
     await _enqueue_many(storage, chats)
     emulator.fail_next("sendMessage", retry_after=2, times=3)
-    process = await _start_worker(worker_settings, BATCH_SIZE=10)
+    process = await start_worker_process(worker_settings, BATCH_SIZE=10)
 
     async def waiting_on_flood_control() -> bool:
         return not emulator._failures["sendmessage"]
 
-    await _until(waiting_on_flood_control, process, within=60)
+    await wait_until(waiting_on_flood_control, process, within=60)
     process.send_signal(signal.SIGTERM)
     output, _ = await asyncio.wait_for(process.communicate(), 20)
     assert process.returncode == 0, output.decode(errors="replace")[-3000:]

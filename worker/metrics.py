@@ -1,0 +1,116 @@
+"""The worker's Prometheus metrics.
+
+The queue's depth and the age of its oldest request are read from PostgreSQL when Prometheus
+scrapes (every worker reports the same queue: aggregate them with `max`, not `sum`); the rest
+is counted by this process.
+"""
+
+import logging
+from collections.abc import Iterable
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from db import queue
+from db.engine import Storage
+
+log = logging.getLogger(__name__)
+
+# From a lone request to a full batch of the largest BATCH_SIZE allowed.
+BATCH_SIZE = Histogram(
+    "emobot_worker_batch_size",
+    "Requests per batch",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+)
+STAGE_SECONDS = Histogram(
+    "emobot_worker_stage_duration_seconds",
+    "Seconds one batch spent in each stage: fetch (blob store), detect (decoding and face "
+    "detection), model (one call for every face), save (results), reply (sends and records)",
+    ["stage"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+FACES_PER_PHOTO = Histogram(
+    "emobot_worker_faces_per_photo",
+    "Faces found per photo run through the model",
+    buckets=(0, 1, 2, 3, 4, 6, 8, 12, 20, 50),
+)
+REQUESTS = Counter(
+    "emobot_worker_requests_total",
+    "Requests this worker finished with, by outcome: answered, no_face, unreadable, unusable, "
+    "gave_up, undeliverable, send_failed (given up, no reply), retried (back to the queue)",
+    ["outcome"],
+)
+REQUEST_SECONDS = Histogram(
+    "emobot_worker_request_duration_seconds",
+    "From the request's insertion into the queue to its answer being sent",
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+)
+ERRORS = Counter(
+    "emobot_worker_errors_total",
+    "Batches or claims cut short because PostgreSQL or the network failed",
+)
+MODEL_VERSION = Gauge(
+    "emobot_worker_model_version",
+    "Registry version of the model answering (0: a model file outside the registry)",
+)
+
+
+def observe_batch(size: int, stage_ms: dict[str, float], faces_per_photo: Iterable[int]) -> None:
+    BATCH_SIZE.observe(size)
+    for stage, ms in stage_ms.items():
+        STAGE_SECONDS.labels(stage).observe(ms / 1000)
+    for faces in faces_per_photo:
+        FACES_PER_PHOTO.observe(faces)
+
+
+class QueueCollector(Collector):
+    """`emobot_queue_depth{status}` and `emobot_queue_oldest_age_seconds`, from the snapshot
+    `refresh()` read just before the scrape. When PostgreSQL cannot be read the series are
+    left out (Prometheus marks them stale) rather than repeating old numbers."""
+
+    def __init__(self, storage: Storage):
+        self.storage = storage
+        self.snapshot: queue.Backlog | None = None
+
+    async def refresh(self) -> None:
+        try:
+            async with self.storage.sessions() as session:
+                self.snapshot = await queue.backlog(session)
+        except Exception as exc:
+            log.warning("queue metrics not read: %r", exc)
+            self.snapshot = None
+
+    def describe(self) -> Iterable[Metric]:
+        return [self._depth(), self._age()]
+
+    def collect(self) -> Iterable[Metric]:
+        if self.snapshot is None:
+            return []
+        depth = self._depth()
+        depth.add_metric(["queued"], self.snapshot.queued)
+        depth.add_metric(["processing"], self.snapshot.processing)
+        age = self._age()
+        age.add_metric([], self.snapshot.oldest_age_s)
+        return [depth, age]
+
+    @staticmethod
+    def _depth() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "emobot_queue_depth",
+            "Prediction requests not answered yet, by status (read from PostgreSQL)",
+            labels=["status"],
+        )
+
+    @staticmethod
+    def _age() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "emobot_queue_oldest_age_seconds",
+            "Age of the oldest prediction request not answered yet (read from PostgreSQL)",
+        )
+
+
+def register_queue_collector(storage: Storage) -> QueueCollector:
+    collector = QueueCollector(storage)
+    REGISTRY.register(collector)
+    return collector
