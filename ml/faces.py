@@ -15,7 +15,7 @@ declares `tensorflow`, which would install a second TensorFlow beside `tensorflo
 wrapper fails under NumPy 2; so the model file is taken from it unchanged and decoded here.
 
 Alignment: the similarity transform (rotation, scale, shift) that best maps the face's eyes
-and mouth onto where they sit in FER2013's images, measured with this detector on 2,929 of
+and mouth onto where they sit in FER2013's images, measured with this detector on 2,918 of
 FER2013's training faces (`benchmarks/fer_framing.py`): eyes at (15.2, 19.0) and (32.9, 18.9),
 mouth at (24.3, 37.3) of 48 × 48. A tilted head comes out upright and every face at the scale
 the model learnt. Training on contributed photos crops them with the same function.
