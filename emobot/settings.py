@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     # Training: the FER2013 archive, for the fixed evaluation protocol after each run.
     fer2013_zip: Path = Path("../shared/data/fer2013.zip")
 
+    # Privacy. Hours a photo sent for prediction is kept after its answer (0: deleted at once);
+    # how often a worker purges what is past that.
+    prediction_retention_hours: float = Field(0, ge=0)
+    purge_interval_seconds: float = Field(60, gt=0)
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("admin_ids", mode="before")

@@ -35,6 +35,7 @@ from ml.labels import CLASSES, DISPLAY_NAMES
 from worker import texts
 from worker.models import ModelHolder
 from worker.replies import Reply, SendFailed, Undeliverable, send_reply
+from worker.retention import Purger
 
 log = logging.getLogger("worker")
 
@@ -87,6 +88,7 @@ class Worker:
         self._listener: asyncpg.Connection | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._replies = ReplyLog(storage)
+        self.purger = Purger(settings, storage)
 
     def stop(self) -> None:
         """Finish the batch in hand, then return (safe to call from a signal handler)."""
@@ -96,6 +98,7 @@ class Worker:
     async def run(self) -> None:
         if self.models.current is None:
             await self.models.load()
+        self._background.add(asyncio.create_task(self.purger.run()))
         try:
             await self._listen()
             while not self._stopping.is_set():
@@ -273,6 +276,7 @@ class Worker:
         t = mark("save", t)
         await asyncio.gather(*(self._answer(j, j in over) for j in jobs if j.request.id in held))
         mark("reply", t)
+        self.purger.batch_answered()
         self.batches += 1
         log.info(
             "%s: batch %d: %d requests, %d faces, model %s | fetch %s ms, detect %s ms, "
