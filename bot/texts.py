@@ -86,7 +86,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "admin.no_model": "нет",
         "admin.export.started": "Собираю архив датасета…",
         "admin.export.progress": "Собираю архив датасета: {done} из {total}…",
-        "admin.export.done": "Архив готов: {images} изображений, {size} МБ.",
+        "admin.export.done": "Архив готов: {images} изображений, {size} МБ. {ids}",
+        "admin.export.pseudonymous": "Авторы фото в manifest.csv — псевдонимы (contributor_key); "
+        "Telegram id — /export ids=raw.",
+        "admin.export.raw": "Авторы фото в manifest.csv — Telegram id (contributor_id).",
+        "admin.export.usage": "Не понял «{args}». Например: /export или /export ids=raw",
         "admin.export.url": "Архив больше {limit} МБ, скачать можно по ссылке (1 час):\n{url}",
         "admin.export.no_url": "Архив больше {limit} МБ, а хранилище не даёт ссылок: {key}",
         "admin.retrain.queued": "Обучение №{run} ({arch}, {epochs} эп.) поставлено в очередь. "
@@ -182,7 +186,12 @@ TEXTS: dict[str, dict[str, str]] = {
         "admin.no_model": "none",
         "admin.export.started": "Building the dataset archive…",
         "admin.export.progress": "Building the dataset archive: {done} of {total}…",
-        "admin.export.done": "Archive ready: {images} images, {size} MB.",
+        "admin.export.done": "Archive ready: {images} images, {size} MB. {ids}",
+        "admin.export.pseudonymous": "Contributors in manifest.csv are pseudonyms "
+        "(contributor_key); Telegram ids: /export ids=raw.",
+        "admin.export.raw": "Contributors in manifest.csv are Telegram ids (contributor_id).",
+        "admin.export.usage": "I did not understand “{args}”. For example: /export or "
+        "/export ids=raw",
         "admin.export.url": "The archive is over {limit} MB; download it here (1 hour):\n{url}",
         "admin.export.no_url": "The archive is over {limit} MB and the store gives no URLs: {key}",
         "admin.retrain.queued": "Training run #{run} ({arch}, {epochs} epochs) queued. Progress "

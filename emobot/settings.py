@@ -46,9 +46,11 @@ class Settings(BaseSettings):
     fer2013_zip: Path = Path("../shared/data/fer2013.zip")
 
     # Privacy. Hours a photo sent for prediction is kept after its answer (0: deleted at once);
-    # how often a worker purges what is past that.
+    # how often a worker purges what is past that; the key of the pseudonyms exports give
+    # contributors (unset: a random key per export, so pseudonyms differ between exports).
     prediction_retention_hours: float = Field(0, ge=0)
     purge_interval_seconds: float = Field(60, gt=0)
+    pseudonym_key: SecretStr | None = None
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

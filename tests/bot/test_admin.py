@@ -1,5 +1,6 @@
 """Admin commands as an admin (non-admins: tests/bot/test_common.py)."""
 
+import csv
 import io
 import zipfile
 from collections.abc import AsyncIterator
@@ -104,3 +105,30 @@ async def test_export_too_big_for_a_document_gives_a_url(small_limit_harness: Bo
     with zipfile.ZipFile(io.BytesIO(body)) as archive:
         assert len([n for n in archive.namelist() if n.startswith("train/")]) == 3
     assert [c for c in harness.emulator.calls_in(ADMIN) if c.method == "sendDocument"] == []
+
+
+def manifest_of(document: bytes) -> list[dict[str, str]]:
+    with zipfile.ZipFile(io.BytesIO(document)) as archive:
+        return list(csv.DictReader(io.StringIO(archive.read("manifest.csv").decode())))
+
+
+async def test_exports_are_pseudonymous_unless_raw_ids_are_asked_for(
+    harness: BotHarness,
+) -> None:
+    await contribute_directly(harness, 67, 2)
+    admin = harness.user(ADMIN, "Admin", "en")
+    admin.send_text("/export")
+    done = await harness.reply(admin, text_has("Archive ready"))
+    assert "Contributors in manifest.csv are pseudonyms" in done.text
+    document = await harness.reply(admin, lambda c: c.method == "sendDocument")
+    rows = manifest_of(document.files["document"])
+    assert "contributor_id" not in rows[0] and len({r["contributor_key"] for r in rows}) == 1
+    assert len(rows[0]["contributor_key"]) == 16  # a keyed hash, not the id
+
+    admin.send_text("/export ids=raw")
+    assert "Telegram ids" in (await harness.reply(admin, text_has("Archive ready"))).text
+    document = await harness.reply(admin, lambda c: c.method == "sendDocument")
+    assert [r["contributor_id"] for r in manifest_of(document.files["document"])] == ["67"] * 2
+
+    admin.send_text("/export ids=everything")
+    assert "For example: /export or /export ids=raw" in (await harness.reply(admin)).text
