@@ -1,13 +1,15 @@
-"""`emobot purge` as an operator runs it."""
+"""`emobot purge` and `emobot forget` as an operator runs them."""
 
 import subprocess
 import sys
 
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
 from db import queue
 from db.blob_refs import put_photo
+from db.contributions import Contribution, add_contribution
 from db.engine import Storage
+from db.models import PredictionRequest, Sample, User
 from db.users import upsert_user
 from emobot.settings import Settings
 from tests.conftest import child_env
@@ -54,3 +56,33 @@ async def test_purge_dry_run_then_purge(settings: Settings, storage: Storage) ->
     assert await storage.blobs.list("images/") == [new]
     again = emobot(settings, "purge", **retention)
     assert again.stdout.startswith("0 prediction requests")
+
+
+async def test_forget_a_telegram_id(settings: Settings, storage: Storage) -> None:
+    person, other = 31_337_000, 31_337_001
+    photo = await answered(storage, b"their photo", 0, user_id=person)
+    await answered(storage, b"someone else's", 0, user_id=other)
+    async with storage.sessions.begin() as session:
+        sha, key = await put_photo(session, storage.blobs, b"their sample")
+        await add_contribution(
+            session, person, Contribution(sha, key, "happy", (0, 0, 1, 1), 1, 1, 12, "f")
+        )
+
+    result = emobot(settings, "forget", str(person))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == (
+        f"Telegram user {person}: 1 contributed samples, 1 prediction requests, 0 dialog "
+        "states and the user row deleted"
+    )
+    assert sorted(lines[1:]) == sorted([f"removed {photo}", f"removed {key}"])
+    async with storage.sessions() as session:
+        assert await session.get(User, person) is None and await session.get(User, other)
+        assert await session.scalar(select(func.count()).select_from(Sample)) == 0
+        [left] = await session.scalars(select(PredictionRequest))
+        assert left.user_id == other
+    assert len(await storage.blobs.list("images/")) == 1
+
+    unknown = emobot(settings, "forget", "42")
+    assert unknown.returncode == 0 and "0 contributed samples" in unknown.stdout
+    assert "no user row deleted" in unknown.stdout
