@@ -1,5 +1,6 @@
 """Admin commands as an admin (non-admins: tests/bot/test_common.py)."""
 
+import asyncio
 import csv
 import io
 import zipfile
@@ -46,6 +47,11 @@ async def test_stats_and_models_and_promote(harness: BotHarness) -> None:
     assert "Prediction queue: 0" in stats and "v2 · seed_cnn · bal.acc 0.720" in stats
 
 
+async def training_runs(harness: BotHarness) -> list[TrainingRun]:
+    async with harness.storage.sessions() as session:
+        return list(await session.scalars(select(TrainingRun)))
+
+
 async def test_retrain_queues_one_run_and_refuses_a_second(harness: BotHarness) -> None:
     admin = harness.user(ADMIN, "Admin", "en")
     for bad, answer in (("epochs=many", "whole number"), ("colour=blue", "not understood"),
@@ -55,16 +61,18 @@ async def test_retrain_queues_one_run_and_refuses_a_second(harness: BotHarness) 
     admin.send_text("/retrain epochs=3 arch=seed_cnn")
     queued = await harness.reply(admin, text_has("queued"))
     assert "(seed_cnn, 3 epochs)" in queued.text and "if it beats" in queued.text
-    async with harness.storage.sessions() as session:
-        [run] = list(await session.scalars(select(TrainingRun)))  # the bad ones queued nothing
+    # The run is committed with its message id just after the message went out.
+    async with asyncio.timeout(5):
+        while not (runs := await training_runs(harness)):  # noqa: ASYNC110 - a table
+            await asyncio.sleep(0.02)
+    [run] = runs  # the bad ones queued nothing
     assert (run.status, run.requested_by, run.chat_id) == ("queued", ADMIN, ADMIN)
     assert run.progress_message_id == queued.message_id
     assert run.params == {"arch": "seed_cnn", "epochs": 3, "balance": 0, "promote": True,
                           "batch_size": 64, "warm": True}  # fmt: skip
     admin.send_text("/retrain promote=no")
     assert f"already on (#{run.id}, queued)" in (await harness.reply(admin)).text
-    async with harness.storage.sessions() as session:
-        assert len(list(await session.scalars(select(TrainingRun)))) == 1
+    assert len(await training_runs(harness)) == 1
 
 
 async def test_export_small_is_sent_as_a_document(harness: BotHarness) -> None:
