@@ -14,8 +14,7 @@ from db.engine import Storage
 from db.models import TrainingRun
 from db.registry import register_model
 from emobot.settings import Settings
-from playground.botapi import BotAPIEmulator, BotAPIServer
-from tests.bot.conftest import ADMIN, BotHarness, text_has
+from tests.bot.conftest import ADMIN, BotHarness, running_harness, text_has
 from tests.bot.test_predict_mine import contribute_directly
 
 
@@ -90,14 +89,8 @@ async def test_export_small_is_sent_as_a_document(harness: BotHarness) -> None:
 
 @pytest.fixture
 async def small_limit_harness(storage: Storage, settings: Settings) -> AsyncIterator[BotHarness]:
-    emulator = BotAPIEmulator()
-    async with BotAPIServer(emulator) as server:
-        harness = BotHarness(emulator, server, storage, settings, export_document_limit=100)
-        await harness.start()
-        try:
-            yield harness
-        finally:
-            await harness.stop()
+    async with running_harness(storage, settings, export_document_limit=100) as harness:
+        yield harness
 
 
 async def test_export_too_big_for_a_document_gives_a_url(small_limit_harness: BotHarness) -> None:

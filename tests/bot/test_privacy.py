@@ -13,8 +13,8 @@ from db.blobs import BlobStore, content_key, sha256_hex
 from db.engine import Storage
 from db.models import FsmState, User
 from emobot.settings import Settings
-from playground.botapi import BotAPIEmulator, BotAPIServer, FakeUser
-from tests.bot.conftest import BotHarness, Photos, text_has
+from playground.botapi import FakeUser
+from tests.bot.conftest import BotHarness, Photos, running_harness, text_has
 from tests.bot.test_contribute import accept, finish, open_batch
 from tests.bot.test_predict_mine import contribute_directly
 from tests.db.test_erasure import traces
@@ -28,14 +28,8 @@ async def any_harness(
     blob_store: BlobStore,
 ) -> AsyncIterator[BotHarness]:
     """The bot over the local blob folder, then over moto's S3."""
-    emulator = BotAPIEmulator()
-    async with BotAPIServer(emulator) as server:
-        harness = BotHarness(emulator, server, Storage(engine, sessions, blob_store), settings)
-        await harness.start()
-        try:
-            yield harness
-        finally:
-            await harness.stop()
+    async with running_harness(Storage(engine, sessions, blob_store), settings) as harness:
+        yield harness
 
 
 async def user_row(harness: BotHarness, user_id: int) -> User | None:
@@ -95,15 +89,9 @@ async def test_privacy_says_what_is_kept_and_the_users_consent(harness: BotHarne
 
 @pytest.fixture
 async def retention_harness(storage: Storage, settings: Settings) -> AsyncIterator[BotHarness]:
-    emulator = BotAPIEmulator()
-    async with BotAPIServer(emulator) as server:
-        kept = settings.model_copy(update={"prediction_retention_hours": 6})
-        harness = BotHarness(emulator, server, storage, kept)
-        await harness.start()
-        try:
-            yield harness
-        finally:
-            await harness.stop()
+    kept = settings.model_copy(update={"prediction_retention_hours": 6})
+    async with running_harness(storage, kept) as harness:
+        yield harness
 
 
 async def test_privacy_gives_the_deployments_retention(retention_harness: BotHarness) -> None:
