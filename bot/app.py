@@ -11,7 +11,7 @@ from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.types import BotCommand, BotCommandScopeChat, BotCommandScopeDefault
 
 from bot.middlewares import Database, DuplicateUpdates, Metrics, RetryAfter, Throttling
-from bot.routers import admin, common, contribute, errors, mine, predict
+from bot.routers import admin, common, contribute, errors, mine, predict, privacy
 from bot.services.admin import DOCUMENT_LIMIT
 from bot.texts import ADMIN_COMMANDS, LANGUAGES, USER_COMMANDS, t
 from db.engine import Storage, open_storage, ping
@@ -74,6 +74,7 @@ def build_dispatcher(
         admin.make_router(),
         contribute.make_router(),
         mine.make_router(),
+        privacy.make_router(),
         predict.make_router(),
         *extra_routers,
         common.make_fallback_router(),

@@ -30,6 +30,11 @@ class MineCb(CallbackData, prefix="mine"):
     sample_id: int = 0
 
 
+class PrivacyCb(CallbackData, prefix="privacy"):
+    # withdraw | erase | keep (after withdrawing) | forget | forget_yes | forget_no
+    action: str
+
+
 def consent(lang: str) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     builder.button(text=t(lang, "consent.yes"), callback_data=ConsentCb(agree=True))
@@ -106,4 +111,27 @@ def delete_all_confirm(lang: str) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     builder.button(text=t(lang, "mine.yes"), callback_data=MineCb(action="delete_all_yes"))
     builder.button(text=t(lang, "mine.no"), callback_data=MineCb(action="delete_all_no"))
+    return builder.as_markup()
+
+
+def privacy(lang: str, consented: bool) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    if consented:
+        builder.button(text=t(lang, "privacy.withdraw"), callback_data=PrivacyCb(action="withdraw"))
+    builder.button(text=t(lang, "privacy.forget"), callback_data=PrivacyCb(action="forget"))
+    builder.adjust(1)
+    return builder.as_markup()
+
+
+def erase_contributions(lang: str) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(text=t(lang, "privacy.erase_yes"), callback_data=PrivacyCb(action="erase"))
+    builder.button(text=t(lang, "privacy.erase_no"), callback_data=PrivacyCb(action="keep"))
+    return builder.as_markup()
+
+
+def forget_confirm(lang: str) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(text=t(lang, "forget.yes"), callback_data=PrivacyCb(action="forget_yes"))
+    builder.button(text=t(lang, "forget.no"), callback_data=PrivacyCb(action="forget_no"))
     return builder.as_markup()

@@ -4,7 +4,7 @@ from aiogram.fsm.state import State, StatesGroup
 
 
 class Contribute(StatesGroup):
-    consent = State()  # first-time contributors agree to their photos being used
+    consent = State()  # agreeing to their photos being used (to this version of the text)
     label = State()  # choosing the class on the inline keyboard
     photos = State()  # sending photos; data: label, pending (checked photos)
     confirm = State()  # summary shown: save or discard

@@ -4,13 +4,17 @@ from ml.labels import CLASSES, DISPLAY_NAMES
 
 LANGUAGES = ("ru", "en")
 DEFAULT_LANGUAGE = "ru"
+# The version of the consent text (`consent.ask`): raise it when what people agree to changes,
+# and everyone is asked again on their next /contribute. Version 1 did not mention /privacy.
+CONSENT_VERSION = 2
 
 TEXTS: dict[str, dict[str, str]] = {
     "ru": {
         "start": (
             "Привет! Я распознаю эмоции на лицах: негативную, радость, удивление и нейтральную.\n"
             "Пришлите фото — я скажу, какие эмоции вижу. Можно и помочь мне учиться: "
-            "отправить свои фото с подписанной эмоцией.\n\n{commands}"
+            "отправить свои фото с подписанной эмоцией.\n"
+            "Что я храню о вас и как это удалить — /privacy.\n\n{commands}"
         ),
         "help": "Что я умею:\n{commands}\n\nФото без команды — тоже распознаю.",
         "cmd.start": "начало и описание",
@@ -20,6 +24,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "cmd.mine": "мои присланные фото",
         "cmd.language": "язык / language",
         "cmd.cancel": "выйти из диалога",
+        "cmd.privacy": "что я храню и как это удалить",
+        "cmd.forget": "удалить всё, что я храню о вас",
         "cmd.stats": "статистика датасета и очереди",
         "cmd.export": "выгрузить датасет",
         "cmd.retrain": "запустить переобучение",
@@ -35,8 +41,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "error": "Простите, что-то пошло не так. Попробуйте ещё раз чуть позже.",
         "consent.ask": (
             "Прежде чем начать: присланные фото будут храниться и использоваться для обучения "
-            "модели. Удалить их можно в любой момент командой /mine. Согласны?"
+            "модели; их видят администраторы бота. Удалить их можно в любой момент: по одному — "
+            "/mine, всё сразу — /forget. Модели, обученные раньше, сохранят то, чему научились. "
+            "Подробнее — /privacy. Согласны?"
         ),
+        "consent.changed": "Текст согласия изменился — прочитайте, пожалуйста, ещё раз.",
         "consent.yes": "Согласен(на)",
         "consent.no": "Нет",
         "consent.refused": "Хорошо, ничего не сохраняю. Передумаете — /contribute.",
@@ -83,6 +92,49 @@ TEXTS: dict[str, dict[str, str]] = {
         "mine.no": "Нет",
         "mine.deleted": "Удалено фото: {count}.",
         "mine.gone": "Этого фото уже нет.",
+        "privacy.text": (
+            "Что я храню о вас\n"
+            "• Ваш Telegram id, имя, имя пользователя и язык — чтобы отвечать вам.\n"
+            "• Фото для распознавания: {retention} Результат (лица, рамки, вероятности, "
+            "версия модели) остаётся, уже без фото.\n"
+            "• Фото, присланные через /contribute, с эмоцией и рамкой лица — пока вы их не "
+            "удалите. На них учится модель.\n"
+            "• Ваше согласие: {consent}\n"
+            "• Незаконченный диалог (например, ещё не сохранённая подборка фото).\n\n"
+            "Кто видит: администраторы бота. В выгрузках датасета авторы фото обозначены "
+            "псевдонимом, а не Telegram id, если администратор явно не попросил id.\n\n"
+            "Как удалить: свои фото по одному — /mine; всё сразу — /forget или кнопка ниже. "
+            "Модели, обученные до удаления, сохраняют то, чему научились; следующие обучения "
+            "удалённые фото не используют."
+        ),
+        "privacy.retention.now": "удаляются сразу после ответа.",
+        "privacy.retention.hours": "хранятся ещё {hours} ч после ответа (для отладки), затем "
+        "удаляются.",
+        "privacy.consent.given": "дано {date} (версия текста {version}).",
+        "privacy.consent.none": "не дано.",
+        "privacy.withdraw": "Отозвать согласие",
+        "privacy.forget": "Удалить все мои данные",
+        "privacy.withdrawn": "Согласие отозвано. Новые фото для обучения я не приму, пока вы "
+        "не согласитесь снова (/contribute).",
+        "privacy.withdrawn_ask": "В датасете остаются ваши фото: {count}. Удалить их?",
+        "privacy.erase_yes": "Да, удалить фото",
+        "privacy.erase_no": "Нет, оставить",
+        "privacy.erased": "Удалено ваших фото: {count}.",
+        "privacy.kept": "Хорошо, фото остаются в датасете. Удалить их можно в любой момент: /mine.",
+        "privacy.no_consent": "Согласия и так нет: отзывать нечего.",
+        "forget.ask": (
+            "Удалить всё, что я храню о вас: присланные для обучения фото, запросы на "
+            "распознавание с их фото и результатами, незаконченные диалоги, ваше имя, язык и "
+            "согласие? Это необратимо."
+        ),
+        "forget.yes": "Да, удалить всё",
+        "forget.no": "Нет",
+        "forget.done": (
+            "Удалено: фото для обучения — {contributions}, запросов на распознавание — "
+            "{predictions}, незаконченных диалогов — {dialogs}; ваше имя, язык и согласие "
+            "стёрты. Если напишете мне снова, я буду знать о вас только то, что нужно для ответа."
+        ),
+        "forget.kept": "Хорошо, ничего не удалено.",
         "admin.stats": (
             "Датасет (активные изображения по источнику и классу):\n{table}\n"
             "Удалено: {deleted}\nОчередь распознавания: {depth}\nАктивная модель: {model}"
@@ -90,7 +142,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "admin.no_model": "нет",
         "admin.export.started": "Собираю архив датасета…",
         "admin.export.progress": "Собираю архив датасета: {done} из {total}…",
-        "admin.export.done": "Архив готов: {images} изображений, {size} МБ.",
+        "admin.export.done": "Архив готов: {images} изображений, {size} МБ. {ids}",
+        "admin.export.pseudonymous": "Авторы фото в manifest.csv — псевдонимы (contributor_key); "
+        "Telegram id — /export ids=raw.",
+        "admin.export.raw": "Авторы фото в manifest.csv — Telegram id (contributor_id).",
+        "admin.export.usage": "Не понял «{args}». Например: /export или /export ids=raw",
         "admin.export.url": "Архив больше {limit} МБ, скачать можно по ссылке (1 час):\n{url}",
         "admin.export.no_url": "Архив больше {limit} МБ, а хранилище не даёт ссылок: {key}",
         "admin.retrain.queued": "Обучение №{run} ({arch}, {epochs} эп.) поставлено в очередь. "
@@ -110,7 +166,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "start": (
             "Hi! I recognise emotions on faces: negative, happy, surprised and neutral.\n"
             "Send me a photo and I'll tell you what I see. You can also help me learn by "
-            "sending your own photos labelled with an emotion.\n\n{commands}"
+            "sending your own photos labelled with an emotion.\n"
+            "What I keep about you and how to erase it: /privacy.\n\n{commands}"
         ),
         "help": "What I can do:\n{commands}\n\nA photo without a command works too.",
         "cmd.start": "start and about",
@@ -120,6 +177,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "cmd.mine": "photos you sent",
         "cmd.language": "language / язык",
         "cmd.cancel": "leave the dialog",
+        "cmd.privacy": "what I keep and how to erase it",
+        "cmd.forget": "erase everything I keep about you",
         "cmd.stats": "dataset and queue statistics",
         "cmd.export": "export the dataset",
         "cmd.retrain": "start retraining",
@@ -134,9 +193,12 @@ TEXTS: dict[str, dict[str, str]] = {
         "throttled": "Too many messages in a row: please wait a moment.",
         "error": "Sorry, something went wrong. Please try again a bit later.",
         "consent.ask": (
-            "Before we start: the photos you send will be stored and used to train the model. "
-            "You can delete them any time with /mine. Do you agree?"
+            "Before we start: the photos you send will be stored and used to train the model; "
+            "the bot's admins can see them. You can erase them any time: one by one with /mine, "
+            "everything at once with /forget. Models trained before keep what they learned. "
+            "More: /privacy. Do you agree?"
         ),
+        "consent.changed": "The consent text has changed: please read it again.",
         "consent.yes": "I agree",
         "consent.no": "No",
         "consent.refused": "OK, nothing is stored. Changed your mind? /contribute.",
@@ -182,6 +244,48 @@ TEXTS: dict[str, dict[str, str]] = {
         "mine.no": "No",
         "mine.deleted": "Photos deleted: {count}.",
         "mine.gone": "That photo is gone already.",
+        "privacy.text": (
+            "What I keep about you\n"
+            "• Your Telegram id, name, username and language: to answer you.\n"
+            "• Photos sent for recognition: {retention} The result (faces, boxes, "
+            "probabilities, model version) stays, without the photo.\n"
+            "• Photos sent with /contribute, with their emotion and face box: until you delete "
+            "them. The model learns from them.\n"
+            "• Your consent: {consent}\n"
+            "• An unfinished dialog (a batch of photos not saved yet, for example).\n\n"
+            "Who sees it: the bot's admins. Dataset exports name contributors by a pseudonym, "
+            "not by Telegram id, unless an admin explicitly asks for ids.\n\n"
+            "How to erase it: your photos one by one with /mine; everything at once with "
+            "/forget or the button below. Models trained before an erasure keep what they "
+            "learned; later trainings do not use the erased photos."
+        ),
+        "privacy.retention.now": "deleted as soon as the answer is sent.",
+        "privacy.retention.hours": "kept {hours} h after the answer (for debugging), then deleted.",
+        "privacy.consent.given": "given on {date} (consent text version {version}).",
+        "privacy.consent.none": "not given.",
+        "privacy.withdraw": "Withdraw consent",
+        "privacy.forget": "Erase all my data",
+        "privacy.withdrawn": "Consent withdrawn. I won't take new photos for training until you "
+        "agree again (/contribute).",
+        "privacy.withdrawn_ask": "Your photos still in the dataset: {count}. Erase them?",
+        "privacy.erase_yes": "Yes, erase them",
+        "privacy.erase_no": "No, keep them",
+        "privacy.erased": "Your photos erased: {count}.",
+        "privacy.kept": "OK, the photos stay in the dataset. You can erase them any time: /mine.",
+        "privacy.no_consent": "There is no consent to withdraw.",
+        "forget.ask": (
+            "Erase everything I keep about you: photos sent for training, recognition requests "
+            "with their photos and results, unfinished dialogs, your name, language and "
+            "consent? This cannot be undone."
+        ),
+        "forget.yes": "Yes, erase everything",
+        "forget.no": "No",
+        "forget.done": (
+            "Erased: photos for training: {contributions}, recognition requests: "
+            "{predictions}, unfinished dialogs: {dialogs}; your name, language and consent are "
+            "gone. If you write to me again, I'll only know what answering you needs."
+        ),
+        "forget.kept": "OK, nothing was erased.",
         "admin.stats": (
             "Dataset (active images per source and class):\n{table}\n"
             "Deleted: {deleted}\nPrediction queue: {depth}\nActive model: {model}"
@@ -189,7 +293,12 @@ TEXTS: dict[str, dict[str, str]] = {
         "admin.no_model": "none",
         "admin.export.started": "Building the dataset archive…",
         "admin.export.progress": "Building the dataset archive: {done} of {total}…",
-        "admin.export.done": "Archive ready: {images} images, {size} MB.",
+        "admin.export.done": "Archive ready: {images} images, {size} MB. {ids}",
+        "admin.export.pseudonymous": "Contributors in manifest.csv are pseudonyms "
+        "(contributor_key); Telegram ids: /export ids=raw.",
+        "admin.export.raw": "Contributors in manifest.csv are Telegram ids (contributor_id).",
+        "admin.export.usage": "I did not understand “{args}”. For example: /export or "
+        "/export ids=raw",
         "admin.export.url": "The archive is over {limit} MB; download it here (1 hour):\n{url}",
         "admin.export.no_url": "The archive is over {limit} MB and the store gives no URLs: {key}",
         "admin.retrain.queued": "Training run #{run} ({arch}, {epochs} epochs) queued. Progress "
@@ -207,7 +316,9 @@ TEXTS: dict[str, dict[str, str]] = {
     },
 }
 
-USER_COMMANDS = ("start", "help", "predict", "contribute", "mine", "language", "cancel")
+USER_COMMANDS = (
+    "start", "help", "predict", "contribute", "mine", "language", "cancel", "privacy", "forget",
+)  # fmt: skip
 ADMIN_COMMANDS = ("stats", "export", "retrain", "models", "promote")
 
 

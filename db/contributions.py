@@ -8,7 +8,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import PredictionRequest, Sample
+from db.models import Sample
 
 
 class Added(StrEnum):
@@ -91,32 +91,12 @@ async def list_contributions(
     return list(result)
 
 
-async def _unused_keys(session: AsyncSession, keys: set[str]) -> list[str]:
-    """Of `keys`, those no active sample and no unanswered prediction request still needs."""
-    if not keys:
-        return []
-    used = set(
-        await session.scalars(
-            select(Sample.blob_key).where(Sample.blob_key.in_(keys), Sample.status == "active")
-        )
-    )
-    used |= set(
-        await session.scalars(
-            select(PredictionRequest.blob_key).where(
-                PredictionRequest.blob_key.in_(keys),
-                PredictionRequest.status.in_(("queued", "processing")),
-            )
-        )
-    )
-    return sorted(keys - used)
-
-
 async def delete_contributions(
     session: AsyncSession, contributor_id: int, sample_id: int | None = None
 ) -> tuple[int, list[str]]:
     """Mark one (or, with no id, every) active sample of the contributor deleted. Returns how
-    many were deleted and the blob keys nothing uses any more: the caller removes those blobs
-    once this transaction is committed."""
+    many were deleted and their blob keys: the caller releases those (db.blob_refs) once this
+    transaction is committed."""
     statement = (
         update(Sample)
         .where(Sample.contributor_id == contributor_id, Sample.status == "active")
@@ -126,4 +106,4 @@ async def delete_contributions(
     if sample_id is not None:
         statement = statement.where(Sample.id == sample_id)
     keys = list(await session.scalars(statement))
-    return len(keys), await _unused_keys(session, set(keys))
+    return len(keys), keys

@@ -1,13 +1,23 @@
-"""Exporting the dataset as a zip in FER2013's layout, with a CSV manifest."""
+"""Exporting the dataset as a zip in FER2013's layout, with a CSV manifest.
+
+Contributors are named by a pseudonym by default: a keyed hash of their Telegram id
+(`contributor_key`), the same for all of one person's photos and, with PSEUDONYM_KEY set, in
+every export; without the key nobody can tell whose it is. `raw_ids` writes the Telegram ids
+instead (`contributor_id`, which re-importing the export keeps). The column name says which.
+"""
 
 import asyncio
 import csv
+import hashlib
+import hmac
 import io
+import secrets
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.blobs import BlobStore
@@ -15,10 +25,16 @@ from db.importer import MANIFEST
 from db.models import Sample
 from db.samples import export_query
 
-MANIFEST_FIELDS = (
-    "sha256", "class", "split", "source", "fer_emotion", "contributor_id", "created_at",
-    "origins", "leak", "label_conflict", "blank",
-)  # fmt: skip
+RAW_ID, PSEUDONYM = "contributor_id", "contributor_key"
+
+
+def manifest_fields(raw_ids: bool) -> tuple[str, ...]:
+    return (
+        "sha256", "class", "split", "source", "fer_emotion", RAW_ID if raw_ids else PSEUDONYM,
+        "created_at", "origins", "leak", "label_conflict", "blank",
+    )  # fmt: skip
+
+
 FETCH_AHEAD = 32
 
 Progress = Callable[[int, int], None]
@@ -39,14 +55,19 @@ def image_suffix(data: bytes) -> str:
     return ".jpg"
 
 
-def _manifest_row(sample: Sample) -> dict[str, str]:
+def pseudonym(key: bytes, contributor_id: int) -> str:
+    """64 bits of HMAC-SHA256: no collisions among any realistic number of contributors."""
+    return hmac.new(key, str(contributor_id).encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def _manifest_row(sample: Sample, column: str, contributor: str) -> dict[str, str]:
     return {
         "sha256": sample.sha256,
         "class": sample.label,
         "split": sample.split,
         "source": sample.source,
         "fer_emotion": sample.fer_emotion or "",
-        "contributor_id": str(sample.contributor_id or ""),
+        column: contributor,
         "created_at": sample.created_at.isoformat(),
         "origins": ";".join(sample.origins),
         "leak": str(int(sample.leak)),
@@ -64,11 +85,21 @@ async def export_dataset(
     split: str | None = None,
     status: str | None = "active",
     progress: Progress | None = None,
+    raw_ids: bool = False,
+    pseudonym_key: SecretStr | None = None,
 ) -> ExportSummary:
     async with sessions() as session:
         samples = list(await session.scalars(export_query(source, split, status)))
+    key = pseudonym_key.get_secret_value().encode() if pseudonym_key else secrets.token_bytes(32)
+
+    def contributor(sample: Sample) -> str:
+        if sample.contributor_id is None:
+            return ""
+        return str(sample.contributor_id) if raw_ids else pseudonym(key, sample.contributor_id)
+
+    column = RAW_ID if raw_ids else PSEUDONYM
     manifest = io.StringIO()
-    writer = csv.DictWriter(manifest, MANIFEST_FIELDS)
+    writer = csv.DictWriter(manifest, manifest_fields(raw_ids))
     writer.writeheader()
     written = 0
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -80,7 +111,7 @@ async def export_dataset(
             for sample, data in zip(chunk, blobs, strict=True):
                 name = f"{sample.split}/{sample.label}/{sample.sha256}{image_suffix(data)}"
                 await asyncio.to_thread(archive.writestr, name, data)
-                writer.writerow(_manifest_row(sample))
+                writer.writerow(_manifest_row(sample, column, contributor(sample)))
                 written += len(data)
             if progress:
                 progress(start + len(chunk), len(samples))

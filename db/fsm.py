@@ -18,6 +18,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from db.models import FsmState
 
 
+async def delete_user_states(session: AsyncSession, user_id: int) -> int:
+    """Delete every dialog of a user (as the user, or in their private chat); returns how many.
+
+    Keys are DefaultKeyBuilder's `fsm:<chat>[:<thread>]:<user>:<destiny>`: the id is the
+    second part (the chat) or the one before the last (the user).
+    """
+    user = int(user_id)
+    mine = FsmState.key.regexp_match(f"^[^:]+:{user}:|:{user}:[^:]+$")
+    result = await session.execute(delete(FsmState).where(mine).returning(FsmState.key))
+    return len(result.all())
+
+
 class PostgresStorage(BaseStorage):
     """One row per storage key holding the state and the data (JSON). A key with neither is
     deleted, so finished dialogs leave nothing behind."""

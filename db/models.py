@@ -60,7 +60,10 @@ class User(TimestampMixin, Base):
     # Chosen with /language; None means "follow the Telegram client's language".
     language: Mapped[str | None] = mapped_column(String(2))
     telegram_language: Mapped[str | None] = mapped_column(String(16))
+    # When the user agreed to their photos being used, and to which version of the consent text
+    # (bot.texts.CONSENT_VERSION): a newer text is asked for again.
     consent_at: Mapped[datetime | None]
+    consent_version: Mapped[int | None] = mapped_column(Integer)
 
 
 SAMPLE_STATUSES = ("active", "deleted")
@@ -120,6 +123,12 @@ class PredictionRequest(TimestampMixin, Base):
             postgresql_where=text("status IN ('queued', 'processing')"),
         ),
         Index("ix_prediction_requests_user", "user_id", "created_at"),
+        # The purge query: answered requests whose photo is still kept.
+        Index(
+            "ix_prediction_requests_photo_kept",
+            "finished_at",
+            postgresql_where=text("status IN ('done', 'failed') AND photo_deleted_at IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -139,6 +148,8 @@ class PredictionRequest(TimestampMixin, Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     replied_at: Mapped[datetime | None]
+    # When the photo stopped being kept for this request (see db.retention); the result stays.
+    photo_deleted_at: Mapped[datetime | None]
 
 
 class ModelVersion(Base):

@@ -41,13 +41,29 @@ async def set_language(session: AsyncSession, user_id: int, language: str | None
     await session.execute(update(User).where(User.id == user_id).values(language=language))
 
 
-async def give_consent(session: AsyncSession, user_id: int) -> None:
-    """Record that the user agreed to their photos being used for training (first time only)."""
+async def give_consent(session: AsyncSession, user_id: int, version: int) -> None:
+    """Record that the user agreed to version `version` of the consent text, and when."""
     await session.execute(
         update(User)
-        .where(User.id == user_id, User.consent_at.is_(None))
-        .values(consent_at=func.now())
+        .where(User.id == user_id)
+        .values(consent_at=func.now(), consent_version=version)
     )
+
+
+async def withdraw_consent(session: AsyncSession, user_id: int) -> bool:
+    """Forget the user's consent; returns whether there was one."""
+    withdrawn = await session.scalar(
+        update(User)
+        .where(User.id == user_id, User.consent_at.is_not(None))
+        .values(consent_at=None, consent_version=None)
+        .returning(User.id)
+    )
+    return withdrawn is not None
+
+
+def has_consent(user: User, version: int) -> bool:
+    """Whether the user agreed to this version of the consent text."""
+    return user.consent_at is not None and user.consent_version == version
 
 
 def user_language(user: User | None, supported: tuple[str, ...] = ("ru", "en")) -> str:

@@ -57,6 +57,13 @@ class Settings(BaseSettings):
     # `emobot run` it is the first of three: bot, worker and trainer get PORT, +1 and +2.
     metrics_port: int | None = Field(None, ge=1, le=65535)
 
+    # Privacy. Hours a photo sent for prediction is kept after its answer (0: deleted at once);
+    # how often a worker purges what is past that; the key of the pseudonyms exports give
+    # contributors (unset: a random key per export, so pseudonyms differ between exports).
+    prediction_retention_hours: float = Field(0, ge=0)
+    purge_interval_seconds: float = Field(60, gt=0)
+    pseudonym_key: SecretStr | None = None
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("admin_ids", mode="before")

@@ -126,6 +126,10 @@ def _write_cache(path: Path, data: TrainingData) -> None:
     np.savez(tmp, x_train=data.train.x, y_train=data.train.y, x_test=data.test.x,
              y_test=data.test.y, skipped=data.skipped)  # fmt: skip
     tmp.replace(path)
+    # Older versions are never read again, and may hold faces erased since (/forget, /mine).
+    for stale in path.parent.glob("*.npz"):
+        if stale != path and not stale.name.endswith(".tmp.npz"):  # another run's write
+            stale.unlink(missing_ok=True)
 
 
 def _epoch_reporter(

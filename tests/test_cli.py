@@ -43,8 +43,14 @@ async def test_migrate_import_stats_export(settings: Settings, sessions: object,
     out = tmp_path / "dataset.zip"
     export = emobot(settings, "export", str(out), "--split", "train")
     assert export.returncode == 0, export.stderr
+    assert "contributors: pseudonyms" in export.stdout
     with zipfile.ZipFile(out) as archive:
         assert all(n.startswith("train/") for n in archive.namelist() if n != "manifest.csv")
+        assert "contributor_key" in archive.read("manifest.csv").decode().splitlines()[0]
+    raw = emobot(settings, "export", str(out), "--ids", "raw")
+    assert raw.returncode == 0 and "contributors: Telegram ids" in raw.stdout, raw.stderr
+    with zipfile.ZipFile(out) as archive:
+        assert "contributor_id" in archive.read("manifest.csv").decode().splitlines()[0]
 
 
 def test_missing_archive_is_a_clear_error(settings: Settings) -> None:

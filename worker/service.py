@@ -36,6 +36,7 @@ from ml.labels import CLASSES
 from worker import metrics, texts
 from worker.models import ModelHolder
 from worker.replies import Reply, SendFailed, Undeliverable, send_reply
+from worker.retention import Purger
 
 log = logging.getLogger("worker")
 
@@ -92,6 +93,7 @@ class Worker:
         # Decoding and detection release the GIL in their heavy parts (Pillow, OpenCV, LiteRT):
         # one thread per core keeps every core busy without the threads crowding each other.
         self._detection = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="detect")
+        self.purger = Purger(settings, storage)
 
     def stop(self) -> None:
         """Finish the batch in hand, then return (safe to call from a signal handler)."""
@@ -102,6 +104,7 @@ class Worker:
         if self.models.current is None:
             await self.models.load()
         metrics.MODEL_VERSION.set(self.models.model.version or 0)
+        self._background.add(asyncio.create_task(self.purger.run()))
         try:
             await self._listen()
             while not self._stopping.is_set():
@@ -285,6 +288,7 @@ class Worker:
         t = mark("save", t)
         await asyncio.gather(*(self._answer(j, j in over) for j in jobs if j.request.id in held))
         mark("reply", t)
+        self.purger.batch_answered()
         self.batches += 1
         metrics.observe_batch(len(batch), marks, (len(j.faces) for j in fresh if j.result))
         log.info(

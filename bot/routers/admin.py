@@ -20,15 +20,22 @@ async def stats(message: Message, session: AsyncSession, lang: str) -> None:
 
 async def export(
     message: Message,
+    command: CommandObject,
     bot: Bot,
     db_storage: Storage,
     settings: Settings,
     export_document_limit: int,
     lang: str,
 ) -> None:
+    try:
+        raw_ids = admin.raw_ids_asked(command.args or "")
+    except ValueError:
+        await message.answer(t(lang, "admin.export.usage", args=command.args))
+        return
     await admin.export_to_chat(
         bot, db_storage.sessions, db_storage.blobs, message.chat.id, lang,
         workdir=settings.data_dir / "exports", document_limit=export_document_limit,
+        raw_ids=raw_ids, pseudonym_key=settings.pseudonym_key,
     )  # fmt: skip
 
 

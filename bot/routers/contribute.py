@@ -1,4 +1,5 @@
-"""/contribute: consent (once), class, photos (each checked), then save or discard."""
+"""/contribute: consent (once per version of its text), class, photos (each checked), then save
+or discard."""
 
 from aiogram import Bot, F, Router
 from aiogram.filters import Command
@@ -11,10 +12,10 @@ from bot.keyboards import BatchCb, ConsentCb, LabelCb
 from bot.services.contribute import Pending, check_photo, save_batch
 from bot.services.photos import Rejected, incoming_image
 from bot.states import Contribute
-from bot.texts import label_name, t
+from bot.texts import CONSENT_VERSION, label_name, t
 from db.blobs import BlobStore
 from db.models import User
-from db.users import give_consent
+from db.users import give_consent, has_consent
 from emobot.settings import Settings
 from ml.labels import CLASSES
 
@@ -23,9 +24,12 @@ not_command = ~F.text.startswith("/")
 
 async def contribute(message: Message, state: FSMContext, user: User, lang: str) -> None:
     await state.clear()
-    if user.consent_at is None:
+    if not has_consent(user, CONSENT_VERSION):
         await state.set_state(Contribute.consent)
-        await message.answer(t(lang, "consent.ask"), reply_markup=keyboards.consent(lang))
+        text = t(lang, "consent.ask")
+        if user.consent_at is not None:  # agreed to an older text: say why we ask again
+            text = f"{t(lang, 'consent.changed')}\n\n{text}"
+        await message.answer(text, reply_markup=keyboards.consent(lang))
         return
     await state.set_state(Contribute.label)
     await message.answer(t(lang, "contribute.choose"), reply_markup=keyboards.labels(lang))
@@ -44,7 +48,7 @@ async def consent(
         await state.clear()
         await query.message.edit_text(t(lang, "consent.refused"))
         return
-    await give_consent(session, query.from_user.id)
+    await give_consent(session, query.from_user.id, CONSENT_VERSION)
     await state.set_state(Contribute.label)
     await query.message.edit_text(t(lang, "contribute.choose"), reply_markup=keyboards.labels(lang))
 

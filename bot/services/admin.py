@@ -11,6 +11,7 @@ from typing import Any
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import FSInputFile
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.texts import label_name, t
@@ -25,6 +26,7 @@ from db.registry import (
     promote,
     queue_training_run,
 )
+from db.retention import EXPORT_LINK_SECONDS
 from db.stats import dataset_stats
 from ml.labels import CLASSES
 from ml.params import JobParams
@@ -77,6 +79,14 @@ async def stats_text(session: AsyncSession, lang: str) -> str:
     )
 
 
+def raw_ids_asked(args: str) -> bool:
+    """`/export` arguments: nothing, `ids=pseudonymous` or `ids=raw`; ValueError otherwise."""
+    choice = {"": False, "ids=pseudonymous": False, "ids=raw": True}.get(args.strip().lower())
+    if choice is None:
+        raise ValueError(args)
+    return choice
+
+
 async def export_to_chat(
     bot: Bot,
     sessions: async_sessionmaker[AsyncSession],
@@ -86,9 +96,12 @@ async def export_to_chat(
     *,
     workdir: Path,
     document_limit: int = DOCUMENT_LIMIT,
+    raw_ids: bool = False,
+    pseudonym_key: SecretStr | None = None,
 ) -> None:
     """Write the dataset zip, showing progress by editing one message, then send it as a
-    document, or as a download URL from the blob store when it is too big for a document."""
+    document, or as a download URL from the blob store when it is too big for a document
+    (removed by the purge once the URL expired)."""
     status = await bot.send_message(chat_id, t(lang, "admin.export.started"))
     progress = {"done": 0, "total": 0}
 
@@ -115,11 +128,16 @@ async def export_to_chat(
     try:
         with tempfile.TemporaryDirectory(dir=workdir) as tmp:
             path = Path(tmp) / name
-            summary = await export_dataset(path, sessions, blobs, progress=on_progress)
+            summary = await export_dataset(
+                path, sessions, blobs, progress=on_progress, raw_ids=raw_ids,
+                pseudonym_key=pseudonym_key,
+            )  # fmt: skip
             size = path.stat().st_size
             reporter.cancel()
+            ids = t(lang, "admin.export.raw" if raw_ids else "admin.export.pseudonymous")
+            mb = f"{size / 2**20:.1f}"
             await bot.edit_message_text(
-                t(lang, "admin.export.done", images=summary.images, size=f"{size / 2**20:.1f}"),
+                t(lang, "admin.export.done", images=summary.images, size=mb, ids=ids),
                 chat_id=chat_id,
                 message_id=status.message_id,
             )
@@ -128,7 +146,7 @@ async def export_to_chat(
                 return
             key = f"exports/{name}"
             await blobs.put(key, await asyncio.to_thread(path.read_bytes), "application/zip")
-            url = await blobs.url(key)
+            url = await blobs.url(key, EXPORT_LINK_SECONDS)
             limit = document_limit // 2**20
             text = (
                 t(lang, "admin.export.url", limit=limit, url=url)

@@ -8,6 +8,7 @@ from aiogram import Bot
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.services.photos import IncomingImage, Rejected, download
+from db.blob_refs import put_photo
 from db.blobs import BlobStore, sha256_hex
 from db.contributions import Added, Contribution, add_contribution, is_in_dataset
 from ml.faces import ImageError, TooManyPixels, UnusableShape, decode_image, find_faces
@@ -109,7 +110,7 @@ async def save_batch(
         if sha256_hex(data) != item.sha256:  # Telegram served other bytes than were checked
             saved.failed += 1
             continue
-        sha, key = await blobs.put_content(data, content_type=item.content_type)
+        sha, key = await put_photo(session, blobs, data, item.content_type)
         contribution = Contribution(
             sha, key, label, item.box, item.width, item.height, len(data), item.unique_id
         )

@@ -1,16 +1,14 @@
 """/mine: a contributor's photos, paged, and deleting them (rows and blobs)."""
 
-import logging
 import math
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db.blob_refs import release
 from db.blobs import BlobStore
 from db.contributions import counts_by_label, delete_contributions, list_contributions
 from db.models import Sample
-
-log = logging.getLogger(__name__)
 
 PAGE_SIZE = 5
 
@@ -42,11 +40,8 @@ async def delete(
 ) -> int:
     """Delete one photo (or all with None): rows marked deleted and committed first, then the
     blobs nothing else uses are removed. Returns how many photos were deleted."""
-    count, unused = await delete_contributions(session, contributor_id, sample_id)
+    count, keys = await delete_contributions(session, contributor_id, sample_id)
     await session.commit()
-    for key in unused:
-        try:
-            await blobs.delete(key)
-        except Exception:  # the row is deleted already: a left-over blob is only space
-            log.exception("could not remove blob %s", key)
+    await release(session, blobs, keys)
+    await session.commit()
     return count

@@ -5,6 +5,7 @@ from aiogram.types import Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.services.photos import download, incoming_image
+from db.blob_refs import put_photo
 from db.blobs import BlobStore
 from db.models import PredictionRequest
 from db.queue import enqueue
@@ -18,7 +19,7 @@ async def queue_photo(
     worker's job (it answers "no face" itself)."""
     image = incoming_image(message)
     data = await download(bot, image, max_bytes)
-    _, key = await blobs.put_content(data, content_type=image.content_type)
+    _, key = await put_photo(session, blobs, data, image.content_type)
     request = await enqueue(
         session,
         chat_id=message.chat.id,

@@ -28,7 +28,9 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser(
         "export", help="write the dataset as a zip with a CSV manifest",
-        description="Write train|test/<class>/<sha256>.jpg for every sample and manifest.csv.",
+        description="Write train|test/<class>/<sha256>.jpg for every sample and manifest.csv. "
+        "Contributors are pseudonyms (contributor_key: a hash keyed with PSEUDONYM_KEY) unless "
+        "--ids raw writes their Telegram ids (contributor_id).",
     )  # fmt: skip
     p.add_argument("output", type=Path, help="zip file to write")
     p.add_argument("--source", choices=["fer2013", "telegram"], help="only this source")
@@ -36,6 +38,10 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--status", default="active", choices=["active", "deleted", "all"],
         help="samples of this status (default: active)",
+    )  # fmt: skip
+    p.add_argument(
+        "--ids", default="pseudonymous", choices=["pseudonymous", "raw"],
+        help="how contributors are named in the manifest (default: pseudonymous)",
     )  # fmt: skip
     p.set_defaults(handler=export)
 
@@ -104,8 +110,11 @@ def export(args: argparse.Namespace, settings: Settings) -> None:
                     args.output, storage.sessions, storage.blobs,
                     source=args.source, split=args.split,
                     status=None if args.status == "all" else args.status, progress=progress,
+                    raw_ids=args.ids == "raw", pseudonym_key=settings.pseudonym_key,
                 )  # fmt: skip
-        print(f"{summary.images:,} images ({summary.bytes / 1e6:.1f} MB) written to {args.output}")
+        named = "Telegram ids" if args.ids == "raw" else "pseudonyms"
+        print(f"{summary.images:,} images ({summary.bytes / 1e6:.1f} MB) written to "
+              f"{args.output}; contributors: {named}")  # fmt: skip
 
     asyncio.run(run())
 

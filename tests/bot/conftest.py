@@ -4,6 +4,7 @@ database and moto's S3 behind it. Photos come from tests/data/faces."""
 import asyncio
 import io
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,16 +114,25 @@ class BotHarness:
             return list(await session.scalars(select(Sample).order_by(Sample.id)))
 
 
-@pytest.fixture
-async def harness(storage: Storage, settings: Settings) -> AsyncIterator[BotHarness]:
+@asynccontextmanager
+async def running_harness(
+    storage: Storage, settings: Settings, **dispatcher_options: object
+) -> AsyncIterator[BotHarness]:
+    """A fake Bot API of its own and the bot polling it, stopped when the block ends."""
     emulator = BotAPIEmulator()
     async with BotAPIServer(emulator) as server:
-        harness = BotHarness(emulator, server, storage, settings)
+        harness = BotHarness(emulator, server, storage, settings, **dispatcher_options)
         await harness.start()
         try:
             yield harness
         finally:
             await harness.stop()
+
+
+@pytest.fixture
+async def harness(storage: Storage, settings: Settings) -> AsyncIterator[BotHarness]:
+    async with running_harness(storage, settings) as harness:
+        yield harness
 
 
 def text_has(*parts: str) -> Callable[[BotCall], bool]:

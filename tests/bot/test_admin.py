@@ -1,5 +1,7 @@
 """Admin commands as an admin (non-admins: tests/bot/test_common.py)."""
 
+import asyncio
+import csv
 import io
 import zipfile
 from collections.abc import AsyncIterator
@@ -12,8 +14,7 @@ from db.engine import Storage
 from db.models import TrainingRun
 from db.registry import register_model
 from emobot.settings import Settings
-from playground.botapi import BotAPIEmulator, BotAPIServer
-from tests.bot.conftest import ADMIN, BotHarness, text_has
+from tests.bot.conftest import ADMIN, BotHarness, running_harness, text_has
 from tests.bot.test_predict_mine import contribute_directly
 
 
@@ -45,6 +46,11 @@ async def test_stats_and_models_and_promote(harness: BotHarness) -> None:
     assert "Prediction queue: 0" in stats and "v2 · seed_cnn · bal.acc 0.720" in stats
 
 
+async def training_runs(harness: BotHarness) -> list[TrainingRun]:
+    async with harness.storage.sessions() as session:
+        return list(await session.scalars(select(TrainingRun)))
+
+
 async def test_retrain_queues_one_run_and_refuses_a_second(harness: BotHarness) -> None:
     admin = harness.user(ADMIN, "Admin", "en")
     for bad, answer in (("epochs=many", "whole number"), ("colour=blue", "not understood"),
@@ -54,16 +60,18 @@ async def test_retrain_queues_one_run_and_refuses_a_second(harness: BotHarness) 
     admin.send_text("/retrain epochs=3 arch=seed_cnn")
     queued = await harness.reply(admin, text_has("queued"))
     assert "(seed_cnn, 3 epochs)" in queued.text and "if it beats" in queued.text
-    async with harness.storage.sessions() as session:
-        [run] = list(await session.scalars(select(TrainingRun)))  # the bad ones queued nothing
+    # The run is committed with its message id just after the message went out.
+    async with asyncio.timeout(5):
+        while not (runs := await training_runs(harness)):  # noqa: ASYNC110 - a table
+            await asyncio.sleep(0.02)
+    [run] = runs  # the bad ones queued nothing
     assert (run.status, run.requested_by, run.chat_id) == ("queued", ADMIN, ADMIN)
     assert run.progress_message_id == queued.message_id
     assert run.params == {"arch": "seed_cnn", "epochs": 3, "balance": 0, "promote": True,
                           "batch_size": 64, "warm": True}  # fmt: skip
     admin.send_text("/retrain promote=no")
     assert f"already on (#{run.id}, queued)" in (await harness.reply(admin)).text
-    async with harness.storage.sessions() as session:
-        assert len(list(await session.scalars(select(TrainingRun)))) == 1
+    assert len(await training_runs(harness)) == 1
 
 
 async def test_export_small_is_sent_as_a_document(harness: BotHarness) -> None:
@@ -81,14 +89,8 @@ async def test_export_small_is_sent_as_a_document(harness: BotHarness) -> None:
 
 @pytest.fixture
 async def small_limit_harness(storage: Storage, settings: Settings) -> AsyncIterator[BotHarness]:
-    emulator = BotAPIEmulator()
-    async with BotAPIServer(emulator) as server:
-        harness = BotHarness(emulator, server, storage, settings, export_document_limit=100)
-        await harness.start()
-        try:
-            yield harness
-        finally:
-            await harness.stop()
+    async with running_harness(storage, settings, export_document_limit=100) as harness:
+        yield harness
 
 
 async def test_export_too_big_for_a_document_gives_a_url(small_limit_harness: BotHarness) -> None:
@@ -104,3 +106,30 @@ async def test_export_too_big_for_a_document_gives_a_url(small_limit_harness: Bo
     with zipfile.ZipFile(io.BytesIO(body)) as archive:
         assert len([n for n in archive.namelist() if n.startswith("train/")]) == 3
     assert [c for c in harness.emulator.calls_in(ADMIN) if c.method == "sendDocument"] == []
+
+
+def manifest_of(document: bytes) -> list[dict[str, str]]:
+    with zipfile.ZipFile(io.BytesIO(document)) as archive:
+        return list(csv.DictReader(io.StringIO(archive.read("manifest.csv").decode())))
+
+
+async def test_exports_are_pseudonymous_unless_raw_ids_are_asked_for(
+    harness: BotHarness,
+) -> None:
+    await contribute_directly(harness, 67, 2)
+    admin = harness.user(ADMIN, "Admin", "en")
+    admin.send_text("/export")
+    done = await harness.reply(admin, text_has("Archive ready"))
+    assert "Contributors in manifest.csv are pseudonyms" in done.text
+    document = await harness.reply(admin, lambda c: c.method == "sendDocument")
+    rows = manifest_of(document.files["document"])
+    assert "contributor_id" not in rows[0] and len({r["contributor_key"] for r in rows}) == 1
+    assert len(rows[0]["contributor_key"]) == 16  # a keyed hash, not the id
+
+    admin.send_text("/export ids=raw")
+    assert "Telegram ids" in (await harness.reply(admin, text_has("Archive ready"))).text
+    document = await harness.reply(admin, lambda c: c.method == "sendDocument")
+    assert [r["contributor_id"] for r in manifest_of(document.files["document"])] == ["67"] * 2
+
+    admin.send_text("/export ids=everything")
+    assert "For example: /export or /export ids=raw" in (await harness.reply(admin)).text

@@ -49,6 +49,20 @@ async def test_upgrade_to_head_then_downgrade_to_base(empty_engine: AsyncEngine)
     assert await current(empty_engine) == head
 
 
+async def test_consent_given_before_versions_counts_as_the_first_text(
+    empty_engine: AsyncEngine,
+) -> None:
+    await upgrade(empty_engine, "0002")  # before the consent version (0003)
+    async with empty_engine.begin() as conn:
+        await conn.exec_driver_sql(
+            "INSERT INTO users (id, consent_at) VALUES (1, now()), (2, NULL)"
+        )
+    await upgrade(empty_engine)
+    async with empty_engine.connect() as conn:
+        rows = await conn.exec_driver_sql("SELECT id, consent_version FROM users ORDER BY id")
+        assert rows.all() == [(1, 1), (2, None)]
+
+
 async def test_models_and_migrations_agree(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         diff = await conn.run_sync(
