@@ -34,9 +34,12 @@ async def table_names(engine: AsyncEngine) -> set[str]:
         return set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
 
 
+HEAD = "0002"
+
+
 async def test_upgrade_to_head_then_downgrade_to_base(empty_engine: AsyncEngine) -> None:
     await upgrade(empty_engine)
-    assert await current(empty_engine) == "0001"
+    assert await current(empty_engine) == HEAD
     assert {t.name for t in Base.metadata.sorted_tables} <= await table_names(empty_engine)
 
     await downgrade(empty_engine)
@@ -44,7 +47,29 @@ async def test_upgrade_to_head_then_downgrade_to_base(empty_engine: AsyncEngine)
     assert await table_names(empty_engine) == {"alembic_version"}
 
     await upgrade(empty_engine)  # and up again: downgrade removed everything it created
-    assert await current(empty_engine) == "0001"
+    assert await current(empty_engine) == HEAD
+
+
+async def test_ferplus_votes_are_added_to_existing_samples_and_removed_again(
+    empty_engine: AsyncEngine,
+) -> None:
+    await upgrade(empty_engine, "0001")
+    async with empty_engine.begin() as conn:
+        await conn.exec_driver_sql(
+            "INSERT INTO samples (sha256, blob_key, label, split, source, width, height, "
+            "size_bytes) VALUES ('ab', 'images/ab', 'happy', 'train', 'fer2013', 48, 48, 1)"
+        )
+    await upgrade(empty_engine, "0002")
+    async with empty_engine.begin() as conn:
+        assert (await conn.exec_driver_sql("SELECT ferplus_votes FROM samples")).scalar() is None
+        await conn.exec_driver_sql(
+            """UPDATE samples SET ferplus_votes = '{"train/happy/a.jpg": [0, 9, 1]}'"""
+        )
+    await downgrade(empty_engine, "0001")
+    async with empty_engine.connect() as conn:
+        columns = await conn.run_sync(lambda c: inspect(c).get_columns("samples"))
+        assert "ferplus_votes" not in {c["name"] for c in columns}
+        assert (await conn.exec_driver_sql("SELECT label FROM samples")).scalar() == "happy"
 
 
 async def test_models_and_migrations_agree(engine: AsyncEngine) -> None:
