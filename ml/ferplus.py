@@ -65,11 +65,16 @@ class Votes:
 
 
 def read_votes(path: Path) -> dict[str, Votes]:
-    """The votes by archive file name (`train/angry/Training_1.jpg`)."""
+    """The votes by archive file name (`train/angry/Training_1.jpg`); ValueError for a file
+    that is not a votes file."""
     with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in ("file", *COLUMNS) if c not in (reader.fieldnames or ())]
+        if missing:
+            raise ValueError(f"{path} is not a FER+ votes file: no column {', '.join(missing)}")
         return {
             row["file"]: Votes(
-                tuple(int(row[c] or 0) for c in COLUMNS), row["ambiguous_duplicate"] == "1"
+                tuple(int(row[c] or 0) for c in COLUMNS), row.get("ambiguous_duplicate") == "1"
             )
-            for row in csv.DictReader(f)
+            for row in reader
         }
