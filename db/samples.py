@@ -132,13 +132,15 @@ def export_query(
 
 
 async def dataset_version(session: AsyncSession) -> str:
-    """Changes whenever a sample is added, deleted or relabelled: the training cache key."""
+    """Changes whenever a sample is added, deleted, relabelled or given votes: the training
+    cache key."""
     row = (
         await session.execute(
-            select(func.count(), func.coalesce(func.max(Sample.updated_at), None)).where(
-                trainable()
-            )
+            select(
+                func.count(), func.count(Sample.ferplus_votes), func.max(Sample.updated_at)
+            ).where(trainable())
         )
     ).one()
-    stamp = row[1].strftime("%Y%m%dT%H%M%S%f") if row[1] else "empty"
-    return f"{row[0]}-{stamp}"
+    stamp = row[2].strftime("%Y%m%dT%H%M%S%f") if row[2] else "empty"
+    # The voted count also marks caches written before training read votes as stale.
+    return f"{row[0]}-{row[1]}v-{stamp}"

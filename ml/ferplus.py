@@ -8,6 +8,7 @@ fer2013.zip); it is read from there and never copied into the repository.
 """
 
 import csv
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -62,6 +63,14 @@ class Votes:
             return None
         summed = np.asarray(self.counts, np.float32) @ _TO_CLASSES
         return summed / summed.sum()
+
+
+def mean_distribution(copies: Iterable[Votes]) -> np.ndarray | None:
+    """The target of an image stored once but voted on as several byte-identical files: the
+    mean of their distributions (as `ml.dataset.load_archive` takes it); None when no copy is
+    a trainable face."""
+    shares = [d for v in copies if (d := v.distribution()) is not None]
+    return np.mean(shares, axis=0) if shares else None
 
 
 def read_votes(path: Path) -> dict[str, Votes]:
