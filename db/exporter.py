@@ -3,6 +3,7 @@
 import asyncio
 import csv
 import io
+import json
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from db.samples import export_query
 
 MANIFEST_FIELDS = (
     "sha256", "class", "split", "source", "fer_emotion", "contributor_id", "created_at",
-    "origins", "leak", "label_conflict", "blank",
+    "origins", "leak", "label_conflict", "blank", "ferplus_votes",
 )  # fmt: skip
 FETCH_AHEAD = 32
 
@@ -52,6 +53,7 @@ def _manifest_row(sample: Sample) -> dict[str, str]:
         "leak": str(int(sample.leak)),
         "label_conflict": str(int(sample.label_conflict)),
         "blank": str(int(sample.blank)),
+        "ferplus_votes": json.dumps(sample.ferplus_votes) if sample.ferplus_votes else "",
     }
 
 

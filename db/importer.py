@@ -4,6 +4,7 @@ database and the blob store. Idempotent: what is already stored is skipped."""
 import asyncio
 import csv
 import io
+import json
 import time
 import zipfile
 from collections.abc import Callable, Iterable, Mapping
@@ -131,6 +132,8 @@ def _row(
             row["contributor_id"] = int(manifest["contributor_id"])
         if manifest.get("created_at"):
             row["created_at"] = datetime.fromisoformat(manifest["created_at"])
+        if manifest.get("ferplus_votes"):
+            row["ferplus_votes"] = json.loads(manifest["ferplus_votes"])
     return row
 
 
