@@ -236,9 +236,11 @@ def train(args: argparse.Namespace, settings: Settings) -> int:
                 photos=args.photos or settings.real_photos, on_progress=progress,
             )  # fmt: skip
         dataset, training = result.metrics["dataset"], result.metrics["training"]
+        left_out = dataset["not_faces"]
         print(f"model version {result.version} registered ({dataset['train']:,} training "
-              f"images, targets: {training['targets']}; {dataset['not_faces']:,} left out as "
-              f"no face by their FER+ votes){', promoted' if result.promoted else ''}")  # fmt: skip
+              f"images, targets: {training['targets']}"
+              f"{f', {left_out:,} left out as no face by their FER+ votes' if left_out else ''})"
+              f"{', promoted' if result.promoted else ''}")  # fmt: skip
         print("test split in the database:")
         print(format_metrics(result.metrics))
         for key, title in PROTOCOL_SETS.items():

@@ -118,7 +118,7 @@ async def test_train_from_the_database(
     assert out.returncode == 0, out.stderr
     assert "epoch 1/1: loss" in out.stdout
     assert "model version 1 registered" in out.stdout and "promoted" in out.stdout
-    assert "targets: FER+ vote shares; 0 left out as no face" in out.stdout
+    assert " training images, targets: FER+ vote shares), promoted" in out.stdout
     assert "test-4 (FER2013 test split, its own labels)" in out.stdout
     assert "ferplus-test (FER2013 test split, FER+ majority labels)" in out.stdout
     assert "real photos" not in out.stdout  # REAL_PHOTOS points nowhere here
