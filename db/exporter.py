@@ -11,6 +11,7 @@ import csv
 import hashlib
 import hmac
 import io
+import json
 import secrets
 import zipfile
 from collections.abc import Callable
@@ -31,7 +32,7 @@ RAW_ID, PSEUDONYM = "contributor_id", "contributor_key"
 def manifest_fields(raw_ids: bool) -> tuple[str, ...]:
     return (
         "sha256", "class", "split", "source", "fer_emotion", RAW_ID if raw_ids else PSEUDONYM,
-        "created_at", "origins", "leak", "label_conflict", "blank",
+        "created_at", "origins", "leak", "label_conflict", "blank", "ferplus_votes",
     )  # fmt: skip
 
 
@@ -73,6 +74,7 @@ def _manifest_row(sample: Sample, column: str, contributor: str) -> dict[str, st
         "leak": str(int(sample.leak)),
         "label_conflict": str(int(sample.label_conflict)),
         "blank": str(int(sample.blank)),
+        "ferplus_votes": json.dumps(sample.ferplus_votes) if sample.ferplus_votes else "",
     }
 
 

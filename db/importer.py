@@ -4,9 +4,10 @@ database and the blob store. Idempotent: what is already stored is skipped."""
 import asyncio
 import csv
 import io
+import json
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.blobs import BlobStore, content_key
-from db.samples import ensure_users, existing_shas, insert_samples
+from db.samples import ensure_users, existing_shas, fer2013_origins, insert_samples, set_votes
 from ml.fer2013 import (
     ArchiveReport,
     Distinct,
@@ -24,6 +25,7 @@ from ml.fer2013 import (
     is_blank,
     iter_archive,
 )
+from ml.ferplus import Votes
 from ml.labels import CLASSES
 
 MANIFEST = "manifest.csv"
@@ -130,6 +132,8 @@ def _row(
             row["contributor_id"] = int(manifest["contributor_id"])
         if manifest.get("created_at"):
             row["created_at"] = datetime.fromisoformat(manifest["created_at"])
+        if manifest.get("ferplus_votes"):
+            row["ferplus_votes"] = json.loads(manifest["ferplus_votes"])
     return row
 
 
@@ -173,3 +177,50 @@ async def import_archive(
             added += await insert_samples(session, rows)
     elapsed = time.perf_counter() - started
     return ImportSummary(scan.report, added, len(scan.groups) - added, elapsed)
+
+
+@dataclass
+class VotesSummary:
+    files: int  # rows of the votes file
+    added: int  # samples whose votes were stored (or changed) now
+    already: int  # samples that had these votes already
+    unmatched: int  # votes-file rows whose path no stored FER2013 image has
+    without: int  # FER2013 samples left without votes
+
+    def table(self) -> str:
+        return (
+            f"FER+ votes for {self.files:,} files: {self.added:,} samples got votes, "
+            f"{self.already:,} had them already; {self.unmatched:,} files matched no stored "
+            f"image; {self.without:,} FER2013 samples have no votes"
+        )
+
+
+def votes_of(origins: Iterable[str], votes: Mapping[str, Votes]) -> dict[str, list[int]] | None:
+    """A sample's `ferplus_votes`: the counts of each of its archive paths that has a row."""
+    found = {path: list(votes[path].counts) for path in origins if path in votes}
+    return found or None
+
+
+async def import_votes(
+    sessions: async_sessionmaker[AsyncSession], votes: Mapping[str, Votes]
+) -> VotesSummary:
+    """Give every stored FER2013 image the votes of its archive paths (`origins`), read with
+    `ml.ferplus.read_votes`; they replace what it had. Running it again changes nothing; an
+    image none of whose paths the file has keeps its votes."""
+    async with sessions.begin() as session:
+        stored = await fer2013_origins(session)
+        changed: dict[int, dict[str, list[int]]] = {}
+        matched: set[str] = set()
+        already = without = 0
+        for sample_id, origins, current in stored:
+            new = votes_of(origins, votes)
+            if new is None:
+                without += current is None
+                continue
+            matched.update(new)
+            if new == current:
+                already += 1
+            else:
+                changed[sample_id] = new
+        await set_votes(session, changed)
+    return VotesSummary(len(votes), len(changed), already, len(votes.keys() - matched), without)

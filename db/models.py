@@ -105,6 +105,9 @@ class Sample(TimestampMixin, Base):
     leak: Mapped[bool] = mapped_column(server_default=text("false"))
     label_conflict: Mapped[bool] = mapped_column(server_default=text("false"))
     blank: Mapped[bool] = mapped_column(server_default=text("false"))
+    # FER+ crowd votes of a FER2013 image, per archive path (byte-identical copies were voted
+    # on one by one): {path: [10 counts in ml.ferplus.COLUMNS order]}; None when not known.
+    ferplus_votes: Mapped[dict[str, Any] | None]
 
 
 REQUEST_STATUSES = ("queued", "processing", "done", "failed")

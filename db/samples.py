@@ -3,8 +3,8 @@
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Select, func, literal_column, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import BigInteger, Select, cast, func, literal, literal_column, select, update
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Sample, User
@@ -35,6 +35,29 @@ async def ensure_users(session: AsyncSession, user_ids: Iterable[int]) -> None:
     if ids:
         statement = insert(User).on_conflict_do_nothing(index_elements=["id"])
         await session.execute(statement, [{"id": i} for i in ids])
+
+
+async def fer2013_origins(
+    session: AsyncSession,
+) -> list[tuple[int, list[str], dict[str, Any] | None]]:
+    """(id, origins, ferplus_votes) of every FER2013 sample, whatever its status."""
+    result = await session.execute(
+        select(Sample.id, Sample.origins, Sample.ferplus_votes).where(Sample.source == "fer2013")
+    )
+    return [tuple(row) for row in result.all()]  # type: ignore[misc]
+
+
+async def set_votes(session: AsyncSession, votes: dict[int, dict[str, list[int]]]) -> None:
+    """Store `ferplus_votes` by sample id, in one statement (a JSON object of them all)."""
+    if not votes:
+        return
+    payload = literal({str(k): v for k, v in votes.items()}, JSONB)
+    given = func.jsonb_each(payload).table_valued("key", "value").alias("given")
+    await session.execute(
+        update(Sample)
+        .where(Sample.id == cast(given.c.key, BigInteger))
+        .values(ferplus_votes=given.c.value)
+    )
 
 
 def trainable() -> Any:
@@ -109,13 +132,15 @@ def export_query(
 
 
 async def dataset_version(session: AsyncSession) -> str:
-    """Changes whenever a sample is added, deleted or relabelled: the training cache key."""
+    """Changes whenever a sample is added, deleted, relabelled or given votes: the training
+    cache key."""
     row = (
         await session.execute(
-            select(func.count(), func.coalesce(func.max(Sample.updated_at), None)).where(
-                trainable()
-            )
+            select(
+                func.count(), func.count(Sample.ferplus_votes), func.max(Sample.updated_at)
+            ).where(trainable())
         )
     ).one()
-    stamp = row[1].strftime("%Y%m%dT%H%M%S%f") if row[1] else "empty"
-    return f"{row[0]}-{stamp}"
+    stamp = row[2].strftime("%Y%m%dT%H%M%S%f") if row[2] else "empty"
+    # The voted count also marks caches written before training read votes as stale.
+    return f"{row[0]}-{row[1]}v-{stamp}"

@@ -16,18 +16,20 @@ class SampleRef:
     label: str
     source: str
     face_box: list[Any] | None
+    votes: dict[str, list[int]] | None = None  # FER+ votes per archive path, where known
 
 
-async def _refs(session: AsyncSession, condition: Any) -> list[SampleRef]:
-    columns = (Sample.blob_key, Sample.label, Sample.source, Sample.face_box)
+async def _refs(session: AsyncSession, condition: Any, *more: Any) -> list[SampleRef]:
+    columns = (Sample.blob_key, Sample.label, Sample.source, Sample.face_box, *more)
     result = await session.execute(select(*columns).where(condition).order_by(Sample.id))
     return [SampleRef(*row) for row in result.all()]
 
 
 async def train_refs(session: AsyncSession) -> list[SampleRef]:
-    return await _refs(session, trainable())
+    return await _refs(session, trainable(), Sample.ferplus_votes)
 
 
 async def test_refs(session: AsyncSession) -> list[SampleRef]:
-    """Every active test sample, flags or not: the test split is measured as it is."""
+    """Every active test sample, flags or not: the test split is measured as it is, by its
+    stored labels (FER+ votes of test images are the protocol's ferplus-test, never targets)."""
     return await _refs(session, (Sample.status == "active") & (Sample.split == "test"))

@@ -15,7 +15,7 @@ from ml.fer2013 import (
     is_blank,
     iter_archive,
 )
-from ml.ferplus import Votes
+from ml.ferplus import Votes, mean_distribution
 from ml.labels import CLASS_INDEX
 from ml.preprocess import FACE_SIZE
 from ml.training import Faces
@@ -63,11 +63,8 @@ def load_archive(path: Path, votes: dict[str, Votes] | None = None) -> ArchiveFa
     pairs, targets = [], []
     for g in trainable:
         # Byte-identical copies may carry different votes: their shares, averaged.
-        shares = [
-            d for f in g.files if (v := votes.get(f.name)) and (d := v.distribution()) is not None
-        ]
-        if shares:
-            target = np.mean(shares, axis=0)
+        target = mean_distribution(v for f in g.files if (v := votes.get(f.name)))
+        if target is not None:
             pairs.append((decoded[g.sha256], int(np.argmax(target))))
             targets.append(target)
     return ArchiveFaces(_faces(pairs, targets), test, [f.name for f in test_files], report)

@@ -8,6 +8,7 @@ fer2013.zip); it is read from there and never copied into the repository.
 """
 
 import csv
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -64,12 +65,25 @@ class Votes:
         return summed / summed.sum()
 
 
+def mean_distribution(copies: Iterable[Votes]) -> np.ndarray | None:
+    """The target of an image stored once but voted on as several byte-identical files: the
+    mean of their distributions (as `ml.dataset.load_archive` takes it); None when no copy is
+    a trainable face."""
+    shares = [d for v in copies if (d := v.distribution()) is not None]
+    return np.mean(shares, axis=0) if shares else None
+
+
 def read_votes(path: Path) -> dict[str, Votes]:
-    """The votes by archive file name (`train/angry/Training_1.jpg`)."""
+    """The votes by archive file name (`train/angry/Training_1.jpg`); ValueError for a file
+    that is not a votes file."""
     with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in ("file", *COLUMNS) if c not in (reader.fieldnames or ())]
+        if missing:
+            raise ValueError(f"{path} is not a FER+ votes file: no column {', '.join(missing)}")
         return {
             row["file"]: Votes(
-                tuple(int(row[c] or 0) for c in COLUMNS), row["ambiguous_duplicate"] == "1"
+                tuple(int(row[c] or 0) for c in COLUMNS), row.get("ambiguous_duplicate") == "1"
             )
-            for row in csv.DictReader(f)
+            for row in reader
         }

@@ -1,9 +1,11 @@
 """A training run over the database-backed dataset, from samples to a registered model.
 
 Reads trainable samples from PostgreSQL and their images from the blob store (cached as arrays
-per dataset version), trains with `ml.training.train`, evaluates on the database's test split
-and, when the FER2013 archive is at hand, by the fixed protocol on test-4, then stores the
-model and its pictures in the blob store and registers it (promoting it if asked and better).
+per dataset version), trains with `ml.training.train` (FER2013 images with FER+ votes on their
+vote shares, the rest on their labels), evaluates on the database's test split and by the
+fixed protocol on whatever of its data is at hand (test-4, ferplus-test, real photos), then
+stores the model and its pictures in the blob store and registers it (promoting it if asked
+and better).
 """
 
 import asyncio
@@ -22,10 +24,11 @@ from db.engine import Storage
 from db.samples import dataset_version
 from db.training_set import SampleRef, test_refs, train_refs
 from ml.dataset import to_face
-from ml.evaluate import evaluate, read_test_split
+from ml.evaluate import evaluate, evaluate_protocol
 from ml.faces import ImageError, decode_image, face_at, whole_face
+from ml.ferplus import Votes, mean_distribution
 from ml.inference import Classifier
-from ml.labels import CLASS_INDEX
+from ml.labels import CLASS_INDEX, CLASSES
 from ml.metrics import summarise
 from ml.params import JobParams
 from ml.preprocess import FACE_SIZE
@@ -47,6 +50,7 @@ class TrainingData:
     test: Faces
     version: str
     skipped: int  # samples whose image could not be read
+    not_faces: int  # FER2013 samples left out: their FER+ votes say "not a face" or "unknown"
 
 
 @dataclass
@@ -67,7 +71,19 @@ def sample_face(ref: SampleRef, data: bytes) -> np.ndarray:
     return face_at(image, ref.face_box).crop if ref.face_box else whole_face(image).crop
 
 
-async def _faces(storage: Storage, refs: list[SampleRef]) -> tuple[Faces, int]:
+def sample_target(ref: SampleRef) -> np.ndarray | None:
+    """What a sample is trained towards: its FER+ vote shares where it has votes (averaged over
+    byte-identical copies), else its label; None when the votes say it is no trainable face."""
+    if ref.votes is None:
+        return np.eye(len(CLASSES), dtype=np.float32)[CLASS_INDEX[ref.label]]
+    return mean_distribution(Votes(tuple(counts)) for counts in ref.votes.values())
+
+
+async def _faces(
+    storage: Storage, refs: list[SampleRef], targets: list[np.ndarray] | None = None
+) -> tuple[Faces, int]:
+    """The refs' faces, those whose image cannot be read left out; with `targets` (one per
+    ref), those as soft targets and their most likely class as `y`."""
     semaphore = asyncio.Semaphore(FETCH_CONCURRENCY)
 
     async def one(ref: SampleRef) -> np.ndarray | None:
@@ -80,14 +96,17 @@ async def _faces(storage: Storage, refs: list[SampleRef]) -> tuple[Faces, int]:
                 return None
 
     decoded = await asyncio.gather(*(one(ref) for ref in refs))
-    kept = [(face, ref) for face, ref in zip(decoded, refs, strict=True) if face is not None]
+    kept = [i for i, face in enumerate(decoded) if face is not None]
     x = (
-        np.stack([face for face, _ in kept])
+        np.stack([decoded[i] for i in kept])
         if kept
         else np.zeros((0, FACE_SIZE, FACE_SIZE), np.uint8)
     )
-    y = np.array([CLASS_INDEX[ref.label] for _, ref in kept], np.int64)
-    return Faces(x, y), len(refs) - len(kept)
+    skipped = len(refs) - len(kept)
+    if targets is None:
+        return Faces(x, np.array([CLASS_INDEX[refs[i].label] for i in kept], np.int64)), skipped
+    t = np.array([targets[i] for i in kept], np.float32).reshape(-1, len(CLASSES))
+    return Faces(x, t.argmax(axis=1), t), skipped
 
 
 async def load_training_data(storage: Storage, cache_dir: Path) -> TrainingData:
@@ -101,9 +120,16 @@ async def load_training_data(storage: Storage, cache_dir: Path) -> TrainingData:
     cached = await asyncio.to_thread(_read_cache, path, version)
     if cached is not None:
         return cached
-    train_faces, skipped_train = await _faces(storage, train_list)
+    targets = [sample_target(ref) for ref in train_list]
+    kept = [(ref, t) for ref, t in zip(train_list, targets, strict=True) if t is not None]
+    # Without a single vote the targets are the labels: trained as before, and said so.
+    voted = any(ref.votes is not None for ref, _ in kept)
+    train_faces, skipped_train = await _faces(
+        storage, [ref for ref, _ in kept], [t for _, t in kept] if voted else None
+    )
     test_faces, skipped_test = await _faces(storage, test_list)
-    data = TrainingData(train_faces, test_faces, version, skipped_train + skipped_test)
+    data = TrainingData(train_faces, test_faces, version, skipped_train + skipped_test,
+                        len(train_list) - len(kept))  # fmt: skip
     await asyncio.to_thread(_write_cache, path, data)
     return data
 
@@ -112,19 +138,23 @@ def _read_cache(path: Path, version: str) -> TrainingData | None:
     if not path.is_file():
         return None
     with np.load(path) as cached:
+        targets = cached["t_train"] if "t_train" in cached.files else None
         return TrainingData(
-            Faces(cached["x_train"], cached["y_train"]),
+            Faces(cached["x_train"], cached["y_train"], targets),
             Faces(cached["x_test"], cached["y_test"]),
             version,
             int(cached["skipped"]),
+            int(cached["not_faces"]),
         )
 
 
 def _write_cache(path: Path, data: TrainingData) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")  # renamed when complete: a cut-off write is never read
+    targets = {} if data.train.targets is None else {"t_train": data.train.targets}
     np.savez(tmp, x_train=data.train.x, y_train=data.train.y, x_test=data.test.x,
-             y_test=data.test.y, skipped=data.skipped)  # fmt: skip
+             y_test=data.test.y, skipped=data.skipped, not_faces=data.not_faces,
+             **targets)  # fmt: skip
     tmp.replace(path)
     # Older versions are never read again, and may hold faces erased since (/forget, /mine).
     for stale in path.parent.glob("*.npz"):
@@ -162,8 +192,12 @@ async def run_training(
     data_dir: Path,
     workdir: Path,
     archive: Path | None = None,
+    ferplus: Path | None = None,
+    photos: Path | None = None,
     on_progress: Progress | None = None,
 ) -> JobResult:
+    """Train, measure, register. `archive` (FER2013 zip), `ferplus` (its votes CSV) and
+    `photos` (labelled real photos) are the fixed protocol's data; what is missing is left out."""
     data = await load_training_data(storage, data_dir / "cache")
     if len(data.train) == 0:
         raise ValueError("no trainable samples in the dataset")
@@ -182,7 +216,8 @@ async def run_training(
     reporter = _epoch_reporter(on_progress, params.epochs, asyncio.get_running_loop())
     model, history, summary = await asyncio.to_thread(train, data.train, config, workdir, reporter)
     classifier = Classifier(model, None, params.arch)
-    metrics = await asyncio.to_thread(_measure, classifier, data, archive)
+    metrics = await asyncio.to_thread(_measure, classifier, data)
+    metrics.update(await asyncio.to_thread(evaluate_protocol, classifier, archive, ferplus, photos))
     # Looked up again, not reused from the warm start: an admin may have promoted another
     # model while this one trained, and that is the one to beat.
     rival = await _measure_active(storage, data, workdir) if params.promote else None
@@ -195,7 +230,7 @@ async def run_training(
         val_balanced_accuracy=max(val),
         training=summary,
         dataset={"version": data.version, "train": len(data.train), "test": len(data.test),
-                 "skipped": data.skipped},
+                 "skipped": data.skipped, "not_faces": data.not_faces},
     )  # fmt: skip
     model_path = workdir / "final.keras"
     model.save(model_path)
@@ -245,19 +280,15 @@ async def _measure_active(
     if active is None:
         return None
     classifier = await asyncio.to_thread(Classifier.load, active.path, active.version)
-    measured = await asyncio.to_thread(_measure, classifier, data, None)
+    measured = await asyncio.to_thread(_measure, classifier, data)
     return {"version": active.version, "balanced_accuracy": measured["balanced_accuracy"]}
 
 
-def _measure(classifier: Classifier, data: TrainingData, archive: Path | None) -> dict[str, Any]:
-    """Metrics on the database's test split; under `test_4`, the fixed protocol's."""
+def _measure(classifier: Classifier, data: TrainingData) -> dict[str, Any]:
+    """Metrics on the database's test split."""
     if len(data.test):
-        metrics = evaluate(classifier, data.test, seed_balanced=False)
-    else:
-        metrics = summarise(np.zeros(0, np.int64), np.zeros((0, 4)), seed_balanced=False)
-    if archive is not None and archive.is_file():
-        metrics["test_4"] = evaluate(classifier, read_test_split(archive))
-    return metrics
+        return evaluate(classifier, data.test, seed_balanced=False)
+    return summarise(np.zeros(0, np.int64), np.zeros((0, 4)), seed_balanced=False)
 
 
 async def _register(

@@ -35,6 +35,9 @@ from trainer import metrics
 
 log = logging.getLogger(__name__)
 
+# The fixed protocol's sets, in the report's order (those whose data was at hand).
+PROTOCOL_SETS = ("test_4", "ferplus_test", "realphotos")
+
 TEXTS = {
     "ru": {
         "progress": "Обучение #{run} ({arch}): эпоха {epoch} из {epochs}, loss {loss:.3f}, "
@@ -48,6 +51,8 @@ TEXTS = {
         "v{version} на той же выборке: {old:.3f}.",
         "db_test": "Тестовая выборка из базы",
         "test_4": "Протокол FER2013 test-4",
+        "ferplus_test": "Протокол FER2013, ferplus-test (метки по большинству голосов FER+)",
+        "realphotos": "Реальные фото (самое крупное лицо; фото без найденного лица — ошибка)",
         "failed": "Обучение #{run} не удалось: {error}",
         "curve": "Кривые обучения",
         "confusion": "Матрица ошибок",
@@ -64,6 +69,8 @@ TEXTS = {
         "v{version} on the same split: {old:.3f}.",
         "db_test": "Test split in the database",
         "test_4": "FER2013 protocol, test-4",
+        "ferplus_test": "FER2013 protocol, ferplus-test (FER+ majority labels)",
+        "realphotos": "Real photos (the largest face; a photo without a face found is wrong)",
         "failed": "Training #{run} failed: {error}",
         "curve": "Learning curves",
         "confusion": "Confusion matrix",
@@ -154,7 +161,8 @@ class Trainer:
             result = await run_training(
                 self.storage, params, data_dir=self.settings.data_dir,
                 workdir=self.settings.data_dir / "runs" / str(run.id),
-                archive=self.settings.fer2013_zip, on_progress=on_progress,
+                archive=self.settings.fer2013_zip, ferplus=self.settings.ferplus_csv,
+                photos=self.settings.real_photos, on_progress=on_progress,
             )  # fmt: skip
         except Exception as exc:
             log.exception("run %d failed", run.id)
@@ -200,9 +208,10 @@ class Trainer:
         parts.append(
             f"{texts['db_test']}:\n<pre>{html.escape(format_metrics(result.metrics))}</pre>"
         )
-        if "test_4" in result.metrics:
-            table = html.escape(format_metrics(result.metrics["test_4"]))
-            parts.append(f"{texts['test_4']}:\n<pre>{table}</pre>")
+        for key in PROTOCOL_SETS:
+            if key in result.metrics:
+                table = html.escape(format_metrics(result.metrics[key]))
+                parts.append(f"{texts[key]}:\n<pre>{table}</pre>")
         return parts
 
     async def _edit_progress(self, run: TrainingRun, text: str) -> None:

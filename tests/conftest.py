@@ -140,6 +140,10 @@ def settings(
         aws_secret_access_key="testing",
         data_dir=tmp_path / "var",
         admin_ids="1000",
+        # The fixed protocol's data only where a test gives it: none is read from ../shared.
+        fer2013_zip=tmp_path / "absent" / "fer2013.zip",
+        ferplus_csv=tmp_path / "absent" / "votes.csv",
+        real_photos=tmp_path / "absent" / "photos",
     )
 
 
@@ -159,6 +163,9 @@ def child_env(settings: Settings, **extra: str) -> dict[str, str]:
         "S3_ENDPOINT_URL": settings.s3_endpoint_url or "",
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
+        "FER2013_ZIP": str(settings.fer2013_zip),
+        "FERPLUS_CSV": str(settings.ferplus_csv),
+        "REAL_PHOTOS": str(settings.real_photos),
         **extra,
     }
 

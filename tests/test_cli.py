@@ -6,8 +6,14 @@ import sys
 import zipfile
 from pathlib import Path
 
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from db.models import Sample
 from emobot.settings import Settings
+from ml.ferplus import COLUMNS
 from tests.conftest import FIXTURE_ARCHIVE, child_env
+from tests.ml.test_ferplus import fake_votes
 
 
 def emobot(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -23,7 +29,7 @@ def emobot(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
 def test_help_lists_the_commands() -> None:
     out = subprocess.run([sys.executable, "-m", "emobot", "--help"], capture_output=True,
                          text=True, check=True).stdout  # fmt: skip
-    for command in ("migrate", "import-fer2013", "export", "stats"):
+    for command in ("migrate", "import-fer2013", "import-ferplus", "export", "stats"):
         assert command in out
 
 
@@ -56,6 +62,42 @@ async def test_migrate_import_stats_export(settings: Settings, sessions: object,
 def test_missing_archive_is_a_clear_error(settings: Settings) -> None:
     result = emobot(settings, "import-fer2013", "/nonexistent.zip")
     assert result.returncode == 2 and "no such archive" in result.stdout
+
+
+async def test_import_with_ferplus_votes_then_again(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    fake_votes(tmp_path / "votes.csv")
+    first = emobot(settings, "import-fer2013", str(FIXTURE_ARCHIVE), "--ferplus",
+                   str(tmp_path / "votes.csv"))  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    assert "42 added" in first.stdout
+    assert "FER+ votes for 45 files: 42 samples got votes, 0 had them already" in first.stdout
+    again = emobot(settings, "import-ferplus", str(tmp_path / "votes.csv"))
+    assert again.returncode == 0, again.stderr
+    assert "0 samples got votes, 42 had them already; 0 files matched no" in again.stdout
+    async with sessions() as session:
+        voted = select(func.count()).where(Sample.ferplus_votes.is_not(None))
+        assert await session.scalar(voted) == 42
+
+
+async def test_a_bad_votes_file_is_refused_before_anything_is_imported(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    (tmp_path / "labels.csv").write_text("file,label\ntrain/happy/a.jpg,happy\n")
+    (tmp_path / "counts.csv").write_text(f"file,{','.join(COLUMNS)}\nx.jpg,{'1,' * 9}many\n")
+    for path, error in [
+        ("no-votes.csv", "no such votes file"),
+        ("labels.csv", "not a FER+ votes file: no column neutral, happiness"),
+        ("counts.csv", "invalid literal for int()"),
+    ]:
+        result = emobot(settings, "import-fer2013", str(FIXTURE_ARCHIVE), "--ferplus",
+                        str(tmp_path / path))  # fmt: skip
+        assert result.returncode == 2 and error in result.stderr, result.stderr
+        result = emobot(settings, "import-ferplus", str(tmp_path / path))
+        assert result.returncode == 2 and error in result.stderr, result.stderr
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Sample)) == 0
 
 
 def test_invalid_setting_names_the_variable(settings: Settings) -> None:

@@ -1,11 +1,15 @@
-"""Dataset and schema commands: migrate, import-fer2013, export, stats."""
+"""Dataset and schema commands: migrate, import-fer2013, import-ferplus, export, stats."""
 
 import argparse
 import asyncio
+import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from emobot.settings import Settings
+
+if TYPE_CHECKING:
+    from ml.ferplus import Votes
 
 
 def register(subparsers: Any) -> None:
@@ -24,7 +28,20 @@ def register(subparsers: Any) -> None:
     )  # fmt: skip
     p.add_argument("archive", type=Path, help="path of the zip, e.g. ../shared/data/fer2013.zip")
     p.add_argument("--concurrency", type=int, default=16, help="parallel uploads (default 16)")
+    p.add_argument("--ferplus", type=Path, metavar="CSV",
+                   help="FER+ votes to store with the images (as import-ferplus does)")  # fmt: skip
     p.set_defaults(handler=import_fer2013)
+
+    p = subparsers.add_parser(
+        "import-ferplus", help="add FER+ votes to the imported FER2013 images",
+        description="Read the FER+ votes file (one row per file of fer2013.zip) and store each "
+        "imported image's votes, matched by its archive paths. Training then uses the vote "
+        "shares as targets and leaves out images the votes call no face. Running it again "
+        "changes nothing.",
+    )  # fmt: skip
+    p.add_argument("votes", type=Path,
+                   help="e.g. ../shared/data/ferplus/fer2013_ferplus_votes.csv")  # fmt: skip
+    p.set_defaults(handler=import_ferplus)
 
     p = subparsers.add_parser(
         "export", help="write the dataset as a zip with a CSV manifest",
@@ -68,15 +85,33 @@ def migrate(args: argparse.Namespace, settings: Settings) -> None:
     asyncio.run(run())
 
 
+def _read_votes(path: Path) -> "dict[str, Votes] | None":
+    """The votes file, or None after saying what is wrong with it."""
+    from ml.ferplus import read_votes
+
+    try:
+        return read_votes(path)
+    except FileNotFoundError:
+        print(f"no such votes file: {path}", file=sys.stderr)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        print(f"cannot read FER+ votes from {path}: {exc}", file=sys.stderr)
+    return None
+
+
 def import_fer2013(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
     from db.engine import open_storage
-    from db.importer import import_archive
+    from db.importer import import_archive, import_votes
 
     if not args.archive.is_file():
         print(f"no such archive: {args.archive}")
         return 2
+    votes = None
+    if args.ferplus:  # read before any image is stored: a bad file stops the import first
+        votes = _read_votes(args.ferplus)
+        if votes is None:
+            return 2
 
     async def run() -> None:
         async with open_storage(settings) as storage:
@@ -85,7 +120,25 @@ def import_fer2013(args: argparse.Namespace, settings: Settings) -> int:
                     args.archive, storage.sessions, storage.blobs,
                     concurrency=args.concurrency, progress=bar.update,
                 )  # fmt: skip
-        print(summary.table())
+            print(summary.table())
+            if votes is not None:
+                print((await import_votes(storage.sessions, votes)).table())
+
+    asyncio.run(run())
+    return 0
+
+
+def import_ferplus(args: argparse.Namespace, settings: Settings) -> int:
+    from db.engine import open_storage
+    from db.importer import import_votes
+
+    votes = _read_votes(args.votes)
+    if votes is None:
+        return 2
+
+    async def run() -> None:
+        async with open_storage(settings) as storage:
+            print((await import_votes(storage.sessions, votes)).table())
 
     asyncio.run(run())
     return 0

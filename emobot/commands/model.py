@@ -51,9 +51,11 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser(
         "train", help="train a model on the dataset in the database and register it",
-        description="Read the trainable samples (PostgreSQL + blob store), train, evaluate on "
-        "the test split (and by the fixed protocol when the FER2013 archive is at hand), store "
-        "the model with its learning-curve and confusion-matrix pictures and register it.",
+        description="Read the trainable samples (PostgreSQL + blob store; FER2013 images with "
+        "FER+ votes are trained on their vote shares, those the votes call no face are left "
+        "out), train, evaluate on the test split and by the fixed protocol on whatever of its "
+        "data is at hand, store the model with its learning-curve and confusion-matrix "
+        "pictures and register it.",
     )  # fmt: skip
     p.add_argument("--epochs", type=int, default=15, help="epochs (default 15)")
     p.add_argument("--arch", default="emonet", help="seed_cnn, emonet or emonet48 (default emonet)")
@@ -66,6 +68,8 @@ def register(subparsers: Any) -> None:
         help="make it the active model if its test balanced accuracy beats the active one's",
     )  # fmt: skip
     p.add_argument("--archive", type=Path, help="FER2013 zip (default: FER2013_ZIP setting)")
+    p.add_argument("--ferplus", type=Path, help="FER+ votes CSV (default: FERPLUS_CSV)")
+    p.add_argument("--photos", type=Path, help="labelled photos (default: REAL_PHOTOS)")
     p.set_defaults(handler=train)
 
     p = subparsers.add_parser(
@@ -227,15 +231,22 @@ def train(args: argparse.Namespace, settings: Settings) -> int:
             result = await run_training(
                 storage, params, data_dir=settings.data_dir,
                 workdir=settings.data_dir / "runs" / f"cli-{time.strftime('%Y%m%d-%H%M%S')}",
-                archive=args.archive or settings.fer2013_zip, on_progress=progress,
+                archive=args.archive or settings.fer2013_zip,
+                ferplus=args.ferplus or settings.ferplus_csv,
+                photos=args.photos or settings.real_photos, on_progress=progress,
             )  # fmt: skip
-        print(f"model version {result.version} registered ({result.metrics['dataset']['train']:,} "
-              f"training images){', promoted' if result.promoted else ''}")  # fmt: skip
+        dataset, training = result.metrics["dataset"], result.metrics["training"]
+        left_out = dataset["not_faces"]
+        print(f"model version {result.version} registered ({dataset['train']:,} training "
+              f"images, targets: {training['targets']}"
+              f"{f', {left_out:,} left out as no face by their FER+ votes' if left_out else ''})"
+              f"{', promoted' if result.promoted else ''}")  # fmt: skip
         print("test split in the database:")
         print(format_metrics(result.metrics))
-        if "test_4" in result.metrics:
-            print("fixed protocol, test-4:")
-            print(format_metrics(result.metrics["test_4"]))
+        for key, title in PROTOCOL_SETS.items():
+            if key in result.metrics:
+                print(f"\n{title}")
+                print(format_metrics(result.metrics[key]))
         return 0
 
     try:

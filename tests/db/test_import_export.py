@@ -11,15 +11,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from db.blobs import LocalBlobStore
 from db.engine import Storage
 from db.exporter import export_dataset
-from db.importer import import_archive
+from db.importer import import_archive, import_votes
 from db.models import Sample
 from db.stats import dataset_stats
+from ml.ferplus import read_votes
 from tests.conftest import FIXTURE_ARCHIVE
+from tests.ml.test_ferplus import fake_votes
 
 
 async def all_samples(sessions: async_sessionmaker[AsyncSession]) -> dict[str, dict[str, object]]:
     columns = ("label", "fer_emotion", "split", "source", "origins", "leak", "label_conflict",
-               "blank", "contributor_id", "width", "height", "size_bytes")  # fmt: skip
+               "blank", "contributor_id", "width", "height", "size_bytes",
+               "ferplus_votes")  # fmt: skip
     async with sessions() as session:
         rows = await session.scalars(select(Sample))
         return {s.sha256: {c: getattr(s, c) for c in columns} for s in rows}
@@ -60,7 +63,10 @@ async def test_export_then_import_into_empty_database_gives_same_samples(
     storage: Storage, tmp_path: Path, local_store: LocalBlobStore
 ) -> None:
     await import_archive(FIXTURE_ARCHIVE, storage.sessions, storage.blobs)
+    fake_votes(tmp_path / "votes.csv")
+    await import_votes(storage.sessions, read_votes(tmp_path / "votes.csv"))
     before = await all_samples(storage.sessions)
+    assert all(s["ferplus_votes"] for s in before.values())  # they travel in the manifest
     out = tmp_path / "export.zip"
     summary = await export_dataset(out, storage.sessions, storage.blobs)
     assert summary.images == 42

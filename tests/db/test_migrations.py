@@ -63,6 +63,28 @@ async def test_consent_given_before_versions_counts_as_the_first_text(
         assert rows.all() == [(1, 1), (2, None)]
 
 
+async def test_ferplus_votes_are_added_to_existing_samples_and_removed_again(
+    empty_engine: AsyncEngine,
+) -> None:
+    await upgrade(empty_engine, "0003")
+    async with empty_engine.begin() as conn:
+        await conn.exec_driver_sql(
+            "INSERT INTO samples (sha256, blob_key, label, split, source, width, height, "
+            "size_bytes) VALUES ('ab', 'images/ab', 'happy', 'train', 'fer2013', 48, 48, 1)"
+        )
+    await upgrade(empty_engine, "0004")
+    async with empty_engine.begin() as conn:
+        assert (await conn.exec_driver_sql("SELECT ferplus_votes FROM samples")).scalar() is None
+        await conn.exec_driver_sql(
+            """UPDATE samples SET ferplus_votes = '{"train/happy/a.jpg": [0, 9, 1]}'"""
+        )
+    await downgrade(empty_engine, "0003")
+    async with empty_engine.connect() as conn:
+        columns = await conn.run_sync(lambda c: inspect(c).get_columns("samples"))
+        assert "ferplus_votes" not in {c["name"] for c in columns}
+        assert (await conn.exec_driver_sql("SELECT label FROM samples")).scalar() == "happy"
+
+
 async def test_models_and_migrations_agree(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         diff = await conn.run_sync(

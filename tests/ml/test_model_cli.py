@@ -103,17 +103,25 @@ def test_an_unknown_model_file() -> None:
     assert out.returncode != 0 and "nothing.keras" in out.stderr
 
 
-async def test_train_from_the_database(settings: Settings, sessions: object) -> None:
+async def test_train_from_the_database(
+    settings: Settings, sessions: object, tmp_path: Path
+) -> None:
     env = child_env(settings, DATA_DIR=str(settings.data_dir))
-    assert emobot("import-fer2013", str(FIXTURE_ARCHIVE), env=env).returncode == 0
+    votes = str(tmp_path / "votes.csv")
+    fake_votes(tmp_path / "votes.csv")
+    assert emobot("import-fer2013", str(FIXTURE_ARCHIVE), "--ferplus", votes,
+                  env=env).returncode == 0  # fmt: skip
     bad = emobot("train", "--arch", "resnet", env=env)
     assert bad.returncode == 2 and "unknown arch" in bad.stderr
     out = emobot("train", "--epochs", "1", "--arch", "seed_cnn", "--promote",
-                 "--archive", str(FIXTURE_ARCHIVE), env=env)  # fmt: skip
+                 "--archive", str(FIXTURE_ARCHIVE), "--ferplus", votes, env=env)  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "epoch 1/1: loss" in out.stdout
     assert "model version 1 registered" in out.stdout and "promoted" in out.stdout
-    assert "fixed protocol, test-4" in out.stdout
+    assert " training images, targets: FER+ vote shares), promoted" in out.stdout
+    assert "test-4 (FER2013 test split, its own labels)" in out.stdout
+    assert "ferplus-test (FER2013 test split, FER+ majority labels)" in out.stdout
+    assert "real photos" not in out.stdout  # REAL_PHOTOS points nowhere here
     listed = emobot("predict", "--model", "1", "--json", str(PHOTOS / "astronaut.jpg"), env=env)
     assert listed.returncode == 0, listed.stderr
     assert len(json.loads(listed.stdout)["faces"]) == 1

@@ -1,5 +1,6 @@
 """A training run from the database: samples in PostgreSQL, images in (moto) S3."""
 
+import csv
 import io
 from pathlib import Path
 from typing import Any
@@ -9,14 +10,17 @@ from PIL import Image
 
 from db import registry
 from db.engine import Storage
-from db.importer import import_archive
+from db.importer import import_archive, import_votes
 from db.samples import insert_samples, trainable_counts
-from db.training_set import SampleRef
+from db.training_set import SampleRef, train_refs
 from ml.faces import decode_image, find_faces
+from ml.ferplus import COLUMNS, read_votes
 from ml.inference import Classifier, shipped_model_path
+from ml.labels import CLASS_INDEX
 from ml.params import JobParams
-from ml.train_job import run_training, sample_face
+from ml.train_job import load_training_data, run_training, sample_face, sample_target
 from tests.conftest import FIXTURE_ARCHIVE
+from tests.ml.test_ferplus import fake_votes
 
 PHOTOS = Path(__file__).parents[1] / "data" / "faces"
 ASTRONAUT_BOX = [178, 68, 93, 93]
@@ -110,3 +114,76 @@ async def test_train_register_and_promote(storage: Storage, tmp_path: Path) -> N
     assert third.metrics["warm_start"] == 2
     assert third.metrics["balanced_accuracy"] > second.metrics["balanced_accuracy"]
     assert third.promoted == (third.metrics["balanced_accuracy"] > rival["balanced_accuracy"])
+
+
+def counts(**votes: int) -> list[int]:
+    return [votes.get(c, 0) for c in COLUMNS]
+
+
+def test_a_target_averages_the_vote_shares_of_an_images_copies() -> None:
+    def target(votes: dict[str, list[int]] | None) -> np.ndarray | None:
+        return sample_target(SampleRef("k", "negative", "fer2013", None, votes))
+
+    neutral, happy = counts(neutral=10), counts(happiness=2, unknown=1)
+    # Each copy's shares count once, as ml.dataset.load_archive takes them (summed votes
+    # would give happy 2/12).
+    assert np.allclose(target({"a": neutral, "b": happy}), [0, 0.5, 0, 0.5])
+    assert np.allclose(target({"a": neutral, "b": counts(NF=10)}), [0, 0, 0, 1])
+    assert target({"a": counts(NF=6, fear=4)}) is None
+    assert target({"a": counts()}) is None  # FER+ has no row for the image: no face
+    assert np.allclose(target(None), [1, 0, 0, 0])  # no votes: its own label
+
+
+async def test_training_over_the_database_on_ferplus_vote_shares(
+    storage: Storage, tmp_path: Path
+) -> None:
+    fake_votes(tmp_path / "votes.csv")  # train files: happiness 6, neutral 4
+    rows = list(csv.DictReader((tmp_path / "votes.csv").open()))
+    not_a_face = next(r for r in rows if r["file"].startswith("train/surprise/"))
+    not_a_face.update(dict.fromkeys(COLUMNS, "0"), NF="10")
+    unvoted = next(r for r in rows if r["file"].startswith("train/fear/"))
+    rows.remove(unvoted)  # an image the votes file lacks keeps its label
+    with (tmp_path / "votes.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    await import_archive(FIXTURE_ARCHIVE, storage.sessions, storage.blobs)
+    await add_contributed_photos(storage)
+    cache = tmp_path / "cache"
+    before = await load_training_data(storage, cache)
+    assert before.train.targets is None and before.not_faces == 0
+
+    await import_votes(storage.sessions, read_votes(tmp_path / "votes.csv"))
+    data = await load_training_data(storage, cache)
+    assert data.version != before.version  # the arrays cached before the votes are not reused
+    assert data.not_faces == 1 and len(data.train) == len(before.train) - 1
+    async with storage.sessions() as session:
+        refs = await train_refs(session)
+    kept = [r for r in refs if r.blob_key != "images/missing"
+            and not_a_face["file"] not in (r.votes or {})]  # fmt: skip
+    expected = [[0, 0.6, 0, 0.4] if r.votes else np.eye(4)[CLASS_INDEX[r.label]] for r in kept]
+    assert [r.label for r in kept if not r.votes] == ["negative", "happy"]  # fear, the astronaut
+    assert data.train.targets is not None
+    assert np.allclose(data.train.targets, expected)
+    assert (data.train.y == data.train.targets.argmax(axis=1)).all()
+
+    params = JobParams(arch="seed_cnn", epochs=1, batch_size=16)
+    result = await run_training(
+        storage, params, data_dir=tmp_path, workdir=tmp_path / "run",
+        archive=FIXTURE_ARCHIVE, ferplus=tmp_path / "votes.csv",
+    )  # fmt: skip
+    metrics = result.metrics
+    assert metrics["training"]["targets"] == "FER+ vote shares"
+    assert metrics["dataset"]["version"] == data.version
+    assert (metrics["dataset"]["train"], metrics["dataset"]["not_faces"]) == (len(kept), 1)
+    assert metrics["test_4"]["n"] == 21
+    assert metrics["ferplus_test"]["n"] == 19  # one test file is no face, one is ambiguous
+    assert "realphotos" not in metrics  # no photos given
+    assert sorted(p.name for p in cache.iterdir()) == sorted(
+        f"{d.version}.npz" for d in (before, data)
+    )
+    with np.load(cache / f"{data.version}.npz") as cached:
+        assert np.allclose(cached["t_train"], expected)
+    async with storage.sessions() as session:
+        row = await registry.get_model(session, result.version)
+        assert row.metrics["ferplus_test"] == metrics["ferplus_test"]

@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import io
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from PIL import Image
 from prometheus_client import REGISTRY
@@ -19,8 +20,10 @@ from emobot.settings import Settings
 from ml.trainer import Trainer, make_bot
 from playground.botapi import BotAPIEmulator, BotAPIServer
 from tests.conftest import FIXTURE_ARCHIVE
+from tests.ml.test_ferplus import fake_votes
 
 ADMIN = 1000
+PHOTOS = Path(__file__).parents[1] / "data" / "faces"
 
 
 @contextlib.asynccontextmanager
@@ -86,12 +89,26 @@ async def test_claim_is_exclusive_and_interrupted_runs_return(
         assert again is not None and again.id == queued.id
 
 
+def labelled_photos(folder: Path) -> Path:
+    for label, name in [("happy", "astronaut.jpg"), ("neutral", "group_one.jpg")]:
+        (folder / label).mkdir(parents=True, exist_ok=True)
+        (folder / label / name).write_bytes((PHOTOS / name).read_bytes())
+    return folder
+
+
 async def test_a_run_trains_reports_progress_and_results(
-    storage: Storage, settings: Settings, botapi: tuple[BotAPIEmulator, BotAPIServer]
+    storage: Storage,
+    settings: Settings,
+    botapi: tuple[BotAPIEmulator, BotAPIServer],
+    tmp_path: Path,
 ) -> None:
     emulator, server = botapi
     await import_archive(FIXTURE_ARCHIVE, storage.sessions, storage.blobs)
-    config = trainer_settings(settings, server, poll_seconds=0.5)
+    fake_votes(tmp_path / "votes.csv")
+    config = trainer_settings(settings, server, poll_seconds=0.5).model_copy(
+        update={"ferplus_csv": tmp_path / "votes.csv",
+                "real_photos": labelled_photos(tmp_path / "photos")}
+    )  # fmt: skip
     bot = make_bot(config)
     assert bot is not None
     queued_message = await bot.send_message(ADMIN, "queued")
@@ -120,8 +137,14 @@ async def test_a_run_trains_reports_progress_and_results(
     report = await emulator.wait_for(
         ADMIN, lambda c: c.method == "sendMessage", after=edits[-1].seq
     )
-    assert "v1" in (report.text or "") and "test-4" in (report.text or "")
-    assert "balanced accuracy" in (report.text or "")
+    text = report.text or ""
+    assert "v1" in text and "balanced accuracy" in text
+    # The database's test split, then the fixed protocol: every set whose data was given.
+    titles = ["Тестовая выборка из базы", "FER2013 test-4", "ferplus-test", "Реальные фото"]
+    assert sorted(titles, key=text.index) == titles
+    assert sum(line.startswith("balanced accuracy") for line in text.splitlines()) == 4
+    assert len(text) < 4096  # one Telegram message
+    assert "face found" in text  # the real photos' share with a face detected
     photos = [c for c in emulator.calls_in(ADMIN, after=0) if c.method == "sendMediaGroup"]
     assert len(photos) == 2 and pictures in photos
     for call in photos:
