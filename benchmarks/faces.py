@@ -37,7 +37,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -47,6 +46,7 @@ import cv2
 import matplotlib
 import numpy as np
 
+from benchmarks.model import timed
 from ml.faces import decode_image, find_faces, grey
 from ml.labels import CLASS_INDEX, CLASSES
 from ml.preprocess import FACE_SIZE
@@ -336,30 +336,20 @@ def grid(fer2013: Path) -> np.ndarray:
 # Speed -------------------------------------------------------------------------------------
 
 
-def timed(fn: Callable[[], Any], seconds: float, min_runs: int = 5) -> float:
-    """Median seconds per call over about `seconds`, after one warm-up call."""
-    fn()
-    times: list[float] = []
-    deadline = time.perf_counter() + seconds
-    while len(times) < min_runs or time.perf_counter() < deadline:
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def speed(detectors: dict[str, Detector], seconds: float) -> dict[str, dict[str, Any]]:
     photo = cv2.imread(str(PHOTOS / "group_three.jpg"))
     result: dict[str, dict[str, Any]] = {}
     for width, height in ((640, 480), (1280, 960)):
         image = cv2.resize(photo, (width, height), interpolation=cv2.INTER_AREA)
         data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
-        decode = timed(lambda d=data: decode_image(d), seconds)
+        decode = statistics.median(timed(lambda d=data: decode_image(d), seconds))
         row: dict[str, Any] = {"decode_ms": round(decode * 1000, 2)}
         for name, detect in detectors.items():
             row[name] = {
                 "faces": len(detect(image)),
-                "detect_ms": round(timed(lambda i=image, d=detect: d(i), seconds) * 1000, 2),
+                "detect_ms": round(
+                    statistics.median(timed(lambda i=image, d=detect: d(i), seconds)) * 1000, 2
+                ),
             }
         result[f"{width}x{height}"] = row
     return result
