@@ -30,6 +30,12 @@ class MineCb(CallbackData, prefix="mine"):
     sample_id: int = 0
 
 
+class PromoteCb(CallbackData, prefix="promote"):
+    version: int
+    active: int  # the version that was active when asked: a stale answer is not acted on
+    confirm: bool
+
+
 def consent(lang: str) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     builder.button(text=t(lang, "consent.yes"), callback_data=ConsentCb(agree=True))
@@ -106,4 +112,18 @@ def delete_all_confirm(lang: str) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     builder.button(text=t(lang, "mine.yes"), callback_data=MineCb(action="delete_all_yes"))
     builder.button(text=t(lang, "mine.no"), callback_data=MineCb(action="delete_all_no"))
+    return builder.as_markup()
+
+
+def promote_confirm(lang: str, version: int, active: int) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(
+        text=t(lang, "admin.promote.yes", version=version),
+        callback_data=PromoteCb(version=version, active=active, confirm=True),
+    )
+    builder.button(
+        text=t(lang, "admin.promote.no", version=active),
+        callback_data=PromoteCb(version=version, active=active, confirm=False),
+    )
+    builder.adjust(1)
     return builder.as_markup()

@@ -100,11 +100,36 @@ TEXTS: dict[str, dict[str, str]] = {
         "admin.retrain.usage": "{error}\nНапример: /retrain epochs=30 arch=emonet promote=no",
         "admin.retrain.busy": "Обучение уже идёт (№{run}, {status}). Дождитесь его окончания.",
         "admin.models.empty": "Моделей в реестре пока нет.",
-        "admin.models.item": "v{version} · {arch} · bal.acc {balanced} · {created}{active}",
+        "admin.models.item": "v{version} · {arch} · сбаланс. точн. {balanced} · {created}{active}",
+        "admin.models.accuracy": " · точн. {accuracy}",
         "admin.models.active": " · АКТИВНА",
-        "admin.promote.usage": "Укажите версию: /promote 3",
+        "admin.stats.empty": "Датасет пуст.",
+        "admin.stats.no_fer": "FER2013 не загружен: в датасете только присланные фото.",
+        "admin.retrain.bad.not_understood": "Не понял «{word}»: пишите ключ=значение, ключи: "
+        "{keys}.",
+        "admin.retrain.bad.yes_no": "{name} — это да или нет (yes/no), а не «{value}».",
+        "admin.retrain.bad.whole_number": "{name} — целое число от {low} до {high}, "
+        "а не «{value}».",
+        "admin.retrain.bad.out_of_range": "{name} должно быть от {low} до {high}, а не {value}.",
+        "admin.retrain.bad.unknown_arch": "Нет архитектуры «{value}». Есть: {archs}.",
+        "admin.retrain.bad.unknown_keys": "Неизвестные параметры: {keys}.",
+        "admin.retrain.refused": "Обучение не запущено.",
+        "admin.promote.usage": "Укажите номер версии из /models, например: /promote 3",
         "admin.promote.unknown": "Модели v{version} нет. Список: /models",
         "admin.promote.done": "Теперь активна модель v{version}.",
+        "admin.promote.already": "Модель v{version} уже активна.",
+        "admin.promote.numbers": "{basis}: v{new} — {new_value}, активная v{old} — {old_value}.",
+        "admin.promote.basis.test_4": "Сбаланс. точность на FER2013 test-4",
+        "admin.promote.basis.run": "Сбаланс. точность на тестовой выборке из базы (при обучении)",
+        "admin.promote.basis.none": "Общей тестовой выборки нет; сбаланс. точность",
+        "admin.promote.worse": "v{new} хуже активной модели v{old}. Всё равно сделать активной?",
+        "admin.promote.incomparable": "v{new} и v{old} не измерены на одной тестовой выборке: "
+        "сравнить нельзя. Всё равно сделать v{new} активной?",
+        "admin.promote.yes": "Да, сделать v{version} активной",
+        "admin.promote.no": "Нет, оставить v{version}",
+        "admin.promote.kept": "Оставил активной v{version}.",
+        "admin.promote.changed": "Активная модель сменилась, пока вы думали. Повторите /promote "
+        "{version}.",
     },
     "en": {
         "start": (
@@ -200,10 +225,36 @@ TEXTS: dict[str, dict[str, str]] = {
         "admin.retrain.busy": "A training run is already on (#{run}, {status}). Please wait.",
         "admin.models.empty": "No models in the registry yet.",
         "admin.models.item": "v{version} · {arch} · bal.acc {balanced} · {created}{active}",
+        "admin.models.accuracy": " · acc {accuracy}",
         "admin.models.active": " · ACTIVE",
-        "admin.promote.usage": "Give a version: /promote 3",
+        "admin.stats.empty": "The dataset is empty.",
+        "admin.stats.no_fer": "FER2013 is not loaded: the dataset holds contributed photos only.",
+        "admin.retrain.bad.not_understood": "“{word}” is not understood: write key=value, with "
+        "a key of {keys}.",
+        "admin.retrain.bad.yes_no": "{name} is yes or no, not “{value}”.",
+        "admin.retrain.bad.whole_number": "{name} is a whole number from {low} to {high}, not "
+        "“{value}”.",
+        "admin.retrain.bad.out_of_range": "{name} must be {low} to {high}, not {value}.",
+        "admin.retrain.bad.unknown_arch": "There is no arch “{value}”; one of {archs}.",
+        "admin.retrain.bad.unknown_keys": "Unknown parameters: {keys}.",
+        "admin.retrain.refused": "Training was not started.",
+        "admin.promote.usage": "Give a version number from /models, for example: /promote 3",
         "admin.promote.unknown": "There is no model v{version}. The list: /models",
         "admin.promote.done": "Model v{version} is active now.",
+        "admin.promote.already": "Model v{version} is the active model already.",
+        "admin.promote.numbers": "{basis}: v{new} {new_value}, the active v{old} {old_value}.",
+        "admin.promote.basis.test_4": "Balanced accuracy on FER2013 test-4",
+        "admin.promote.basis.run": "Balanced accuracy on the database's test split (when trained)",
+        "admin.promote.basis.none": "No common test split; balanced accuracy",
+        "admin.promote.worse": "v{new} is worse than the active model v{old}. Make it active "
+        "anyway?",
+        "admin.promote.incomparable": "v{new} and v{old} were not measured on the same test "
+        "split: they cannot be compared. Make v{new} active anyway?",
+        "admin.promote.yes": "Yes, make v{version} active",
+        "admin.promote.no": "No, keep v{version}",
+        "admin.promote.kept": "Kept v{version} active.",
+        "admin.promote.changed": "The active model changed meanwhile. Send /promote {version} "
+        "again.",
     },
 }
 

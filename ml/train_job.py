@@ -20,15 +20,16 @@ import numpy as np
 from db import registry
 from db.engine import Storage
 from db.samples import dataset_version
+from db.stats import readiness
 from db.training_set import SampleRef, test_refs, train_refs
 from ml.dataset import to_face
 from ml.evaluate import evaluate, read_test_split
 from ml.faces import ImageError, decode_image, face_at, whole_face
 from ml.inference import Classifier
-from ml.labels import CLASS_INDEX
-from ml.metrics import summarise
+from ml.labels import CLASS_INDEX, CLASSES
 from ml.params import JobParams
 from ml.preprocess import FACE_SIZE
+from ml.readiness import DatasetNotReady, Readiness
 from ml.report import confusion_png, learning_curve_png
 from ml.training import Faces, TrainConfig, train
 
@@ -39,6 +40,8 @@ FETCH_CONCURRENCY = 16
 # Peak learning rate when starting from the active model's weights: high enough to learn from
 # new samples, low enough not to throw away what it knows (chosen on the validation split).
 WARM_LEARNING_RATE = 5e-4
+# Named in the advice of a refused run when no archive was given.
+DEFAULT_ARCHIVE = Path("fer2013.zip")
 
 
 @dataclass
@@ -159,10 +162,22 @@ async def run_training(
     workdir: Path,
     archive: Path | None = None,
     on_progress: Progress | None = None,
+    min_train_per_class: int = 1,
+    min_test_per_class: int = 1,
 ) -> JobResult:
+    """Raises DatasetNotReady, before anything is trained, when a class has fewer trainable
+    images than `min_train_per_class` or fewer test images than `min_test_per_class`: a model
+    measured on nothing is never registered."""
+    async with storage.sessions() as session:
+        ready = await readiness(session, min_train_per_class, min_test_per_class)
+    if not ready.ready:
+        raise DatasetNotReady(ready, archive or DEFAULT_ARCHIVE)
     data = await load_training_data(storage, data_dir / "cache")
-    if len(data.train) == 0:
-        raise ValueError("no trainable samples in the dataset")
+    # Again over what could be read: unreadable images are skipped.
+    decoded = Readiness(_per_class(data.train), _per_class(data.test), min_train_per_class,
+                        min_test_per_class)  # fmt: skip
+    if not decoded.ready:
+        raise DatasetNotReady(decoded, archive or DEFAULT_ARCHIVE)
     await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
     start = await _fetch_active(storage, workdir) if params.warm else None
     if start is not None and start.arch != params.arch:
@@ -210,6 +225,11 @@ async def run_training(
     return result
 
 
+def _per_class(faces: Faces) -> dict[str, int]:
+    counts = np.bincount(faces.y, minlength=len(CLASSES))
+    return {label: int(n) for label, n in zip(CLASSES, counts, strict=True)}
+
+
 @dataclass
 class ActiveModel:
     version: int
@@ -247,10 +267,7 @@ async def _measure_active(
 
 def _measure(classifier: Classifier, data: TrainingData, archive: Path | None) -> dict[str, Any]:
     """Metrics on the database's test split; under `test_4`, the fixed protocol's."""
-    if len(data.test):
-        metrics = evaluate(classifier, data.test, seed_balanced=False)
-    else:
-        metrics = summarise(np.zeros(0, np.int64), np.zeros((0, 4)), seed_balanced=False)
+    metrics = evaluate(classifier, data.test, seed_balanced=False)
     if archive is not None and archive.is_file():
         metrics["test_4"] = evaluate(classifier, read_test_split(archive))
     return metrics

@@ -30,6 +30,7 @@ from db.notify import LISTEN_ERRORS, listen
 from emobot.settings import Settings
 from ml.evaluate import format_metrics
 from ml.params import JobParams
+from ml.readiness import DatasetNotReady
 from ml.train_job import JobResult, run_training
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ TEXTS = {
         "db_test": "Тестовая выборка из базы",
         "test_4": "Протокол FER2013 test-4",
         "failed": "Обучение #{run} не удалось: {error}",
+        "refused": "Обучение #{run} не начато.",
         "curve": "Кривые обучения",
         "confusion": "Матрица ошибок",
     },
@@ -64,6 +66,7 @@ TEXTS = {
         "db_test": "Test split in the database",
         "test_4": "FER2013 protocol, test-4",
         "failed": "Training #{run} failed: {error}",
+        "refused": "Training #{run} was not started.",
         "curve": "Learning curves",
         "confusion": "Confusion matrix",
     },
@@ -152,7 +155,16 @@ class Trainer:
                 self.storage, params, data_dir=self.settings.data_dir,
                 workdir=self.settings.data_dir / "runs" / str(run.id),
                 archive=self.settings.fer2013_zip, on_progress=on_progress,
+                min_train_per_class=self.settings.min_train_per_class,
+                min_test_per_class=self.settings.min_test_per_class,
             )  # fmt: skip
+        except DatasetNotReady as exc:
+            log.warning("run %d refused: %s", run.id, exc)
+            async with self.storage.sessions.begin() as session:
+                await registry.finish_training_run(session, run.id, error=str(exc)[:2000])
+            told = [texts["refused"].format(run=run.id), exc.readiness.explain(lang, exc.archive)]
+            await self._report(run, [html.escape(part) for part in told], {}, texts)
+            return
         except Exception as exc:
             log.exception("run %d failed", run.id)
             error = f"{type(exc).__name__}: {exc}"[:2000]

@@ -140,6 +140,9 @@ def settings(
         aws_secret_access_key="testing",
         data_dir=tmp_path / "var",
         admin_ids="1000",
+        # The fixture archive holds at least 2 trainable and 3 test images of every class.
+        min_train_per_class=2,
+        min_test_per_class=3,
     )
 
 
@@ -159,6 +162,8 @@ def child_env(settings: Settings, **extra: str) -> dict[str, str]:
         "S3_ENDPOINT_URL": settings.s3_endpoint_url or "",
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
+        "MIN_TRAIN_PER_CLASS": str(settings.min_train_per_class),
+        "MIN_TEST_PER_CLASS": str(settings.min_test_per_class),
         **extra,
     }
 

@@ -209,6 +209,7 @@ def train(args: argparse.Namespace, settings: Settings) -> int:
     from db.engine import open_storage
     from ml.evaluate import format_metrics
     from ml.params import JobParams
+    from ml.readiness import DatasetNotReady
     from ml.train_job import run_training
 
     try:
@@ -228,6 +229,8 @@ def train(args: argparse.Namespace, settings: Settings) -> int:
                 storage, params, data_dir=settings.data_dir,
                 workdir=settings.data_dir / "runs" / f"cli-{time.strftime('%Y%m%d-%H%M%S')}",
                 archive=args.archive or settings.fer2013_zip, on_progress=progress,
+                min_train_per_class=settings.min_train_per_class,
+                min_test_per_class=settings.min_test_per_class,
             )  # fmt: skip
         print(f"model version {result.version} registered ({result.metrics['dataset']['train']:,} "
               f"training images){', promoted' if result.promoted else ''}")  # fmt: skip
@@ -240,7 +243,10 @@ def train(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         return asyncio.run(run())
-    except ValueError as exc:  # e.g. no trainable samples
+    except DatasetNotReady as exc:
+        print(f"training refused. {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
         print(f"training failed: {exc}", file=sys.stderr)
         return 1
 

@@ -105,6 +105,8 @@ def test_an_unknown_model_file() -> None:
 
 async def test_train_from_the_database(settings: Settings, sessions: object) -> None:
     env = child_env(settings, DATA_DIR=str(settings.data_dir))
+    empty = emobot("train", "--epochs", "1", env=env)
+    assert empty.returncode == 2 and "emobot import-fer2013" in empty.stderr, empty.stderr
     assert emobot("import-fer2013", str(FIXTURE_ARCHIVE), env=env).returncode == 0
     bad = emobot("train", "--arch", "resnet", env=env)
     assert bad.returncode == 2 and "unknown arch" in bad.stderr

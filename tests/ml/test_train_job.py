@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from db import registry
@@ -15,6 +16,7 @@ from db.training_set import SampleRef
 from ml.faces import decode_image, find_faces
 from ml.inference import Classifier, shipped_model_path
 from ml.params import JobParams
+from ml.readiness import DatasetNotReady
 from ml.train_job import run_training, sample_face
 from tests.conftest import FIXTURE_ARCHIVE
 
@@ -110,3 +112,25 @@ async def test_train_register_and_promote(storage: Storage, tmp_path: Path) -> N
     assert third.metrics["warm_start"] == 2
     assert third.metrics["balanced_accuracy"] > second.metrics["balanced_accuracy"]
     assert third.promoted == (third.metrics["balanced_accuracy"] > rival["balanced_accuracy"])
+
+
+async def test_no_test_split_registers_nothing(storage: Storage, tmp_path: Path) -> None:
+    """Contributed photos only: the run is refused before training, with what is missing."""
+    await add_contributed_photos(storage)
+    params = JobParams(arch="seed_cnn", epochs=1, promote=True, batch_size=16)
+    with pytest.raises(DatasetNotReady) as refused:
+        await run_training(storage, params, data_dir=tmp_path, workdir=tmp_path / "run",
+                           archive=tmp_path / "none.zip")  # fmt: skip
+    message = str(refused.value)
+    assert "test images per class (at least 1 each): negative 0, happy 0" in message
+    assert (
+        f"emobot import-fer2013 {tmp_path / 'none.zip'}" in message and "no file there" in message
+    )
+    async with storage.sessions() as session:
+        assert await registry.list_models(session) == []
+    # One readable trainable image of a class is not enough when two are asked for: the missing
+    # image does not count.
+    await import_archive(FIXTURE_ARCHIVE, storage.sessions, storage.blobs)
+    with pytest.raises(DatasetNotReady, match="trainable images per class"):
+        await run_training(storage, params, data_dir=tmp_path, workdir=tmp_path / "run",
+                           min_train_per_class=5)  # fmt: skip

@@ -141,9 +141,13 @@ async def test_a_failing_run_is_marked_and_the_chat_told_woken_by_notify(
     run = await get_run(storage, run_id)
     assert run.status == "failed" and "unknown arch" in (run.error or "")
     assert run.finished_at is not None and run.model_id is None
-    # An empty dataset fails with its reason, too.
-    assert "no trainable samples" in (told_again.text or "")
-    assert (await get_run(storage, no_data)).status == "failed"
+    # An empty dataset is refused, in the requester's language (Russian: no language known),
+    # naming what is missing and how to load FER2013; no model is registered.
+    assert f"Обучение #{no_data} не начато" in (told_again.text or "")
+    assert "emobot import-fer2013" in (told_again.text or "")
+    refused = await get_run(storage, no_data)
+    assert refused.status == "failed" and refused.model_id is None
+    assert "Not enough data" in (refused.error or "")
 
 
 async def queue_after(storage: Storage, previous: int, params: dict[str, object]) -> int:
