@@ -63,11 +63,17 @@ TEXTS: dict[str, dict[str, str]] = {
         "reject.too_big": "Файл слишком большой: {size} МБ, можно до {limit} МБ.",
         "reject.broken": "Не получается прочитать изображение: файл повреждён или это не картинка.",
         "reject.too_many_pixels": "Изображение слишком большое: {width}×{height} пикселей.",
+        "reject.far_too_many_pixels": "Изображение слишком большое: больше {limit} млн пикселей.",
         "reject.unusable": (
             "Изображение {width}×{height} пикселей слишком маленькое или слишком вытянутое, "
             "чтобы на нём поместилось лицо."
         ),
         "reject.no_face": "Не нашёл на фото лица. Нужно фото, где лицо хорошо видно.",
+        "reject.small_face": "Лицо слишком маленькое: {size} пикс., нужно не меньше {least}. "
+        "Пришлите фото покрупнее.",
+        "reject.rotated": "Фото, похоже, повёрнуто на {degrees}°: пришлите его так, чтобы лицо "
+        "было прямо.",
+        "reject.tilted": "Голова наклонена на {degrees}°: нужно фото, где голова прямо.",
         "reject.many_faces": "На фото {faces} лица(лиц), а нужно ровно одно. Обрежьте фото.",
         "reject.known": "Это фото уже есть в датасете — второй раз не добавляю.",
         "reject.repeat": "Это фото уже есть в этой подборке.",
@@ -188,10 +194,17 @@ TEXTS: dict[str, dict[str, str]] = {
         "reject.too_big": "The file is too big: {size} MB, the limit is {limit} MB.",
         "reject.broken": "I can't read this image: the file is damaged or not a picture.",
         "reject.too_many_pixels": "The image is too large: {width}×{height} pixels.",
+        "reject.far_too_many_pixels": "The image is too large: over {limit} million pixels.",
         "reject.unusable": (
             "A {width}×{height} pixel image is too small or too narrow to hold a face."
         ),
         "reject.no_face": "I found no face in this photo. Please send one where a face is clear.",
+        "reject.small_face": "The face is too small: {size} px across, at least {least} needed. "
+        "Please send a closer photo.",
+        "reject.rotated": "The photo seems turned by {degrees}°: please send it with the face "
+        "upright.",
+        "reject.tilted": "The head is tilted by {degrees}°: please send a photo with the head "
+        "upright.",
         "reject.many_faces": "I see {faces} faces; exactly one is needed. Please crop the photo.",
         "reject.known": "This photo is already in the dataset: not adding it twice.",
         "reject.repeat": "This photo is already in this batch.",

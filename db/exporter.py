@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image, UnidentifiedImageError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.blobs import BlobStore
@@ -30,13 +31,19 @@ class ExportSummary:
     bytes: int
 
 
+# File endings by the format Pillow reads in the header; contributed images may be any of them.
+SUFFIXES = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp",
+            "TIFF": ".tif"}  # fmt: skip
+
+
 def image_suffix(data: bytes) -> str:
-    """The file ending that matches the bytes: contributed images may be PNG or WebP."""
-    if data.startswith(b"\x89PNG"):
-        return ".png"
-    if data[8:12] == b"WEBP":
-        return ".webp"
-    return ".jpg"
+    """The file ending that matches the bytes (read from the header only), `.bin` for bytes
+    that are no image Pillow knows."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return SUFFIXES.get(image.format or "", ".bin")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return ".bin"
 
 
 def _manifest_row(sample: Sample) -> dict[str, str]:

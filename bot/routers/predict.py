@@ -30,7 +30,9 @@ async def photo(
 ) -> None:
     await bot.send_chat_action(message.chat.id, "typing")
     try:
-        await queue_photo(session, blobs, bot, message, settings.max_photo_bytes)
+        await queue_photo(
+            session, blobs, bot, message, settings.max_photo_bytes, settings.max_photo_pixels
+        )
     except Rejected as rejected:
         await message.reply(t(lang, rejected.key, **rejected.values))
         return
