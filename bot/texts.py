@@ -80,6 +80,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "reject.download": "Не получилось скачать файл из Telegram. Попробуйте ещё раз.",
         "predict.ask": "Пришлите фото — распознаю эмоции на всех лицах.",
         "predict.queued": "Фото получено, распознаю… Ответ придёт следующим сообщением.",
+        "predict.skipped_one": "Это фото не принято: у вас уже {limit} фото ждут ответа. "
+        "Пришлите его ещё раз, когда придут ответы.",
+        "predict.skipped_many": "Не принято фото: {count} — это и {more} следующих за ним. У вас "
+        "уже {limit} фото ждут ответа; пришлите их ещё раз, когда придут ответы.",
         "mine.empty": "Вы пока не присылали фото. Начать — /contribute.",
         "mine.header": "Ваши фото: {total}\n{counts}\n\nСтраница {page} из {pages}:",
         "mine.item": "#{id} · {label} · {date}",
@@ -211,6 +215,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "reject.download": "Could not download the file from Telegram. Please try again.",
         "predict.ask": "Send a photo and I'll recognise the emotion of every face.",
         "predict.queued": "Got it, working on it… The answer comes in the next message.",
+        "predict.skipped_one": "This photo was not queued: you have {limit} photos waiting for "
+        "answers already. Please send it again once they arrive.",
+        "predict.skipped_many": "Photos not queued: {count}, this one and the {more} sent after "
+        "it. You have {limit} photos waiting for answers already; please send them again once "
+        "they arrive.",
         "mine.empty": "You haven't sent any photos yet. Start with /contribute.",
         "mine.header": "Your photos: {total}\n{counts}\n\nPage {page} of {pages}:",
         "mine.item": "#{id} · {label} · {date}",

@@ -7,7 +7,7 @@ from aiogram.types import Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.services.photos import Rejected
-from bot.services.predict import queue_photo
+from bot.services.predict import SkippedPhotos, queue_photo
 from bot.states import Predict
 from bot.texts import t
 from db.blobs import BlobStore
@@ -26,8 +26,14 @@ async def photo(
     blobs: BlobStore,
     bot: Bot,
     settings: Settings,
+    skipped: SkippedPhotos,
     lang: str,
 ) -> None:
+    if message.from_user is not None and await skipped.should_skip(
+        session, message.from_user.id, settings.max_queued_per_user
+    ):
+        skipped.skip(bot, message.from_user.id, message, lang, settings.max_queued_per_user)
+        return
     await bot.send_chat_action(message.chat.id, "typing")
     try:
         await queue_photo(
