@@ -8,7 +8,9 @@ Life of a request: `queued` → claimed (`processing`, a lease in `locked_until`
 While a batch is worked on, its worker renews the lease (`extend_lease`), so a batch slower
 than the lease is not claimed a second time by another worker.
 A worker that dies leaves its rows `processing` with a lease that runs out; any worker then
-claims them again. A row whose result is already written is answered from that result, so the
+claims them again: a worker with nothing to do sleeps no longer than until the soonest lease
+runs out (`next_claimable_in`), so a dead worker's requests are answered about LEASE_SECONDS
+after its last renewal. A row whose result is already written is answered from that result, so the
 model is not run twice.
 
 The one window that remains: the reply reached Telegram but the worker died before
@@ -55,6 +57,17 @@ async def waiting_for(session: AsyncSession, user_id: int) -> int:
         PredictionRequest.status.in_(("queued", "processing")),
     )
     return await session.scalar(statement) or 0
+
+
+async def next_claimable_in(session: AsyncSession) -> float | None:
+    """Seconds until the soonest lease (or retry delay) runs out; None when none is running."""
+    seconds = await session.scalar(
+        text("""
+        SELECT extract(epoch FROM min(locked_until) - now()) FROM prediction_requests
+        WHERE status IN ('queued', 'processing') AND locked_until > now()
+        """)
+    )
+    return None if seconds is None else float(seconds)
 
 
 async def depth(session: AsyncSession) -> int:
