@@ -13,6 +13,7 @@ from aiogram.types import BotCommand, BotCommandScopeChat, BotCommandScopeDefaul
 from bot.middlewares import Database, DuplicateUpdates, Metrics, RetryAfter, Throttling
 from bot.routers import admin, common, contribute, errors, mine, predict, privacy
 from bot.services.admin import DOCUMENT_LIMIT
+from bot.services.predict import SkippedPhotos
 from bot.texts import ADMIN_COMMANDS, LANGUAGES, USER_COMMANDS, t
 from db.engine import Storage, open_storage, ping
 from db.fsm import PostgresStorage
@@ -61,6 +62,7 @@ def build_dispatcher(
         db_storage=storage,
         blobs=storage.blobs,
         export_document_limit=export_document_limit,
+        skipped=SkippedPhotos(),
     )
     dispatcher.update.outer_middleware(Metrics())
     dispatcher.update.outer_middleware(Database(storage.sessions, settings.admin_ids))

@@ -35,6 +35,12 @@ class PrivacyCb(CallbackData, prefix="privacy"):
     action: str
 
 
+class PromoteCb(CallbackData, prefix="promote"):
+    version: int
+    active: int  # the version that was active when asked: a stale answer is not acted on
+    confirm: bool
+
+
 def consent(lang: str) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     builder.button(text=t(lang, "consent.yes"), callback_data=ConsentCb(agree=True))
@@ -134,4 +140,18 @@ def forget_confirm(lang: str) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     builder.button(text=t(lang, "forget.yes"), callback_data=PrivacyCb(action="forget_yes"))
     builder.button(text=t(lang, "forget.no"), callback_data=PrivacyCb(action="forget_no"))
+    return builder.as_markup()
+
+
+def promote_confirm(lang: str, version: int, active: int) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(
+        text=t(lang, "admin.promote.yes", version=version),
+        callback_data=PromoteCb(version=version, active=active, confirm=True),
+    )
+    builder.button(
+        text=t(lang, "admin.promote.no", version=active),
+        callback_data=PromoteCb(version=version, active=active, confirm=False),
+    )
+    builder.adjust(1)
     return builder.as_markup()

@@ -93,7 +93,10 @@ class Database(BaseMiddleware):
 
 class Throttling(BaseMiddleware):
     """At most `limit` updates per user in `window` seconds; the photos of one album count as
-    one. Over the limit, updates are dropped and the user is warned once per flood."""
+    one. Over the limit, updates are dropped and the user is warned once per flood.
+
+    Photos and files are never dropped here: each gets an answer or is named in a refusal
+    (prediction requests are capped per user instead, see bot.services.predict)."""
 
     def __init__(self, limit: int = 15, window: float = 10.0) -> None:
         self.limit = limit
@@ -106,6 +109,8 @@ class Throttling(BaseMiddleware):
         assert isinstance(event, Update)
         sender: User | None = data.get("event_from_user")
         if sender is None:
+            return await handler(event, data)
+        if event.message is not None and (event.message.photo or event.message.document):
             return await handler(event, data)
         album = event.message.media_group_id if event.message else None
         if album is not None and self._albums.get(sender.id) == album:

@@ -72,17 +72,27 @@ TEXTS: dict[str, dict[str, str]] = {
         "reject.too_big": "Файл слишком большой: {size} МБ, можно до {limit} МБ.",
         "reject.broken": "Не получается прочитать изображение: файл повреждён или это не картинка.",
         "reject.too_many_pixels": "Изображение слишком большое: {width}×{height} пикселей.",
+        "reject.far_too_many_pixels": "Изображение слишком большое: больше {limit} млн пикселей.",
         "reject.unusable": (
             "Изображение {width}×{height} пикселей слишком маленькое или слишком вытянутое, "
             "чтобы на нём поместилось лицо."
         ),
         "reject.no_face": "Не нашёл на фото лица. Нужно фото, где лицо хорошо видно.",
+        "reject.small_face": "Лицо слишком маленькое: {size} пикс., нужно не меньше {least}. "
+        "Пришлите фото покрупнее.",
+        "reject.rotated": "Фото, похоже, повёрнуто на {degrees}°: пришлите его так, чтобы лицо "
+        "было прямо.",
+        "reject.tilted": "Голова наклонена на {degrees}°: нужно фото, где голова прямо.",
         "reject.many_faces": "На фото {faces} лица(лиц), а нужно ровно одно. Обрежьте фото.",
         "reject.known": "Это фото уже есть в датасете — второй раз не добавляю.",
         "reject.repeat": "Это фото уже есть в этой подборке.",
         "reject.download": "Не получилось скачать файл из Telegram. Попробуйте ещё раз.",
         "predict.ask": "Пришлите фото — распознаю эмоции на всех лицах.",
         "predict.queued": "Фото получено, распознаю… Ответ придёт следующим сообщением.",
+        "predict.skipped_one": "Это фото не принято: у вас уже {limit} фото ждут ответа. "
+        "Пришлите его ещё раз, когда придут ответы.",
+        "predict.skipped_many": "Не принято фото: {count} — это и {more} следующих за ним. У вас "
+        "уже {limit} фото ждут ответа; пришлите их ещё раз, когда придут ответы.",
         "mine.empty": "Вы пока не присылали фото. Начать — /contribute.",
         "mine.header": "Ваши фото: {total}\n{counts}\n\nСтраница {page} из {pages}:",
         "mine.item": "#{id} · {label} · {date}",
@@ -156,11 +166,36 @@ TEXTS: dict[str, dict[str, str]] = {
         "admin.retrain.usage": "{error}\nНапример: /retrain epochs=30 arch=emonet promote=no",
         "admin.retrain.busy": "Обучение уже идёт (№{run}, {status}). Дождитесь его окончания.",
         "admin.models.empty": "Моделей в реестре пока нет.",
-        "admin.models.item": "v{version} · {arch} · bal.acc {balanced} · {created}{active}",
+        "admin.models.item": "v{version} · {arch} · сбаланс. точн. {balanced} · {created}{active}",
+        "admin.models.accuracy": " · точн. {accuracy}",
         "admin.models.active": " · АКТИВНА",
-        "admin.promote.usage": "Укажите версию: /promote 3",
+        "admin.stats.empty": "Датасет пуст.",
+        "admin.stats.no_fer": "FER2013 не загружен: в датасете только присланные фото.",
+        "admin.retrain.bad.not_understood": "Не понял «{word}»: пишите ключ=значение, ключи: "
+        "{keys}.",
+        "admin.retrain.bad.yes_no": "{name} — это да или нет (yes/no), а не «{value}».",
+        "admin.retrain.bad.whole_number": "{name} — целое число от {low} до {high}, "
+        "а не «{value}».",
+        "admin.retrain.bad.out_of_range": "{name} должно быть от {low} до {high}, а не {value}.",
+        "admin.retrain.bad.unknown_arch": "Нет архитектуры «{value}». Есть: {archs}.",
+        "admin.retrain.bad.unknown_keys": "Неизвестные параметры: {keys}.",
+        "admin.retrain.refused": "Обучение не запущено.",
+        "admin.promote.usage": "Укажите номер версии из /models, например: /promote 3",
         "admin.promote.unknown": "Модели v{version} нет. Список: /models",
         "admin.promote.done": "Теперь активна модель v{version}.",
+        "admin.promote.already": "Модель v{version} уже активна.",
+        "admin.promote.numbers": "{basis}: v{new} — {new_value}, активная v{old} — {old_value}.",
+        "admin.promote.basis.test_4": "Сбаланс. точность на FER2013 test-4",
+        "admin.promote.basis.run": "Сбаланс. точность на тестовой выборке из базы (при обучении)",
+        "admin.promote.basis.none": "Общей тестовой выборки нет; сбаланс. точность",
+        "admin.promote.worse": "v{new} хуже активной модели v{old}. Всё равно сделать активной?",
+        "admin.promote.incomparable": "v{new} и v{old} не измерены на одной тестовой выборке: "
+        "сравнить нельзя. Всё равно сделать v{new} активной?",
+        "admin.promote.yes": "Да, сделать v{version} активной",
+        "admin.promote.no": "Нет, оставить v{version}",
+        "admin.promote.kept": "Оставил активной v{version}.",
+        "admin.promote.changed": "Активная модель сменилась, пока вы думали. Повторите /promote "
+        "{version}.",
     },
     "en": {
         "start": (
@@ -225,16 +260,28 @@ TEXTS: dict[str, dict[str, str]] = {
         "reject.too_big": "The file is too big: {size} MB, the limit is {limit} MB.",
         "reject.broken": "I can't read this image: the file is damaged or not a picture.",
         "reject.too_many_pixels": "The image is too large: {width}×{height} pixels.",
+        "reject.far_too_many_pixels": "The image is too large: over {limit} million pixels.",
         "reject.unusable": (
             "A {width}×{height} pixel image is too small or too narrow to hold a face."
         ),
         "reject.no_face": "I found no face in this photo. Please send one where a face is clear.",
+        "reject.small_face": "The face is too small: {size} px across, at least {least} needed. "
+        "Please send a closer photo.",
+        "reject.rotated": "The photo seems turned by {degrees}°: please send it with the face "
+        "upright.",
+        "reject.tilted": "The head is tilted by {degrees}°: please send a photo with the head "
+        "upright.",
         "reject.many_faces": "I see {faces} faces; exactly one is needed. Please crop the photo.",
         "reject.known": "This photo is already in the dataset: not adding it twice.",
         "reject.repeat": "This photo is already in this batch.",
         "reject.download": "Could not download the file from Telegram. Please try again.",
         "predict.ask": "Send a photo and I'll recognise the emotion of every face.",
         "predict.queued": "Got it, working on it… The answer comes in the next message.",
+        "predict.skipped_one": "This photo was not queued: you have {limit} photos waiting for "
+        "answers already. Please send it again once they arrive.",
+        "predict.skipped_many": "Photos not queued: {count}, this one and the {more} sent after "
+        "it. You have {limit} photos waiting for answers already; please send them again once "
+        "they arrive.",
         "mine.empty": "You haven't sent any photos yet. Start with /contribute.",
         "mine.header": "Your photos: {total}\n{counts}\n\nPage {page} of {pages}:",
         "mine.item": "#{id} · {label} · {date}",
@@ -309,10 +356,36 @@ TEXTS: dict[str, dict[str, str]] = {
         "admin.retrain.busy": "A training run is already on (#{run}, {status}). Please wait.",
         "admin.models.empty": "No models in the registry yet.",
         "admin.models.item": "v{version} · {arch} · bal.acc {balanced} · {created}{active}",
+        "admin.models.accuracy": " · acc {accuracy}",
         "admin.models.active": " · ACTIVE",
-        "admin.promote.usage": "Give a version: /promote 3",
+        "admin.stats.empty": "The dataset is empty.",
+        "admin.stats.no_fer": "FER2013 is not loaded: the dataset holds contributed photos only.",
+        "admin.retrain.bad.not_understood": "“{word}” is not understood: write key=value, with "
+        "a key of {keys}.",
+        "admin.retrain.bad.yes_no": "{name} is yes or no, not “{value}”.",
+        "admin.retrain.bad.whole_number": "{name} is a whole number from {low} to {high}, not "
+        "“{value}”.",
+        "admin.retrain.bad.out_of_range": "{name} must be {low} to {high}, not {value}.",
+        "admin.retrain.bad.unknown_arch": "There is no arch “{value}”; one of {archs}.",
+        "admin.retrain.bad.unknown_keys": "Unknown parameters: {keys}.",
+        "admin.retrain.refused": "Training was not started.",
+        "admin.promote.usage": "Give a version number from /models, for example: /promote 3",
         "admin.promote.unknown": "There is no model v{version}. The list: /models",
         "admin.promote.done": "Model v{version} is active now.",
+        "admin.promote.already": "Model v{version} is the active model already.",
+        "admin.promote.numbers": "{basis}: v{new} {new_value}, the active v{old} {old_value}.",
+        "admin.promote.basis.test_4": "Balanced accuracy on FER2013 test-4",
+        "admin.promote.basis.run": "Balanced accuracy on the database's test split (when trained)",
+        "admin.promote.basis.none": "No common test split; balanced accuracy",
+        "admin.promote.worse": "v{new} is worse than the active model v{old}. Make it active "
+        "anyway?",
+        "admin.promote.incomparable": "v{new} and v{old} were not measured on the same test "
+        "split: they cannot be compared. Make v{new} active anyway?",
+        "admin.promote.yes": "Yes, make v{version} active",
+        "admin.promote.no": "No, keep v{version}",
+        "admin.promote.kept": "Kept v{version} active.",
+        "admin.promote.changed": "The active model changed meanwhile. Send /promote {version} "
+        "again.",
     },
 }
 

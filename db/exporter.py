@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image, UnidentifiedImageError
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -47,13 +48,19 @@ class ExportSummary:
     bytes: int
 
 
+# File endings by the format Pillow reads in the header; contributed images may be any of them.
+SUFFIXES = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp",
+            "TIFF": ".tif"}  # fmt: skip
+
+
 def image_suffix(data: bytes) -> str:
-    """The file ending that matches the bytes: contributed images may be PNG or WebP."""
-    if data.startswith(b"\x89PNG"):
-        return ".png"
-    if data[8:12] == b"WEBP":
-        return ".webp"
-    return ".jpg"
+    """The file ending that matches the bytes (read from the header only), `.bin` for bytes
+    that are no image Pillow knows."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return SUFFIXES.get(image.format or "", ".bin")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return ".bin"
 
 
 def pseudonym(key: bytes, contributor_id: int) -> str:

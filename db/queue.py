@@ -8,7 +8,9 @@ Life of a request: `queued` → claimed (`processing`, a lease in `locked_until`
 While a batch is worked on, its worker renews the lease (`extend_lease`), so a batch slower
 than the lease is not claimed a second time by another worker.
 A worker that dies leaves its rows `processing` with a lease that runs out; any worker then
-claims them again. A row whose result is already written is answered from that result, so the
+claims them again: a worker with nothing to do sleeps no longer than until the soonest lease
+runs out (`next_claimable_in`), so a dead worker's requests are answered about LEASE_SECONDS
+after its last renewal. A row whose result is already written is answered from that result, so the
 model is not run twice.
 
 The one window that remains: the reply reached Telegram but the worker died before
@@ -46,6 +48,26 @@ async def enqueue(
     session.add(request)
     await session.flush()
     return request
+
+
+async def waiting_for(session: AsyncSession, user_id: int) -> int:
+    """The user's requests not answered yet (queued or being processed)."""
+    statement = select(func.count()).where(
+        PredictionRequest.user_id == user_id,
+        PredictionRequest.status.in_(("queued", "processing")),
+    )
+    return await session.scalar(statement) or 0
+
+
+async def next_claimable_in(session: AsyncSession) -> float | None:
+    """Seconds until the soonest lease (or retry delay) runs out; None when none is running."""
+    seconds = await session.scalar(
+        text("""
+        SELECT extract(epoch FROM min(locked_until) - now()) FROM prediction_requests
+        WHERE status IN ('queued', 'processing') AND locked_until > now()
+        """)
+    )
+    return None if seconds is None else float(seconds)
 
 
 async def depth(session: AsyncSession) -> int:
@@ -98,13 +120,26 @@ class Claimed:
 
 # Claimable: queued, or processing with a lease that ran out (its worker died). A queued row
 # may carry `locked_until` too: a retry that must not start before then.
-_CLAIM = text("""
-WITH picked AS (
-    SELECT id FROM prediction_requests
-    WHERE status IN ('queued', 'processing') AND (locked_until IS NULL OR locked_until < now())
-    ORDER BY created_at, id
+# Fair: each user's claimable requests are ranked oldest first, and a batch takes everybody's
+# first before anybody's second, so a burst from one user does not make the others wait behind
+# it. (Ranked in a subquery: FOR UPDATE cannot go with a window function.)
+_CLAIMABLE = (
+    "q.status IN ('queued', 'processing') AND (q.locked_until IS NULL OR q.locked_until < now())"
+)
+_CLAIM = text(f"""
+WITH ranked AS (
+    SELECT q.id, q.created_at,
+        row_number() OVER (PARTITION BY coalesce(q.user_id, q.chat_id) ORDER BY q.created_at, q.id)
+            AS turn
+    FROM prediction_requests AS q
+    WHERE {_CLAIMABLE}
+), picked AS (
+    -- The condition again: a row another worker claimed meanwhile is checked anew once locked.
+    SELECT q.id FROM prediction_requests AS q JOIN ranked AS r ON r.id = q.id
+    WHERE {_CLAIMABLE}
+    ORDER BY r.turn, r.created_at, r.id
     LIMIT :limit
-    FOR UPDATE SKIP LOCKED
+    FOR UPDATE OF q SKIP LOCKED
 )
 UPDATE prediction_requests AS p
 SET status = 'processing', locked_by = :worker,
@@ -120,7 +155,8 @@ RETURNING p.id, p.chat_id, p.user_id, p.message_id, p.blob_key, p.whole, p.attem
 
 
 async def claim(session: AsyncSession, *, worker: str, limit: int, lease_s: float) -> list[Claimed]:
-    """Take up to `limit` claimable requests, oldest first; rows other workers hold are skipped."""
+    """Take up to `limit` claimable requests, each user's oldest first and users in turn; rows
+    other workers hold are skipped. Returned oldest first."""
     rows = await session.execute(
         _CLAIM, {"worker": worker, "limit": limit, "lease": float(lease_s)}
     )

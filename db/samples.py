@@ -85,6 +85,16 @@ async def trainable_counts(session: AsyncSession) -> dict[str, int]:
     return dict(result.all())  # type: ignore[arg-type]
 
 
+async def test_counts(session: AsyncSession) -> dict[str, int]:
+    """Active test images per class: what a run is measured on."""
+    result = await session.execute(
+        select(Sample.label, func.count())
+        .where((Sample.status == "active") & (Sample.split == "test"))
+        .group_by(Sample.label)
+    )
+    return dict(result.all())  # type: ignore[arg-type]
+
+
 async def flag_counts(session: AsyncSession) -> dict[str, int]:
     row = (
         await session.execute(

@@ -30,5 +30,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if settings.log_level != "DEBUG":
+        # aiogram logs every handled update at INFO: a line per message, nothing to act on.
+        logging.getLogger("aiogram.event").setLevel(logging.WARNING)
     # Every subcommand sets `handler(args, settings) -> int | None`.
     sys.exit(args.handler(args, settings) or 0)

@@ -33,11 +33,16 @@ class Settings(BaseSettings):
     webhook_port: int = Field(8081, ge=1, le=65535)
     max_photo_bytes: int = Field(20 * 1024 * 1024, ge=1)
     max_photo_pixels: int = Field(40_000_000, ge=1)
+    # Photos a user may have waiting for the worker; more are refused (and counted) at once
+    # rather than queued behind everyone else's.
+    max_queued_per_user: int = Field(20, ge=1)
 
     # Worker.
     batch_size: int = Field(32, ge=1, le=1024)
     batch_wait_ms: int = Field(50, ge=0, le=60_000)
-    lease_seconds: int = Field(60, ge=1)
+    # A worker renews its claims every third of this (a heartbeat), so a killed worker's
+    # requests are claimed again this long after its last renewal.
+    lease_seconds: int = Field(9, ge=1)
     max_attempts: int = Field(3, ge=1)
     poll_seconds: float = Field(5.0, gt=0)
     model_path: Path | None = None
@@ -63,6 +68,10 @@ class Settings(BaseSettings):
     prediction_retention_hours: float = Field(0, ge=0)
     purge_interval_seconds: float = Field(60, gt=0)
     pseudonym_key: SecretStr | None = None
+    # A training run refuses to start with fewer trainable images than this in any class, or
+    # fewer test images: a model measured on nothing is never registered.
+    min_train_per_class: int = Field(100, ge=1)
+    min_test_per_class: int = Field(10, ge=1)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

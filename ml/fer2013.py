@@ -22,7 +22,7 @@ from ml.labels import CLASSES, FER_TO_CLASS, SPLITS
 _BLANK_SPREAD = 3
 
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif")
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,27 @@ from typing import Any, Final
 # The keys of ml.architectures.ARCHITECTURES (a test keeps the two in step).
 ARCH_NAMES: Final = ("seed_cnn", "emonet", "emonet48")
 TRUE, FALSE = ("1", "yes", "true", "on", "да"), ("0", "no", "false", "off", "нет")
+# What each whole-number parameter may be (inclusive); the bot says so when one is not.
+RANGES: Final = {"epochs": (1, 500), "balance": (0, 1_000_000), "batch_size": (1, 4096)}
+
+ENGLISH: Final = {
+    "not_understood": "not understood: {word!r}; use key=value with a key of {keys}",
+    "yes_no": "{name} is yes or no, not {value!r}",
+    "whole_number": "{name} is a whole number from {low} to {high}, not {value!r}",
+    "out_of_range": "{name} must be {low}–{high}, not {value}",
+    "unknown_arch": "unknown arch {value!r}; one of {archs}",
+    "unknown_keys": "unknown training parameters: {keys}",
+}
+
+
+class ParamError(ValueError):
+    """A parameter that cannot be used; `code` and `values` let the bot say it in the user's
+    language, the message is English (CLI, logs)."""
+
+    def __init__(self, code: str, **values: object) -> None:
+        super().__init__(ENGLISH[code].format(**values))
+        self.code = code
+        self.values = values
 
 
 @dataclass
@@ -24,18 +45,18 @@ class JobParams:
 
     def __post_init__(self) -> None:
         if self.arch not in ARCH_NAMES:
-            raise ValueError(f"unknown arch {self.arch!r}; one of {', '.join(ARCH_NAMES)}")
-        if not 1 <= self.epochs <= 500:
-            raise ValueError(f"epochs must be 1–500, not {self.epochs}")
-        if self.balance < 0 or self.batch_size < 1:
-            raise ValueError("balance must be ≥ 0 and batch_size ≥ 1")
+            raise ParamError("unknown_arch", value=self.arch, archs=", ".join(ARCH_NAMES))
+        for key, (low, high) in RANGES.items():
+            if not low <= getattr(self, key) <= high:
+                raise ParamError("out_of_range", name=key, low=low, high=high,
+                                 value=getattr(self, key))  # fmt: skip
 
     @classmethod
     def from_dict(cls, params: dict[str, Any]) -> "JobParams":
         known = {f.name for f in fields(cls)}
         unknown = set(params) - known
         if unknown:
-            raise ValueError(f"unknown training parameters: {', '.join(sorted(unknown))}")
+            raise ParamError("unknown_keys", keys=", ".join(sorted(unknown)))
         return cls(**params)
 
     @classmethod
@@ -47,16 +68,19 @@ class JobParams:
         for word in text.split():
             key, sep, value = word.partition("=")
             if not sep or key not in types:
-                raise ValueError(f"not understood: {word!r}; use key=value with a key of "
-                                 f"{', '.join(types)}")  # fmt: skip
+                raise ParamError("not_understood", word=word, keys=", ".join(types))
             if types[key] is bool:
                 if value.lower() not in TRUE + FALSE:
-                    raise ValueError(f"{key} is yes or no, not {value!r}")
+                    raise ParamError("yes_no", name=key, value=value)
                 params[key] = value.lower() in TRUE
             elif types[key] is int:
-                if not value.isdigit():
-                    raise ValueError(f"{key} is a whole number, not {value!r}")
-                params[key] = int(value)
+                low, high = RANGES[key]
+                try:
+                    number = int(value)
+                except ValueError:
+                    raise ParamError("whole_number", name=key, low=low, high=high,
+                                     value=value) from None  # fmt: skip
+                params[key] = number
             else:
                 params[key] = value
         return cls.from_dict(params)

@@ -22,6 +22,7 @@ import numpy as np
 from db import registry
 from db.engine import Storage
 from db.samples import dataset_version
+from db.stats import readiness
 from db.training_set import SampleRef, test_refs, train_refs
 from ml.dataset import to_face
 from ml.evaluate import evaluate, evaluate_protocol
@@ -29,9 +30,9 @@ from ml.faces import ImageError, decode_image, face_at, whole_face
 from ml.ferplus import Votes, mean_distribution
 from ml.inference import Classifier
 from ml.labels import CLASS_INDEX, CLASSES
-from ml.metrics import summarise
 from ml.params import JobParams
 from ml.preprocess import FACE_SIZE
+from ml.readiness import DatasetNotReady, Readiness
 from ml.report import confusion_png, learning_curve_png
 from ml.training import Faces, TrainConfig, train
 
@@ -42,6 +43,8 @@ FETCH_CONCURRENCY = 16
 # Peak learning rate when starting from the active model's weights: high enough to learn from
 # new samples, low enough not to throw away what it knows (chosen on the validation split).
 WARM_LEARNING_RATE = 5e-4
+# Named in the advice of a refused run when no archive was given.
+DEFAULT_ARCHIVE = Path("fer2013.zip")
 
 
 @dataclass
@@ -195,12 +198,25 @@ async def run_training(
     ferplus: Path | None = None,
     photos: Path | None = None,
     on_progress: Progress | None = None,
+    min_train_per_class: int = 1,
+    min_test_per_class: int = 1,
 ) -> JobResult:
     """Train, measure, register. `archive` (FER2013 zip), `ferplus` (its votes CSV) and
-    `photos` (labelled real photos) are the fixed protocol's data; what is missing is left out."""
+    `photos` (labelled real photos) are the fixed protocol's data; what is missing is left out.
+
+    Raises DatasetNotReady, before anything is trained, when a class has fewer trainable
+    images than `min_train_per_class` or fewer test images than `min_test_per_class`: a model
+    measured on nothing is never registered."""
+    async with storage.sessions() as session:
+        ready = await readiness(session, min_train_per_class, min_test_per_class)
+    if not ready.ready:
+        raise DatasetNotReady(ready, archive or DEFAULT_ARCHIVE)
     data = await load_training_data(storage, data_dir / "cache")
-    if len(data.train) == 0:
-        raise ValueError("no trainable samples in the dataset")
+    # Again over what could be read: unreadable images are skipped.
+    decoded = Readiness(_per_class(data.train), _per_class(data.test), min_train_per_class,
+                        min_test_per_class)  # fmt: skip
+    if not decoded.ready:
+        raise DatasetNotReady(decoded, archive or DEFAULT_ARCHIVE)
     await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
     start = await _fetch_active(storage, workdir) if params.warm else None
     if start is not None and start.arch != params.arch:
@@ -249,6 +265,11 @@ async def run_training(
     return result
 
 
+def _per_class(faces: Faces) -> dict[str, int]:
+    counts = np.bincount(faces.y, minlength=len(CLASSES))
+    return {label: int(n) for label, n in zip(CLASSES, counts, strict=True)}
+
+
 @dataclass
 class ActiveModel:
     version: int
@@ -285,10 +306,8 @@ async def _measure_active(
 
 
 def _measure(classifier: Classifier, data: TrainingData) -> dict[str, Any]:
-    """Metrics on the database's test split."""
-    if len(data.test):
-        return evaluate(classifier, data.test, seed_balanced=False)
-    return summarise(np.zeros(0, np.int64), np.zeros((0, 4)), seed_balanced=False)
+    """Metrics on the database's test split (never empty: run_training refuses without one)."""
+    return evaluate(classifier, data.test, seed_balanced=False)
 
 
 async def _register(

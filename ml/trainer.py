@@ -30,6 +30,7 @@ from db.notify import LISTEN_ERRORS, listen
 from emobot.settings import Settings
 from ml.evaluate import format_metrics
 from ml.params import JobParams
+from ml.readiness import DatasetNotReady
 from ml.train_job import JobResult, run_training
 from trainer import metrics
 
@@ -54,6 +55,7 @@ TEXTS = {
         "ferplus_test": "Протокол FER2013, ferplus-test (метки по большинству голосов FER+)",
         "realphotos": "Реальные фото (самое крупное лицо; фото без найденного лица — ошибка)",
         "failed": "Обучение #{run} не удалось: {error}",
+        "refused": "Обучение #{run} не начато.",
         "curve": "Кривые обучения",
         "confusion": "Матрица ошибок",
     },
@@ -72,6 +74,7 @@ TEXTS = {
         "ferplus_test": "FER2013 protocol, ferplus-test (FER+ majority labels)",
         "realphotos": "Real photos (the largest face; a photo without a face found is wrong)",
         "failed": "Training #{run} failed: {error}",
+        "refused": "Training #{run} was not started.",
         "curve": "Learning curves",
         "confusion": "Confusion matrix",
     },
@@ -163,7 +166,17 @@ class Trainer:
                 workdir=self.settings.data_dir / "runs" / str(run.id),
                 archive=self.settings.fer2013_zip, ferplus=self.settings.ferplus_csv,
                 photos=self.settings.real_photos, on_progress=on_progress,
+                min_train_per_class=self.settings.min_train_per_class,
+                min_test_per_class=self.settings.min_test_per_class,
             )  # fmt: skip
+        except DatasetNotReady as exc:
+            log.warning("run %d refused: %s", run.id, exc)
+            async with self.storage.sessions.begin() as session:
+                await registry.finish_training_run(session, run.id, error=str(exc)[:2000])
+            metrics.finished("refused")
+            told = [texts["refused"].format(run=run.id), exc.readiness.explain(lang, exc.archive)]
+            await self._report(run, [html.escape(part) for part in told], {}, texts)
+            return
         except Exception as exc:
             log.exception("run %d failed", run.id)
             error = f"{type(exc).__name__}: {exc}"[:2000]

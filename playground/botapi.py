@@ -297,6 +297,7 @@ class BotAPIEmulator:
         self.commands: dict[str, list[Json]] = {}  # by scope ("default", "chat:42", …)
         self.callback_answers: dict[str, Json] = {}
         self.webhook: Json | None = None
+        self.polled = False  # the bot asked for updates at least once: it is up
         self._failures: dict[str, list[BotAPIError]] = {}
         self._query_users: dict[str, int] = {}  # callback query id -> the user who pressed
         self._ids = itertools.count(1)
@@ -490,9 +491,19 @@ class BotAPIEmulator:
         self._notify()
         return call
 
-    def _bot_message(self, token: str, chat_id: int, content: Json) -> Json:
+    def _bot_message(
+        self, token: str, chat_id: int, content: Json, params: Json | None = None
+    ) -> Json:
+        """A message from the bot, stored in the chat; `params` of the call may make it a reply
+        (`reply_parameters` or the older `reply_to_message_id`), as Telegram shows it."""
         chat = self.chat(chat_id)
         user = self.users.get(chat_id)
+        replied = (params or {}).get("reply_parameters", {}).get("message_id") or (
+            params or {}
+        ).get("reply_to_message_id")
+        if replied in chat.messages:
+            quoted = {k: v for k, v in chat.messages[replied].items() if k != "reply_to_message"}
+            content = {**content, "reply_to_message": quoted}
         message: Json = {
             "message_id": next(chat.message_ids),
             "date": int(time.time()),
@@ -543,6 +554,9 @@ class BotAPIEmulator:
         return True
 
     async def _m_getupdates(self, token: str, params: Json, files: dict[str, Upload]) -> list[Json]:
+        if not self.polled:
+            self.polled = True
+            self._notify()
         offset = params.get("offset")
         if offset:
             self.updates = [u for u in self.updates if u["update_id"] >= offset]
@@ -558,7 +572,10 @@ class BotAPIEmulator:
         if not params.get("text"):
             raise ValueError("message text is empty")
         message = self._bot_message(
-            token, chat_id, {"text": params["text"], "reply_markup": params.get("reply_markup")}
+            token,
+            chat_id,
+            {"text": params["text"], "reply_markup": params.get("reply_markup")},
+            params,
         )
         self._record("sendMessage", chat_id, params, message["message_id"])
         return message
@@ -582,6 +599,7 @@ class BotAPIEmulator:
                 "caption": params.get("caption"),
                 "reply_markup": params.get("reply_markup"),
             },
+            params,
         )
         self._record("sendPhoto", chat_id, params, message["message_id"], {"photo": stored.data})
         return message
@@ -603,6 +621,7 @@ class BotAPIEmulator:
                 "caption": params.get("caption"),
                 "reply_markup": params.get("reply_markup"),
             },
+            params,
         )
         self._record(
             "sendDocument", chat_id, params, message["message_id"], {"document": stored.data}

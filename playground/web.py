@@ -13,11 +13,13 @@ chats with them at `/` as the one local user. The page's own endpoints:
 
 import asyncio
 import hashlib
+import io
 import json
 from pathlib import Path
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from PIL import Image, UnidentifiedImageError
 
 from playground.botapi import BotAPIEmulator, FakeUser, make_app
 
@@ -27,19 +29,61 @@ POLL_INTERVAL_SECONDS = 0.2
 
 
 def chat_snapshot(emulator: BotAPIEmulator, user: FakeUser) -> dict[str, Any]:
-    """What the page shows: the messages and whether the bot is 'typing' (its latest action
-    in the chat is a chat action)."""
+    """What the page shows: the messages, whether the bot is 'typing' (its latest action in
+    the chat is a chat action), the latest button notice (with its number, so the page shows
+    each once), whether the bot has started polling, and the user's command menu."""
     messages = [emulator.chat(user.id).messages[k] for k in sorted(emulator.chat(user.id).messages)]
     calls = [c for c in emulator.calls if c.chat_id == user.id]
     typing = bool(calls) and calls[-1].method == "sendChatAction"
-    answers = [
-        c.params.get("text")
-        for c in calls
-        if c.method == "answerCallbackQuery" and c.params.get("text")
-    ]
-    body = {"messages": messages, "typing": typing, "notice": answers[-1] if answers else None}
+    answers = [c for c in calls if c.method == "answerCallbackQuery" and c.params.get("text")]
+    notice = {"id": answers[-1].seq, "text": answers[-1].params["text"]} if answers else None
+    body = {
+        "messages": messages,
+        "typing": typing,
+        "notice": notice,
+        "bot_ready": emulator.polled,
+        "commands": user_commands(emulator, user),
+    }
     version = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
     return {**body, "version": version[:16]}
+
+
+def user_commands(emulator: BotAPIEmulator, user: FakeUser) -> list[dict[str, str]]:
+    """The menu Telegram would show this user: the most specific scope the bot set, in the
+    user's language when there is one for it (setMyCommands)."""
+    lang = (user.language_code or "")[:2]
+    for scope in (f"chat:{user.id}", "all_private_chats", "default"):
+        for key in (f"{scope}/{lang}", scope):
+            if emulator.commands.get(key):
+                return emulator.commands[key]
+    return []
+
+
+# Telegram's limits for a photo (bigger ones must be sent as files).
+MAX_PHOTO_BYTES = 10 * 1024 * 1024
+MAX_PHOTO_SIDES = 10_000  # width + height
+MAX_PHOTO_RATIO = 20
+
+
+def photo_problem(name: str, data: bytes) -> str | None:
+    """Why Telegram would refuse these bytes as a photo, or None."""
+    if len(data) > MAX_PHOTO_BYTES:
+        return f"{name} is {len(data) / 2**20:.1f} MB: a photo can be at most 10 MB"
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+    except Image.DecompressionBombError:
+        return f"{name} has too many pixels to be a photo"
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return f"{name} is not an image"
+    if width + height > MAX_PHOTO_SIDES or max(width, height) > MAX_PHOTO_RATIO * min(
+        width, height
+    ):
+        return (
+            f"{name} is {width}×{height} pixels: a photo's width and height can add up to "
+            f"{MAX_PHOTO_SIDES} at most, one side at most {MAX_PHOTO_RATIO} times the other"
+        )
+    return None
 
 
 def make_web_app(emulator: BotAPIEmulator, user: FakeUser) -> web.Application:
@@ -80,7 +124,10 @@ def make_web_app(emulator: BotAPIEmulator, user: FakeUser) -> web.Application:
         reader = await request.multipart()
         while (part := await reader.next()) is not None:
             if isinstance(part, BodyPartReader) and part.filename is not None:
-                images.append(await part.read())
+                data = await part.read()
+                if problem := photo_problem(part.filename, data):
+                    return web.json_response({"error": problem}, status=413)
+                images.append(data)
         if not images:
             return web.json_response({"error": "no photo in the request"}, status=400)
         language(request)

@@ -144,6 +144,9 @@ def settings(
         fer2013_zip=tmp_path / "absent" / "fer2013.zip",
         ferplus_csv=tmp_path / "absent" / "votes.csv",
         real_photos=tmp_path / "absent" / "photos",
+        # The fixture archive holds at least 2 trainable and 3 test images of every class.
+        min_train_per_class=2,
+        min_test_per_class=3,
     )
 
 
@@ -166,6 +169,8 @@ def child_env(settings: Settings, **extra: str) -> dict[str, str]:
         "FER2013_ZIP": str(settings.fer2013_zip),
         "FERPLUS_CSV": str(settings.ferplus_csv),
         "REAL_PHOTOS": str(settings.real_photos),
+        "MIN_TRAIN_PER_CLASS": str(settings.min_train_per_class),
+        "MIN_TEST_PER_CLASS": str(settings.min_test_per_class),
         **extra,
     }
 

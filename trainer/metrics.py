@@ -5,7 +5,11 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-RUNS = Counter("emobot_trainer_runs_total", "Training runs finished, by outcome", ["outcome"])
+RUNS = Counter(
+    "emobot_trainer_runs_total",
+    "Training runs finished, by outcome: done, failed, refused (not enough data to train)",
+    ["outcome"],
+)
 RUNNING = Gauge("emobot_trainer_running", "1 while a training run is in progress")
 EPOCH = Gauge("emobot_trainer_epoch", "Epochs finished by the run in progress (or the last run)")
 EPOCHS = Gauge("emobot_trainer_epochs", "Epochs planned for the run in progress (or the last run)")

@@ -125,7 +125,7 @@ class Worker:
                     await self._sleep(self.settings.poll_seconds)
                     continue
                 if not batch:
-                    await self._sleep(self.settings.poll_seconds)
+                    await self._sleep(await self._idle_seconds())
                     if self._listener is None or self._listener.is_closed():
                         await self._listen()
         finally:
@@ -163,6 +163,19 @@ class Worker:
     async def _refresh_model(self) -> None:
         await self.models.refresh()
         self._wake.set()  # an idle worker swaps it in now rather than at the next poll
+
+    async def _idle_seconds(self) -> float:
+        """How long to wait for a NOTIFY: no new request announces that a dead worker's lease
+        (or a retry's delay) ran out, so wake when the soonest one does."""
+        try:
+            async with self.storage.sessions() as session:
+                due = await queue.next_claimable_in(session)
+        except (OSError, SQLAlchemyError):
+            due = None  # the next claim says what is wrong
+        if due is None:
+            return self.settings.poll_seconds
+        # A little after it: the lease must have run out by the database's clock.
+        return min(self.settings.poll_seconds, max(due, 0.0) + 0.05)
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -1,21 +1,26 @@
 """Admin commands; for anyone else they fall through to "unknown command"."""
 
-from aiogram import Bot, Router
+from aiogram import Bot, F, Router
 from aiogram.filters import Command, CommandObject
-from aiogram.types import Message
+from aiogram.types import CallbackQuery, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot import keyboards
 from bot.filters import IsAdmin
+from bot.keyboards import PromoteCb
 from bot.services import admin
 from bot.texts import t
 from db.engine import Storage
-from db.registry import UnknownModel
+from db.registry import UnknownModel, active_model
 from emobot.settings import Settings
-from ml.params import JobParams
+from ml.params import JobParams, ParamError
+
+# Versions are PostgreSQL integers: a bigger number is no version, not an overflow.
+MAX_VERSION = 2**31 - 1
 
 
-async def stats(message: Message, session: AsyncSession, lang: str) -> None:
-    await message.answer(await admin.stats_text(session, lang))
+async def stats(message: Message, session: AsyncSession, settings: Settings, lang: str) -> None:
+    await message.answer(await admin.stats_text(session, lang, settings))
 
 
 async def export(
@@ -40,43 +45,106 @@ async def export(
 
 
 async def retrain(
-    message: Message, command: CommandObject, session: AsyncSession, bot: Bot, lang: str
+    message: Message,
+    command: CommandObject,
+    session: AsyncSession,
+    bot: Bot,
+    settings: Settings,
+    lang: str,
 ) -> None:
     assert message.from_user is not None
     try:
         # Promoted only if it beats the active model on the same test split, unless told not to.
         params = JobParams.from_text(command.args or "", promote=True)
-    except ValueError as exc:
-        await message.answer(t(lang, "admin.retrain.usage", error=str(exc)))
+    except ParamError as exc:
+        error = t(lang, f"admin.retrain.bad.{exc.code}", **exc.values)
+        await message.answer(t(lang, "admin.retrain.usage", error=error))
         return
-    await admin.retrain(session, bot, message.from_user.id, message.chat.id, lang, params)
+    await admin.retrain(session, bot, settings, message.from_user.id, message.chat.id, lang, params)
 
 
 async def models(message: Message, session: AsyncSession, lang: str) -> None:
     await message.answer(await admin.models_text(session, lang))
 
 
+def parse_version(argument: str | None) -> int | None:
+    text = (argument or "").strip().lower().removeprefix("v")
+    if (
+        not (text.isascii() and text.isdigit())
+        or len(text) > 10
+        or not 1 <= int(text) <= MAX_VERSION
+    ):
+        return None
+    return int(text)
+
+
 async def promote(
     message: Message, command: CommandObject, session: AsyncSession, lang: str
 ) -> None:
-    argument = (command.args or "").strip().removeprefix("v")
-    if not argument.isdigit():
+    """Promote at once when the model is no worse than the active one on the same test split;
+    otherwise show both numbers and ask."""
+    version = parse_version(command.args)
+    if version is None:
         await message.answer(t(lang, "admin.promote.usage"))
         return
     try:
-        model = await admin.promote_version(session, int(argument))
+        plan = await admin.plan_promotion(session, version)
     except UnknownModel:
-        await message.answer(t(lang, "admin.promote.unknown", version=argument))
+        await message.answer(t(lang, "admin.promote.unknown", version=version))
         return
-    await message.answer(t(lang, "admin.promote.done", version=model.version))
+    if plan.active is not None and plan.active.id == plan.candidate.id:
+        await message.answer(t(lang, "admin.promote.already", version=version))
+        return
+    lines = []
+    if plan.active is not None and plan.comparison is not None:
+        old = plan.active.version
+        lines.append(admin.comparison_text(lang, version, old, plan.comparison))
+        if plan.ask:
+            key = "admin.promote.worse" if plan.comparison.basis != "none" else (
+                "admin.promote.incomparable"
+            )  # fmt: skip
+            lines.append(t(lang, key, new=version, old=old))
+            markup = keyboards.promote_confirm(lang, version, old)
+            await message.answer("\n".join(lines), reply_markup=markup)
+            return
+    await admin.promote_version(session, version)
+    lines.append(t(lang, "admin.promote.done", version=version))
+    await message.answer("\n".join(lines))
+
+
+async def promote_answered(
+    query: CallbackQuery, callback_data: PromoteCb, session: AsyncSession, lang: str
+) -> None:
+    await query.answer()
+    assert isinstance(query.message, Message)
+    active = await active_model(session)
+    if not callback_data.confirm:
+        kept = active.version if active else callback_data.active
+        await query.message.edit_text(t(lang, "admin.promote.kept", version=kept))
+        return
+    if active is None or active.version != callback_data.active:
+        text = t(lang, "admin.promote.changed", version=callback_data.version)
+        await query.message.edit_text(text)
+        return
+    try:
+        await admin.promote_version(session, callback_data.version)
+    except UnknownModel:
+        text = t(lang, "admin.promote.unknown", version=callback_data.version)
+        await query.message.edit_text(text)
+        return
+    await query.message.edit_text(t(lang, "admin.promote.done", version=callback_data.version))
 
 
 def make_router() -> Router:
     router = Router(name="admin")
     router.message.filter(IsAdmin())
+    router.callback_query.filter(IsAdmin())
     router.message.register(stats, Command("stats"))
     router.message.register(export, Command("export"))
     router.message.register(retrain, Command("retrain"))
     router.message.register(models, Command("models"))
     router.message.register(promote, Command("promote"))
+    router.callback_query.register(
+        promote_answered, PromoteCb.filter((F.version > 0) & (F.version <= MAX_VERSION))
+    )
     return router

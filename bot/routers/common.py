@@ -8,7 +8,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import keyboards
 from bot.keyboards import LanguageCb
-from bot.texts import command_list, t
+from bot.messages import edit_text
+from bot.texts import LANGUAGES, command_list, t
 from db.users import set_language
 
 
@@ -37,8 +38,7 @@ async def language_chosen(
 ) -> None:
     await set_language(session, query.from_user.id, callback_data.code)
     await query.answer()
-    if isinstance(query.message, Message):
-        await query.message.edit_text(t(callback_data.code, "language.set"))
+    await edit_text(query.message, t(callback_data.code, "language.set"))
 
 
 async def unknown_command(message: Message, lang: str) -> None:
@@ -60,7 +60,7 @@ def make_router() -> Router:
     router.message.register(help_, Command("help"))
     router.message.register(cancel, Command("cancel"))
     router.message.register(language, Command("language"))
-    router.callback_query.register(language_chosen, LanguageCb.filter())
+    router.callback_query.register(language_chosen, LanguageCb.filter(F.code.in_(LANGUAGES)))
     return router
 
 

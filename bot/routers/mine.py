@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import keyboards
 from bot.keyboards import MineCb
+from bot.messages import edit_text
 from bot.services.mine import Page, delete, page_of
 from bot.texts import class_counts, label_name, t
 from db.blobs import BlobStore
@@ -47,8 +48,7 @@ async def mine(message: Message, session: AsyncSession, lang: str) -> None:
 
 async def _show(query: CallbackQuery, session: AsyncSession, lang: str, page: int) -> None:
     text, markup = render(lang, await page_of(session, query.from_user.id, page))
-    assert isinstance(query.message, Message)
-    await query.message.edit_text(text, reply_markup=markup)
+    await edit_text(query.message, text, reply_markup=markup)
 
 
 async def turn(
@@ -95,11 +95,17 @@ async def delete_all_kept(query: CallbackQuery, session: AsyncSession, lang: str
     await _show(query, session, lang, 0)
 
 
+# Sample ids are PostgreSQL bigints: a button carrying another number was not made by the bot.
+SAMPLE_IDS = range(1, 2**63)
+
+
 def make_router() -> Router:
     router = Router(name="mine")
     router.message.register(mine, Command("mine"))
     router.callback_query.register(turn, MineCb.filter(F.action == "page"))
-    router.callback_query.register(delete_one, MineCb.filter(F.action == "delete"))
+    router.callback_query.register(
+        delete_one, MineCb.filter((F.action == "delete") & F.sample_id.in_(SAMPLE_IDS))
+    )
     router.callback_query.register(delete_all_ask, MineCb.filter(F.action == "delete_all"))
     router.callback_query.register(delete_all, MineCb.filter(F.action == "delete_all_yes"))
     router.callback_query.register(delete_all_kept, MineCb.filter(F.action == "delete_all_no"))

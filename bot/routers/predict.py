@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import metrics
 from bot.services.photos import Rejected
-from bot.services.predict import queue_photo
+from bot.services.predict import SkippedPhotos, queue_photo
 from bot.states import Predict
 from bot.texts import t
 from db.blobs import BlobStore
@@ -27,11 +27,19 @@ async def photo(
     blobs: BlobStore,
     bot: Bot,
     settings: Settings,
+    skipped: SkippedPhotos,
     lang: str,
 ) -> None:
+    if message.from_user is not None and await skipped.should_skip(
+        session, message.from_user.id, settings.max_queued_per_user
+    ):
+        skipped.skip(bot, message.from_user.id, message, lang, settings.max_queued_per_user)
+        return
     await bot.send_chat_action(message.chat.id, "typing")
     try:
-        await queue_photo(session, blobs, bot, message, settings.max_photo_bytes)
+        await queue_photo(
+            session, blobs, bot, message, settings.max_photo_bytes, settings.max_photo_pixels
+        )
     except Rejected as rejected:
         metrics.refused(rejected.key)
         await message.reply(t(lang, rejected.key, **rejected.values))

@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import logging
 import tempfile
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,14 +23,17 @@ from db.queue import depth
 from db.registry import (
     active_model,
     current_training_run,
+    get_model,
     list_models,
     promote,
     queue_training_run,
 )
 from db.retention import EXPORT_LINK_SECONDS
-from db.stats import dataset_stats
+from db.stats import dataset_stats, readiness
+from emobot.settings import Settings
 from ml.labels import CLASSES
 from ml.params import JobParams
+from ml.readiness import how_to_import
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +61,12 @@ def _model_line(lang: str, model: ModelVersion) -> str:
         balanced=balanced,
         created=model.created_at.strftime("%Y-%m-%d %H:%M"),
         active=t(lang, "admin.models.active") if model.is_active else "",
-    ) + (f" · acc {accuracy}" if accuracy != "–" else "")
+    ) + (t(lang, "admin.models.accuracy", accuracy=accuracy) if accuracy != "–" else "")
 
 
-async def stats_text(session: AsyncSession, lang: str) -> str:
+async def stats_text(session: AsyncSession, lang: str, settings: Settings) -> str:
+    """The dataset's counts, the queue and the active model; when the dataset cannot train a
+    model (or FER2013 is missing from it), what is missing and how to load FER2013."""
     stats = await dataset_stats(session)
     rows = []
     for source, split in sorted({(s, sp) for s, sp, _ in stats.stored}):
@@ -69,7 +75,7 @@ async def stats_text(session: AsyncSession, lang: str) -> str:
         )
         rows.append(f"{source}/{split}: {counts}")
     model = await active_model(session)
-    return t(
+    text = t(
         lang,
         "admin.stats",
         table="\n".join(rows) or "–",
@@ -77,6 +83,13 @@ async def stats_text(session: AsyncSession, lang: str) -> str:
         depth=await depth(session),
         model=_model_line(lang, model) if model else t(lang, "admin.no_model"),
     )
+    ready = await readiness(session, settings.min_train_per_class, settings.min_test_per_class)
+    notes = [t(lang, "admin.stats.empty")] if ready.empty else []
+    if not ready.ready:
+        notes.append(ready.explain(lang, settings.fer2013_zip))
+    elif not any(source == "fer2013" for source, _, _ in stats.stored):
+        notes += [t(lang, "admin.stats.no_fer"), how_to_import(lang, settings.fer2013_zip)]
+    return "\n\n".join([text, *notes])
 
 
 def raw_ids_asked(args: str) -> bool:
@@ -159,10 +172,22 @@ async def export_to_chat(
 
 
 async def retrain(
-    session: AsyncSession, bot: Bot, user_id: int, chat_id: int, lang: str, params: JobParams
+    session: AsyncSession,
+    bot: Bot,
+    settings: Settings,
+    user_id: int,
+    chat_id: int,
+    lang: str,
+    params: JobParams,
 ) -> None:
     """Queue a run; its progress message is the one sent here, which the trainer edits every
-    epoch. Refused while a run is queued or running."""
+    epoch. Refused while a run is queued or running, and when the dataset cannot train a model
+    (the trainer checks again when it starts the run)."""
+    ready = await readiness(session, settings.min_train_per_class, settings.min_test_per_class)
+    if not ready.ready:
+        explained = ready.explain(lang, settings.fer2013_zip)
+        await bot.send_message(chat_id, f"{t(lang, 'admin.retrain.refused')}\n{explained}")
+        return
     run = await queue_training_run(
         session, requested_by=user_id, chat_id=chat_id, params=params.as_dict()
     )
@@ -190,6 +215,74 @@ async def models_text(session: AsyncSession, lang: str) -> str:
     if not models:
         return t(lang, "admin.models.empty")
     return "\n".join(_model_line(lang, m) for m in models)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A model beside the active one, on the same test split when both were measured on one."""
+
+    basis: str  # test_4 | run | none
+    new: float | None
+    old: float | None
+
+    @property
+    def worse_or_unknown(self) -> bool:
+        return self.basis == "none" or self.new is None or self.old is None or self.new < self.old
+
+
+def _balanced(metrics: dict[str, Any]) -> float | None:
+    value = metrics.get("balanced_accuracy")
+    return value if isinstance(value, float) else None
+
+
+def compare(candidate: ModelVersion, active: ModelVersion) -> Comparison:
+    """Balanced accuracy on FER2013's test-4 when both have it over the same images; else the
+    active model measured by the candidate's own run on its test split; else not comparable."""
+    new_4, old_4 = candidate.metrics.get("test_4", {}), active.metrics.get("test_4", {})
+    if new_4.get("n") and new_4.get("n") == old_4.get("n"):
+        return Comparison("test_4", _balanced(new_4), _balanced(old_4))
+    rival = candidate.metrics.get("compared_with") or {}
+    if rival.get("version") == active.version:
+        return Comparison("run", _balanced(candidate.metrics), _balanced(rival))
+    new = _balanced(new_4) or _balanced(candidate.metrics)
+    return Comparison("none", new, _balanced(old_4) or _balanced(active.metrics))
+
+
+def comparison_text(lang: str, candidate: int, active: int, comparison: Comparison) -> str:
+    def shown(value: float | None) -> str:
+        return "–" if value is None else f"{value:.3f}"
+
+    return t(
+        lang,
+        "admin.promote.numbers",
+        basis=t(lang, f"admin.promote.basis.{comparison.basis}"),
+        new=candidate,
+        new_value=shown(comparison.new),
+        old=active,
+        old_value=shown(comparison.old),
+    )
+
+
+@dataclass(frozen=True)
+class PromotePlan:
+    """What /promote N does: promote now (`done`), or ask first (`ask`), with the numbers."""
+
+    candidate: ModelVersion
+    active: ModelVersion | None
+    comparison: Comparison | None
+
+    @property
+    def ask(self) -> bool:
+        return self.comparison is not None and self.comparison.worse_or_unknown
+
+
+async def plan_promotion(session: AsyncSession, version: int) -> PromotePlan:
+    """Raises db.registry.UnknownModel."""
+    candidate = await get_model(session, version)
+    active = await active_model(session)
+    if active is None or active.id == candidate.id:
+        return PromotePlan(candidate, active, None)
+    return PromotePlan(candidate, active, compare(candidate, active))
 
 
 async def promote_version(session: AsyncSession, version: int) -> ModelVersion:

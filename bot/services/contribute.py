@@ -7,11 +7,13 @@ from dataclasses import asdict, dataclass
 from aiogram import Bot
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.services.photos import IncomingImage, Rejected, download
+from bot.services.photos import IncomingImage, Rejected, check_header, download
 from db.blob_refs import put_photo
 from db.blobs import BlobStore, sha256_hex
 from db.contributions import Added, Contribution, add_contribution, is_in_dataset
-from ml.faces import ImageError, TooManyPixels, UnusableShape, decode_image, find_faces
+from ml.faces import ImageError, decode_image, find_faces, grey
+from ml.fer2013 import is_blank
+from ml.upright import best_turn
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +41,18 @@ class Pending:
         return cls(**{**data, "box": tuple(data["box"])})  # type: ignore[arg-type]
 
 
+# A contributed face must be at least this many pixels across (FER2013's faces are 48×48) and
+# its head turned no more than this in the image plane.
+MIN_FACE_SIDE = 48
+MAX_ROLL_DEGREES = 45
+
+
 def find_one_face(data: bytes, max_pixels: int) -> tuple[tuple[int, int, int, int], int, int]:
-    """The face box and the image size; Rejected unless there is exactly one face."""
+    """The face box and the image size; Rejected unless there is exactly one plausible face:
+    upright, big enough, not a blank image taken whole."""
+    check_header(data, max_pixels)
     try:
         image = decode_image(data, max_pixels)
-    except TooManyPixels as exc:
-        raise Rejected("reject.too_many_pixels", width=exc.width, height=exc.height) from exc
-    except UnusableShape as exc:
-        raise Rejected("reject.unusable", width=exc.width, height=exc.height) from exc
     except ImageError as exc:
         log.info("unreadable image: %s", exc)
         raise Rejected("reject.broken") from exc
@@ -55,7 +61,18 @@ def find_one_face(data: bytes, max_pixels: int) -> tuple[tuple[int, int, int, in
         raise Rejected("reject.no_face")
     if len(faces) > 1:
         raise Rejected("reject.many_faces", faces=len(faces))
-    return faces[0].box, image.shape[1], image.shape[0]
+    [face] = faces
+    if face.landmarks is None:  # a small image taken whole as a face crop
+        if is_blank(grey(image)):
+            raise Rejected("reject.no_face")
+    elif turn := best_turn(image):
+        raise Rejected("reject.rotated", degrees=turn)
+    elif abs(face.roll) > MAX_ROLL_DEGREES:
+        raise Rejected("reject.tilted", degrees=round(abs(face.roll)))
+    side = min(face.box[2:])
+    if side < MIN_FACE_SIDE:
+        raise Rejected("reject.small_face", size=side, least=MIN_FACE_SIDE)
+    return face.box, image.shape[1], image.shape[0]
 
 
 async def check_photo(

@@ -7,6 +7,9 @@ from pathlib import PurePath
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest, TelegramNetworkError
 from aiogram.types import Message
+from PIL import Image
+
+from ml.faces import TooManyPixels, UnusableShape, check_shape, image_size
 
 IMAGE_TYPES = {"image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp"}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
@@ -77,3 +80,21 @@ async def download(bot: Bot, image: IncomingImage, max_bytes: int) -> bytes:
     data = buffer.getvalue()
     check_size(len(data), max_bytes)
     return data
+
+
+def check_header(data: bytes, max_pixels: int) -> tuple[int, int]:
+    """The image's size from its header alone; Rejected, before anything is decoded, for bytes
+    that are no image, too many pixels, or a shape that cannot hold a face (1×1, 30000×10)."""
+    try:
+        width, height = image_size(data)
+    except Image.DecompressionBombError as exc:  # Pillow refuses to even read such a header
+        raise Rejected("reject.far_too_many_pixels", limit=max_pixels // 1_000_000) from exc
+    if not width or not height:
+        raise Rejected("reject.broken")
+    try:
+        check_shape(width, height, max_pixels)
+    except TooManyPixels as exc:
+        raise Rejected("reject.too_many_pixels", width=width, height=height) from exc
+    except UnusableShape as exc:
+        raise Rejected("reject.unusable", width=width, height=height) from exc
+    return width, height

@@ -213,6 +213,7 @@ def train(args: argparse.Namespace, settings: Settings) -> int:
     from db.engine import open_storage
     from ml.evaluate import format_metrics
     from ml.params import JobParams
+    from ml.readiness import DatasetNotReady
     from ml.train_job import run_training
 
     try:
@@ -234,6 +235,8 @@ def train(args: argparse.Namespace, settings: Settings) -> int:
                 archive=args.archive or settings.fer2013_zip,
                 ferplus=args.ferplus or settings.ferplus_csv,
                 photos=args.photos or settings.real_photos, on_progress=progress,
+                min_train_per_class=settings.min_train_per_class,
+                min_test_per_class=settings.min_test_per_class,
             )  # fmt: skip
         dataset, training = result.metrics["dataset"], result.metrics["training"]
         left_out = dataset["not_faces"]
@@ -251,7 +254,10 @@ def train(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         return asyncio.run(run())
-    except ValueError as exc:  # e.g. no trainable samples
+    except DatasetNotReady as exc:
+        print(f"training refused. {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
         print(f"training failed: {exc}", file=sys.stderr)
         return 1
 

@@ -4,12 +4,33 @@
 const chat = document.getElementById("chat");
 const typing = document.getElementById("typing");
 const notice = document.getElementById("notice");
+const starting = document.getElementById("starting");
+const newer = document.getElementById("newer");
+const commandBar = document.getElementById("commands");
 const drop = document.getElementById("drop");
 let version = "";
-// Follow new messages (and images that load later) unless the person scrolled up to read.
+let shownNotice = null;
+let noticeTimer = null;
+let commandsShown = "";
+const rendered = new Map(); // message_id -> [signature, element]
+
+// Follow new messages (and images that load later) unless the person scrolled up to read; then
+// a button offers the new ones.
+function atBottom() {
+  return chat.scrollHeight - chat.scrollTop - chat.clientHeight < 40;
+}
 let stickToBottom = true;
 chat.addEventListener("scroll", () => {
-  stickToBottom = chat.scrollHeight - chat.scrollTop - chat.clientHeight < 40;
+  stickToBottom = atBottom();
+  if (stickToBottom) newer.hidden = true;
+});
+function follow() {
+  if (stickToBottom) chat.scrollTop = chat.scrollHeight;
+}
+newer.addEventListener("click", () => {
+  stickToBottom = true;
+  newer.hidden = true;
+  follow();
 });
 
 function escapeHtml(text) {
@@ -25,11 +46,12 @@ function renderMessage(message) {
   const div = document.createElement("div");
   div.className = "msg " + (message.from && message.from.is_bot ? "bot" : "user");
   div.dataset.messageId = message.message_id;
+  if (message.reply_to_message) div.appendChild(renderQuote(message.reply_to_message));
   if (message.photo && message.photo.length) {
     const img = document.createElement("img");
     img.src = "/api/files/" + encodeURIComponent(message.photo[message.photo.length - 1].file_id);
     img.alt = "photo";
-    img.addEventListener("load", () => { if (stickToBottom) chat.scrollTop = chat.scrollHeight; });
+    img.addEventListener("load", follow);
     div.appendChild(img);
   }
   if (message.document) {
@@ -76,15 +98,100 @@ function renderMessage(message) {
   return div;
 }
 
+// A reply shows the message it answers, as Telegram does; a click shows that message.
+function renderQuote(quoted) {
+  const quote = document.createElement("div");
+  quote.className = "quote";
+  const who = quoted.from && quoted.from.is_bot ? "Bot" : "You";
+  const what = quoted.text || quoted.caption || (quoted.photo ? "Photo" : quoted.document ? "File" : "");
+  quote.textContent = who + ": " + what;
+  if (quoted.photo && quoted.photo.length) {
+    const img = document.createElement("img");
+    img.src = "/api/files/" + encodeURIComponent(quoted.photo[quoted.photo.length - 1].file_id);
+    img.alt = "photo";
+    quote.prepend(img);
+  }
+  quote.addEventListener("click", () => {
+    const target = chat.querySelector(`[data-message-id="${quoted.message_id}"]`);
+    if (target) target.scrollIntoView({ block: "center" });
+  });
+  return quote;
+}
+
+// Only new or changed messages are built again: images already shown keep their height, so
+// the scroll position (and following the chat) does not jump.
+function renderMessages(messages) {
+  const seen = new Set();
+  let added = false;
+  let previous = null;
+  for (const message of messages) {
+    const signature = JSON.stringify(message);
+    const known = rendered.get(message.message_id);
+    let element = known && known[0] === signature ? known[1] : null;
+    if (!element) {
+      element = renderMessage(message);
+      if (known) known[1].replaceWith(element);
+      else added = true;
+      rendered.set(message.message_id, [signature, element]);
+    }
+    const expected = previous ? previous.nextSibling : chat.firstChild;
+    if (expected !== element) chat.insertBefore(element, expected);
+    previous = element;
+    seen.add(message.message_id);
+  }
+  for (const [id, [, element]] of rendered) {
+    if (!seen.has(id)) {
+      element.remove();
+      rendered.delete(id);
+    }
+  }
+  return added;
+}
+
+function renderCommands(commands) {
+  const signature = JSON.stringify(commands);
+  if (signature === commandsShown) return;
+  commandsShown = signature;
+  commandBar.replaceChildren(...commands.map((command) => {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.dataset.command = "/" + command.command;
+    button.textContent = "/" + command.command;
+    button.title = command.description;
+    button.addEventListener("click", () => post("/api/send", { text: button.dataset.command }));
+    return button;
+  }));
+}
+
+// A notice (a button's answer, an upload refused) shows once and fades.
+function showNotice(text, isError) {
+  notice.textContent = text;
+  notice.classList.toggle("error", Boolean(isError));
+  notice.hidden = false;
+  notice.classList.remove("fading");
+  clearTimeout(noticeTimer);
+  noticeTimer = setTimeout(() => {
+    notice.classList.add("fading");
+    noticeTimer = setTimeout(() => { notice.hidden = true; }, 1000);
+  }, 4000);
+}
+
 function render(snapshot) {
-  chat.replaceChildren(...snapshot.messages.map(renderMessage));
-  if (!snapshot.messages.length) {
+  const hint = chat.querySelector(".hint");
+  if (snapshot.messages.length && hint) hint.remove();
+  const added = renderMessages(snapshot.messages);
+  if (!snapshot.messages.length && !hint) {
     chat.innerHTML = '<p class="hint">Send <code>/start</code>, or drop face photos anywhere on this page.</p>';
   }
+  starting.hidden = snapshot.bot_ready;
   typing.hidden = !snapshot.typing;
-  notice.hidden = !snapshot.notice;
-  notice.textContent = snapshot.notice || "";
-  if (stickToBottom) chat.scrollTop = chat.scrollHeight;
+  renderCommands(snapshot.commands);
+  if (snapshot.notice && snapshot.notice.id !== shownNotice) {
+    shownNotice = snapshot.notice.id;
+    showNotice(snapshot.notice.text, false);
+  }
+  if (stickToBottom) follow();
+  else if (added) newer.hidden = false;
 }
 
 async function poll() {
@@ -106,21 +213,28 @@ async function post(url, body) {
   const response = await fetch(url, {
     method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
   });
-  if (!response.ok) showError(await response.json());
+  if (!response.ok) showError(response);
 }
 
-function showError(body) {
-  notice.hidden = false;
-  notice.textContent = body.error || "something went wrong";
+// The server's own words when it sent JSON; otherwise the status line.
+async function showError(response) {
+  let text = `${response.status} ${response.statusText}`;
+  try {
+    const body = await response.json();
+    if (body.error) text = body.error;
+  } catch (error) {
+    // not JSON (a proxy's or aiohttp's own page): the status line says enough
+  }
+  showNotice(text, true);
 }
 
 async function sendPhotos(files) {
   const images = [...files].filter((f) => f.type.startsWith("image/"));
-  if (!images.length) return showError({ error: "only images can be sent as photos" });
+  if (!images.length) return showNotice("only images can be sent as photos", true);
   const form = new FormData();
   for (const file of images) form.append("photo", file, file.name);
   const response = await fetch("/api/photos", { method: "POST", body: form });
-  if (!response.ok) showError(await response.json());
+  if (!response.ok) await showError(response);
 }
 
 document.getElementById("composer").addEventListener("submit", (event) => {
@@ -134,9 +248,6 @@ document.getElementById("file").addEventListener("change", (event) => {
   sendPhotos(event.target.files);
   event.target.value = "";
 });
-for (const button of document.querySelectorAll("#commands button")) {
-  button.addEventListener("click", () => post("/api/send", { text: button.dataset.command }));
-}
 document.addEventListener("dragover", (event) => { event.preventDefault(); drop.hidden = false; });
 document.addEventListener("dragleave", (event) => { if (!event.relatedTarget) drop.hidden = true; });
 document.addEventListener("drop", (event) => {

@@ -8,14 +8,16 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from db.engine import Storage
-from db.models import TrainingRun
-from db.registry import register_model
+from db.importer import import_archive
+from db.models import Sample, TrainingRun
+from db.registry import active_model, promote, register_model
 from emobot.settings import Settings
 from tests.bot.conftest import ADMIN, BotHarness, running_harness, text_has
 from tests.bot.test_predict_mine import contribute_directly
+from tests.conftest import FIXTURE_ARCHIVE
 
 
 async def test_stats_and_models_and_promote(harness: BotHarness) -> None:
@@ -53,17 +55,21 @@ async def training_runs(harness: BotHarness) -> list[TrainingRun]:
 
 async def test_retrain_queues_one_run_and_refuses_a_second(harness: BotHarness) -> None:
     admin = harness.user(ADMIN, "Admin", "en")
-    for bad, answer in (("epochs=many", "whole number"), ("colour=blue", "not understood"),
-                        ("arch=resnet", "unknown arch"), ("epochs=0", "1–500")):  # fmt: skip
+    for bad, answer in (("epochs=many", "whole number from 1 to 500"),
+                        ("colour=blue", "not understood"), ("arch=resnet", "no arch “resnet”"),
+                        ("epochs=0", "must be 1 to 500, not 0"),
+                        ("epochs=-1", "must be 1 to 500, not -1"),
+                        ("balance=99999999999999999999", "must be 0 to 1000000")):  # fmt: skip
         admin.send_text(f"/retrain {bad}")
         assert answer in (await harness.reply(admin, text_has("For example"))).text
+    await import_archive(FIXTURE_ARCHIVE, harness.storage.sessions, harness.storage.blobs)
     admin.send_text("/retrain epochs=3 arch=seed_cnn")
     queued = await harness.reply(admin, text_has("queued"))
     assert "(seed_cnn, 3 epochs)" in queued.text and "if it beats" in queued.text
-    # The run is committed with its message id just after the message went out.
+    # Committed just after the message is sent (it records the message's id).
     async with asyncio.timeout(5):
-        while not (runs := await training_runs(harness)):  # noqa: ASYNC110 - a table
-            await asyncio.sleep(0.02)
+        while not (runs := await training_runs(harness)) or runs[0].progress_message_id is None:  # noqa: ASYNC110 - a table
+            await asyncio.sleep(0.05)
     [run] = runs  # the bad ones queued nothing
     assert (run.status, run.requested_by, run.chat_id) == ("queued", ADMIN, ADMIN)
     assert run.progress_message_id == queued.message_id
@@ -133,3 +139,96 @@ async def test_exports_are_pseudonymous_unless_raw_ids_are_asked_for(
 
     admin.send_text("/export ids=everything")
     assert "For example: /export or /export ids=raw" in (await harness.reply(admin)).text
+
+
+async def test_retrain_and_stats_on_an_empty_dataset_say_how_to_load_fer2013(
+    harness: BotHarness,
+) -> None:
+    await contribute_directly(harness, 53, 3)  # three contributed photos, no test split
+    admin = harness.user(ADMIN, "Админ", "ru")
+    admin.send_text("/retrain epochs=1")
+    refusal = (await harness.reply(admin)).text
+    assert "Обучение не запущено" in refusal and "тестовых изображений" in refusal
+    assert "emobot import-fer2013" in refusal and "FER2013_ZIP" in refusal
+    assert "kaggle.com" in refusal
+    admin.send_text("/stats")
+    stats = (await harness.reply(admin)).text
+    assert "изображений для обучения по классам (нужно не меньше 2)" in stats
+    assert "emobot import-fer2013" in stats
+    assert await training_runs(harness) == []  # nothing was queued
+
+    # Contributions alone, even plenty: still FER-less, /stats says so.
+    async with harness.storage.sessions() as session:
+        await session.execute(delete(Sample))
+        await session.commit()
+    english = harness.user(ADMIN, "Admin", "en")
+    english.send_text("/stats")
+    empty = (await harness.reply(english)).text
+    assert "The dataset is empty." in empty and "emobot import-fer2013" in empty
+
+
+def on_test_4(balanced: float) -> dict[str, object]:
+    return {"test_4": {"n": 7178, "balanced_accuracy": balanced, "accuracy": 0.7}}
+
+
+async def test_promote_shows_both_numbers_and_asks_when_worse_or_not_comparable(
+    harness: BotHarness,
+) -> None:
+    async with harness.storage.sessions.begin() as session:
+        for metrics in (
+            on_test_4(0.78),  # v1, active
+            on_test_4(0.70),  # v2: worse on test-4
+            {"balanced_accuracy": 0.61, "compared_with": {"version": 1, "balanced_accuracy": 0.55}},
+            {},  # v4: nothing to compare
+        ):
+            await register_model(session, blob_key="models/x", arch="emonet", metrics=metrics)
+        await promote(session, 1)
+    admin = harness.user(ADMIN, "Admin", "en")
+
+    admin.send_text("/promote 2")
+    ask = await harness.reply(admin)
+    assert "FER2013 test-4: v2 0.700, the active v1 0.780" in ask.text
+    assert "worse" in ask.text and len(ask.buttons) == 2
+    admin.press(ask, text="No, keep v1")
+    assert "Kept v1 active" in (await harness.reply(admin, text_has("Kept"))).text
+    assert (await active_version(harness)) == 1
+    admin.send_text("/promote v2")
+    ask = await harness.reply(admin)
+    admin.press(ask, text="Yes, make v2 active")
+    assert "v2 is active" in (await harness.reply(admin, text_has("active now"))).text
+    assert (await active_version(harness)) == 2
+
+    # v3 was measured beside v1 by its own run, not beside v2: not comparable, asked.
+    admin.send_text("/promote 3")
+    ask = await harness.reply(admin)
+    assert "not measured on the same test split" in ask.text
+    # Meanwhile another admin action makes v1 active: the old question is not acted on.
+    async with harness.storage.sessions.begin() as session:
+        await promote(session, 1)
+    admin.press(ask, text="Yes, make v3 active")
+    assert "changed meanwhile" in (await harness.reply(admin, text_has("changed"))).text
+    assert (await active_version(harness)) == 1
+    # Beside v1 it is better on its run's split: promoted at once, the numbers shown.
+    admin.send_text("/promote 3")
+    done = (await harness.reply(admin)).text
+    assert "v3 0.610, the active v1 0.550" in done and "v3 is active now" in done
+
+    admin.send_text("/promote 4")
+    assert "cannot be compared" in (await harness.reply(admin)).text
+    admin.send_text("/promote 3")
+    assert "already" in (await harness.reply(admin)).text
+
+
+@pytest.mark.parametrize(
+    "argument", ["99999999999999999999", "-1", "0", "abc", "2.5", "", "١٢", "v"]
+)
+async def test_promote_argument_is_checked(harness: BotHarness, argument: str) -> None:
+    admin = harness.user(ADMIN, "Админ", "ru")
+    admin.send_text(f"/promote {argument}".strip())
+    assert "Укажите номер версии" in (await harness.reply(admin)).text
+
+
+async def active_version(harness: BotHarness) -> int | None:
+    async with harness.storage.sessions() as session:
+        model = await active_model(session)
+    return model.version if model else None

@@ -57,8 +57,8 @@ async def test_single_photo_first_time_with_consent(harness: BotHarness, photos:
         sha, "happy", "telegram", "train", "active"
     )  # fmt: skip
     assert sample.contributor_id == 20
-    # Where the astronaut's face is (tests/ml/test_faces.py), give or take a pixel or two.
-    assert all(abs(a - b) <= 3 for a, b in zip(sample.face_box, (173, 76, 100, 100), strict=True))
+    # Where BlazeFace puts the box differs by a pixel between machines (LiteRT's arithmetic).
+    assert all(abs(a - b) <= 2 for a, b in zip(sample.face_box, [173, 76, 100, 100], strict=True))
     assert (sample.width, sample.height, sample.size_bytes) == (512, 512, len(photos.one_face))
     assert sample.origins == [message["photo"][-1]["file_unique_id"]]
     assert sample.blob_key == content_key(sha)

@@ -42,10 +42,17 @@ def test_the_distribution_sums_the_emotions_into_four_classes() -> None:
     assert votes(NF=10).distribution() is None
 
 
-def fake_votes(path: Path, archive: Path = FIXTURE_ARCHIVE) -> dict[str, str]:
+# A FER+ column for each of our classes.
+COLUMN_OF = {"negative": "sadness", "happy": "happiness", "surprise": "surprise",
+             "neutral": "neutral"}  # fmt: skip
+
+
+def fake_votes(
+    path: Path, archive: Path = FIXTURE_ARCHIVE, *, agree: bool = False
+) -> dict[str, str]:
     """A votes file for the archive's files: each test file's votes say neutral except one
-    "not a face" and one ambiguous duplicate; train files get split votes. Returns what each
-    special file is."""
+    "not a face" and one ambiguous duplicate; train files get split votes (happy 6, neutral
+    4), or with `agree` all ten for their own class. Returns what each special file is."""
     special: dict[str, str] = {}
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
@@ -53,7 +60,9 @@ def fake_votes(path: Path, archive: Path = FIXTURE_ARCHIVE) -> dict[str, str]:
         for i, file in enumerate(iter_archive(archive)):
             counts = dict.fromkeys(COLUMNS, 0)
             ambiguous = 0
-            if file.split == "train":
+            if file.split == "train" and agree:
+                counts[COLUMN_OF[file.label]] = 10
+            elif file.split == "train":
                 counts.update(happiness=6, neutral=4)
             elif not special.get("nf"):
                 counts["NF"], special["nf"] = 10, file.name

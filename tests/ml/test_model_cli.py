@@ -107,8 +107,10 @@ async def test_train_from_the_database(
     settings: Settings, sessions: object, tmp_path: Path
 ) -> None:
     env = child_env(settings, DATA_DIR=str(settings.data_dir))
+    empty = emobot("train", "--epochs", "1", env=env)
+    assert empty.returncode == 2 and "emobot import-fer2013" in empty.stderr, empty.stderr
     votes = str(tmp_path / "votes.csv")
-    fake_votes(tmp_path / "votes.csv")
+    fake_votes(tmp_path / "votes.csv", agree=True)  # every class keeps its training images
     assert emobot("import-fer2013", str(FIXTURE_ARCHIVE), "--ferplus", votes,
                   env=env).returncode == 0  # fmt: skip
     bad = emobot("train", "--arch", "resnet", env=env)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from db import registry
@@ -18,6 +19,7 @@ from ml.ferplus import COLUMNS, read_votes
 from ml.inference import Classifier, shipped_model_path
 from ml.labels import CLASS_INDEX
 from ml.params import JobParams
+from ml.readiness import DatasetNotReady
 from ml.train_job import load_training_data, run_training, sample_face, sample_target
 from tests.conftest import FIXTURE_ARCHIVE
 from tests.ml.test_ferplus import fake_votes
@@ -168,9 +170,10 @@ async def test_training_over_the_database_on_ferplus_vote_shares(
     assert (data.train.y == data.train.targets.argmax(axis=1)).all()
 
     params = JobParams(arch="seed_cnn", epochs=1, batch_size=16)
+    # The made-up votes make every voted image happy by majority: no class minimum here.
     result = await run_training(
         storage, params, data_dir=tmp_path, workdir=tmp_path / "run",
-        archive=FIXTURE_ARCHIVE, ferplus=tmp_path / "votes.csv",
+        archive=FIXTURE_ARCHIVE, ferplus=tmp_path / "votes.csv", min_train_per_class=0,
     )  # fmt: skip
     metrics = result.metrics
     assert metrics["training"]["targets"] == "FER+ vote shares"
@@ -186,3 +189,25 @@ async def test_training_over_the_database_on_ferplus_vote_shares(
     async with storage.sessions() as session:
         row = await registry.get_model(session, result.version)
         assert row.metrics["ferplus_test"] == metrics["ferplus_test"]
+
+
+async def test_no_test_split_registers_nothing(storage: Storage, tmp_path: Path) -> None:
+    """Contributed photos only: the run is refused before training, with what is missing."""
+    await add_contributed_photos(storage)
+    params = JobParams(arch="seed_cnn", epochs=1, promote=True, batch_size=16)
+    with pytest.raises(DatasetNotReady) as refused:
+        await run_training(storage, params, data_dir=tmp_path, workdir=tmp_path / "run",
+                           archive=tmp_path / "none.zip")  # fmt: skip
+    message = str(refused.value)
+    assert "test images per class (at least 1 each): negative 0, happy 0" in message
+    assert (
+        f"emobot import-fer2013 {tmp_path / 'none.zip'}" in message and "no file there" in message
+    )
+    async with storage.sessions() as session:
+        assert await registry.list_models(session) == []
+    # One readable trainable image of a class is not enough when two are asked for: the missing
+    # image does not count.
+    await import_archive(FIXTURE_ARCHIVE, storage.sessions, storage.blobs)
+    with pytest.raises(DatasetNotReady, match="trainable images per class"):
+        await run_training(storage, params, data_dir=tmp_path, workdir=tmp_path / "run",
+                           min_train_per_class=5)  # fmt: skip

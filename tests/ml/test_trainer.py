@@ -162,6 +162,7 @@ async def test_a_failing_run_is_marked_and_the_chat_told_woken_by_notify(
     config = trainer_settings(settings, server, poll_seconds=60)
     trainer = Trainer(config, storage, make_bot(config))
     failed_before = sample("emobot_trainer_runs_total", outcome="failed")
+    refused_before = sample("emobot_trainer_runs_total", outcome="refused")
     async with running(trainer):
         await asyncio.sleep(1)  # the trainer is waiting now
         run_id = await queue(storage, {"arch": "resnet"})
@@ -172,10 +173,15 @@ async def test_a_failing_run_is_marked_and_the_chat_told_woken_by_notify(
     run = await get_run(storage, run_id)
     assert run.status == "failed" and "unknown arch" in (run.error or "")
     assert run.finished_at is not None and run.model_id is None
-    # An empty dataset fails with its reason, too.
-    assert "no trainable samples" in (told_again.text or "")
-    assert (await get_run(storage, no_data)).status == "failed"
-    assert sample("emobot_trainer_runs_total", outcome="failed") == failed_before + 2
+    # An empty dataset is refused, in the requester's language (Russian: no language known),
+    # naming what is missing and how to load FER2013; no model is registered.
+    assert f"Обучение #{no_data} не начато" in (told_again.text or "")
+    assert "emobot import-fer2013" in (told_again.text or "")
+    refused = await get_run(storage, no_data)
+    assert refused.status == "failed" and refused.model_id is None
+    assert "Not enough data" in (refused.error or "")
+    assert sample("emobot_trainer_runs_total", outcome="failed") == failed_before + 1
+    assert sample("emobot_trainer_runs_total", outcome="refused") == refused_before + 1
 
 
 def sample(name: str, **labels: str) -> float:

@@ -9,6 +9,7 @@ import io
 import signal
 import subprocess
 import sys
+import time
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -91,10 +92,7 @@ def platform(
         "ADMIN_IDS": str(ADMIN),
         "DATA_DIR": str(tmp_path / "var"),
         "BATCH_WAIT_MS": "20",
-        # A killed worker's batch is claimed again after its lease, which must outlast a batch
-        # (8 photos take a few seconds of face detection on 2 busy cores).
         "BATCH_SIZE": "8",
-        "LEASE_SECONDS": "20",
         "POLL_SECONDS": "1",
         # The trainer's protocol evaluation runs on the small fixture archive's test split.
         "FER2013_ZIP": str(FIXTURE_ARCHIVE),
@@ -242,6 +240,9 @@ async def test_bot_process_restarted_mid_dialog_continues_it(
 async def test_worker_sigkilled_under_load_loses_no_request_sent_through_the_bot(
     platform: Platform, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
+    """Two workers (the default LEASE_SECONDS) share 24 queued photos; one is killed with
+    SIGKILL while it holds a batch it has not answered. The survivor answers that batch within
+    15 s of the kill, each photo exactly once."""
     emulator = platform.emulator
     await platform.start_bot()
     one_face = (FACES / "astronaut.jpg").read_bytes()
@@ -259,24 +260,32 @@ async def test_worker_sigkilled_under_load_loses_no_request_sent_through_the_bot
 
     victim = platform.start("worker")
     platform.start("worker")
-    await emulator.wait_for(users[0].id, is_answer, 120)
+    # Killed while it holds requests whose results it has not saved: nothing of that batch can
+    # have been sent (results are saved before replying), so none may be answered twice.
+    async with asyncio.timeout(120):
+        while not (orphans := await unsaved_claims(sessions, victim.pid)):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
     victim.send_signal(signal.SIGKILL)
+    killed = time.monotonic()
     await asyncio.to_thread(victim.wait)
+    async with asyncio.timeout(120):
+        while await still_open(sessions, orphans):  # noqa: ASYNC110 - a table
+            await asyncio.sleep(0.1)
+    recovery = time.monotonic() - killed
+    print(f"{len(orphans)} requests of the killed worker answered {recovery:.1f} s after SIGKILL")
 
     async with asyncio.timeout(150):
         for user in users:
             await emulator.wait_for(user.id, is_answer, 150)
     answers = {u.id: [c for c in emulator.calls_in(u.id, after=0) if is_answer(c)] for u in users}
-    assert all(answers.values())
-    # Each chat gets the answer to its own photo: a picture for three faces, a text for one.
+    # Each chat gets the answer to its own photo, once: a picture for three faces, a text for one.
     wrong = [
         uid
         for uid, calls in answers.items()
-        if {c.method for c in calls} != {"sendPhoto" if uid % 4 == 0 else "sendMessage"}
+        if [c.method for c in calls] != ["sendPhoto" if uid % 4 == 0 else "sendMessage"]
     ]
     assert wrong == []
-    # At least once: the victim's batch in hand may be answered again, nothing more.
-    assert sum(len(calls) - 1 for calls in answers.values()) <= 8
+    assert recovery <= 15, f"the killed worker's requests took {recovery:.1f} s"
     await drained(sessions)
     async with sessions() as session:
         statuses = dict(
@@ -285,6 +294,29 @@ async def test_worker_sigkilled_under_load_loses_no_request_sent_through_the_bot
             )).all()
         )  # fmt: skip
     assert statuses == {"done": len(users)}
+
+
+async def unsaved_claims(sessions: async_sessionmaker[AsyncSession], pid: int) -> list[int]:
+    """Requests the worker process `pid` holds with no result saved yet."""
+    async with sessions() as session:
+        rows = await session.scalars(
+            select(PredictionRequest.id).where(
+                PredictionRequest.status == "processing",
+                PredictionRequest.locked_by.like(f"%:{pid}:%"),
+                PredictionRequest.result.is_(None),
+            )
+        )
+        return list(rows)
+
+
+async def still_open(sessions: async_sessionmaker[AsyncSession], ids: list[int]) -> bool:
+    async with sessions() as session:
+        done = await session.scalar(
+            select(func.count()).where(
+                PredictionRequest.id.in_(ids), PredictionRequest.status == "done"
+            )
+        )
+    return done != len(ids)
 
 
 async def test_admin_retrains_promotes_and_the_next_prediction_uses_the_new_model(
@@ -317,7 +349,15 @@ async def test_admin_retrains_promotes_and_the_next_prediction_uses_the_new_mode
     new = max(m.version for m in models)
     assert len(models) == 2 and new == 2
     admin.send_text(f"/promote {new}")
-    assert f"v{new} is active" in (await emulator.wait_for(admin.id, timeout=20)).text
+    # Both numbers on the split the run measured them on; a worse model is promoted when the
+    # admin confirms.
+    answer = await emulator.wait_for(admin.id, timeout=20)
+    assert f"v{new}" in (answer.text or "") and "the active v1" in (answer.text or "")
+    if answer.buttons:
+        assert "worse" in (answer.text or "")
+        admin.press(answer, text=f"Yes, make v{new} active")
+        answer = await emulator.wait_for(admin.id, text_has("active now"), 20)
+    assert f"v{new} is active" in (answer.text or "")
     # The worker loads the promoted model without a restart, then answers with it.
     async with asyncio.timeout(60):
         while f"model {new} loaded" not in platform.log_tail(worker):  # noqa: ASYNC110 - a file

@@ -13,7 +13,14 @@ import pytest
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
-from aiogram.types import BufferedInputFile, InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.types import (
+    BotCommand,
+    BotCommandScopeChat,
+    BufferedInputFile,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    ReplyParameters,
+)
 from playwright.async_api import Page, async_playwright, expect
 
 from playground.web import Playground
@@ -84,6 +91,7 @@ async def test_chat_page_messages_buttons_uploads_and_bot_files(
     playground: Playground, bot: Bot, page: Page, tmp_path: Path
 ) -> None:
     me = playground.user
+    await bot.set_my_commands([BotCommand(command="start", description="start")])
 
     # A command from the command bar reaches the Bot API as a message update.
     await page.click("#commands button[data-command='/start']")
@@ -140,3 +148,90 @@ async def test_chat_page_messages_buttons_uploads_and_bot_files(
     shot = tmp_path / "playground.png"
     await page.screenshot(path=str(shot))
     assert shot.read_bytes().startswith(b"\x89PNG")
+
+
+def png_header(width: int, height: int) -> bytes:
+    from tests.bot.test_bad_inputs import png_header as header
+
+    return header(width, height)
+
+
+async def test_page_follows_quotes_fades_lists_commands_and_explains_refused_uploads(
+    playground: Playground, bot: Bot, page: Page, tmp_path: Path
+) -> None:
+    me = playground.user
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+
+    # Until the bot first asks for updates, the page says it is starting.
+    await expect(page.locator("#starting")).to_be_visible()
+    await page.screenshot(path=str(shots / "1-starting.png"))
+    await bot.get_updates(timeout=0)
+    await expect(page.locator("#starting")).to_be_hidden()
+
+    # Every command the bot set for this user is on the bar, in the user's language.
+    names = ["start", "help", "predict", "contribute", "mine", "language", "cancel", "stats",
+             "export", "retrain", "models", "promote"]  # fmt: skip
+    await bot.set_my_commands([BotCommand(command="start", description="default")])
+    await bot.set_my_commands(
+        [BotCommand(command=n, description=n) for n in names],
+        scope=BotCommandScopeChat(chat_id=me.id), language_code="en",
+    )  # fmt: skip
+    await expect(page.locator("#commands button")).to_have_text([f"/{n}" for n in names])
+
+    # A photo, then enough messages to scroll; the page follows them to the bottom.
+    await page.set_input_files("#file", str(PHOTOS / "astronaut.jpg"))
+    [photo] = [u.message for u in await bot.get_updates(timeout=5) if u.message]
+    for i in range(30):
+        await bot.send_message(me.id, f"message {i}")
+    await expect(page.locator(".msg.bot .text").last).to_have_text("message 29")
+    assert await page.evaluate("c => c.scrollHeight - c.scrollTop - c.clientHeight < 40",
+                               await page.query_selector("#chat"))  # fmt: skip
+
+    # A reply quotes the photo it answers.
+    answer_to = ReplyParameters(message_id=photo.message_id)
+    await bot.send_message(me.id, "happy 97%", reply_parameters=answer_to)
+    quote = page.locator(".msg.bot", has_text="happy 97%").locator(".quote")
+    await expect(quote).to_contain_text("You: Photo")
+    assert await quote.locator("img").evaluate("img => img.complete && img.naturalWidth") > 0
+    await page.screenshot(path=str(shots / "2-reply-quotes-the-photo.png"))
+
+    # Scrolled up to read, a new message does not pull the page down: a button offers it.
+    await page.evaluate("() => { const c = document.getElementById('chat'); c.scrollTop = 0; }")
+    await page.wait_for_timeout(200)
+    await bot.send_message(me.id, "while you read")
+    await expect(page.locator("#newer")).to_be_visible()
+    assert await page.evaluate("() => document.getElementById('chat').scrollTop") < 50
+    await page.screenshot(path=str(shots / "3-new-messages-button.png"))
+    await page.click("#newer")
+    await expect(page.locator("#newer")).to_be_hidden()
+    assert await page.evaluate(
+        "() => { const c = document.getElementById('chat');"
+        " return c.scrollHeight - c.scrollTop - c.clientHeight < 40; }"
+    )
+
+    # A button's notice shows, then fades away.
+    keyboard = InlineKeyboardMarkup(
+        inline_keyboard=[[InlineKeyboardButton(text="Delete", callback_data="mine:delete")]]
+    )
+    await bot.send_message(me.id, "Your photos: 1", reply_markup=keyboard)
+    await page.click(".keyboard button:has-text('Delete')")
+    [pressed] = [u for u in await bot.get_updates(timeout=5) if u.callback_query]
+    query = pressed.callback_query
+    await bot.answer_callback_query(query.id, text="Photos deleted: 1.")
+    await expect(page.locator("#notice")).to_have_text("Photos deleted: 1.")
+    await expect(page.locator("#notice")).to_be_hidden(timeout=8000)
+
+    # A photo Telegram would refuse: a clear 4xx from the server, said on the page.
+    big = tmp_path / "huge.png"
+    big.write_bytes(png_header(20000, 20000))
+    async with page.expect_response("**/api/photos") as response_info:
+        await page.set_input_files("#file", str(big))
+    response = await response_info.value
+    assert response.status == 413 and "too many pixels" in (await response.json())["error"]
+    await expect(page.locator("#notice.error")).to_contain_text("huge.png has too many pixels")
+    await page.screenshot(path=str(shots / "4-upload-refused.png"))
+    assert await bot.get_updates(offset=pressed.update_id + 1, timeout=1) == []  # nothing sent
+    assert errors == []

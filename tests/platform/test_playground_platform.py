@@ -78,7 +78,7 @@ async def test_a_photo_uploaded_in_the_browser_gets_the_workers_answer(tmp_path:
             assert (await answer.inner_text()).count("%") == 4
 
             # Three faces: an annotated picture from the worker.
-            pictures = page.locator(".msg.bot img")
+            pictures = page.locator(".msg.bot > img")  # not the quoted photos of replies
             await page.set_input_files("#file", str(PHOTOS / "three_faces.jpg"))
             await expect(pictures).to_have_count(1, timeout=90_000)
             assert await pictures.evaluate("img => img.complete && img.naturalWidth") > 0

@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db import queue
 from db.models import PredictionRequest, User
+from db.samples import ensure_users
 
 
 async def _enqueue(sessions: async_sessionmaker[AsyncSession], n: int, user_id: int | None = None):
@@ -139,3 +140,16 @@ async def test_claim_brings_the_users_languages(
         known, anonymous = await queue.claim(session, worker="a", limit=2, lease_s=60)
     assert (known.language, known.telegram_language) == (None, "en-GB")
     assert (anonymous.user_id, anonymous.telegram_language) == (None, None)
+
+
+async def test_claims_take_every_users_oldest_before_anyones_next(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions.begin() as session:
+        await ensure_users(session, [1, 2])
+    flood = await _enqueue(sessions, 6, user_id=1)
+    [other] = await _enqueue(sessions, 1, user_id=2)  # sent after the whole flood
+    async with sessions.begin() as session:
+        batch = await queue.claim(session, worker="w", limit=3, lease_s=60)
+        assert await queue.waiting_for(session, 1) == 6
+    assert sorted(c.id for c in batch) == sorted([flood[0], other, flood[1]])
