@@ -67,5 +67,6 @@ def emonet(width: int = 32) -> keras.Model:
 ARCHITECTURES: dict[str, Callable[[], keras.Model]] = {
     "seed_cnn": seed_cnn,
     "emonet": emonet,
+    "emonet40": lambda: emonet(40),
     "emonet48": lambda: emonet(48),
 }

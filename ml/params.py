@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Final
 
 # The keys of ml.architectures.ARCHITECTURES (a test keeps the two in step).
-ARCH_NAMES: Final = ("seed_cnn", "emonet", "emonet48")
+ARCH_NAMES: Final = ("seed_cnn", "emonet", "emonet40", "emonet48")
 TRUE, FALSE = ("1", "yes", "true", "on", "да"), ("0", "no", "false", "off", "нет")
 # What each whole-number parameter may be (inclusive); the bot says so when one is not.
 RANGES: Final = {"epochs": (1, 500), "balance": (0, 1_000_000), "batch_size": (1, 4096)}

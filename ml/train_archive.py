@@ -290,6 +290,10 @@ def main() -> None:
         help="peak (seed_cnn: first) learning rate",
     )
     parser.add_argument("--init", help="a saved model of the same architecture to start from")
+    parser.add_argument(
+        "--patience", type=int, help="stop after this many epochs without a better validation "
+        "score (default: never, the whole schedule runs)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, required=True, help="work folder (resumable)")
     parser.add_argument("--release", type=Path, help="where to write the packaged model")
     parser.add_argument("--package-only", action="store_true", help="skip training")
@@ -314,6 +318,7 @@ def main() -> None:
             balance=args.balance,
             learning_rate=args.learning_rate,
             init=args.init,
+            patience=args.patience or args.epochs,
         )
         real = real_validation(args.realphotos) if args.realphotos else None
         started = time.perf_counter()
@@ -329,6 +334,7 @@ def main() -> None:
         + ([f"--learning-rate {args.learning_rate}"]
            if args.learning_rate != TrainConfig.learning_rate else [])
         + ([f"--init {args.init}"] if args.init else [])
+        + ([f"--patience {args.patience}"] if args.patience else [])
     )  # fmt: skip
     release = args.release or args.out
     card = package(args.zip, args.out, release, command, args.note, args.ferplus, args.realphotos)

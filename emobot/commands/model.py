@@ -58,7 +58,9 @@ def register(subparsers: Any) -> None:
         "pictures and register it.",
     )  # fmt: skip
     p.add_argument("--epochs", type=int, default=15, help="epochs (default 15)")
-    p.add_argument("--arch", default="emonet", help="seed_cnn, emonet or emonet48 (default emonet)")
+    p.add_argument(
+        "--arch", default="emonet", help="seed_cnn, emonet, emonet40 or emonet48 (default emonet)"
+    )
     p.add_argument(
         "--balance", type=int, default=0, metavar="N",
         help="seed-style balancing: at most N training images per class (default 0: all)",
