@@ -48,17 +48,27 @@ from db.engine import make_engine, make_sessionmaker
 from db.migrate import upgrade
 from db.models import PredictionRequest
 from playground.botapi import BotAPIEmulator, BotAPIServer, BotCall
+from tests.make_fixture_archive import build
 
 ROOT = Path(__file__).resolve().parents[1]
+FER2013_ZIP = Path(os.environ.get("FER2013_ZIP", ROOT.parent / "shared" / "data" / "fer2013.zip"))
 PG_ADMIN_DSN = os.environ.get("TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _crop() -> bytes:
+    """A 48×48 face of the tests' fixture archive (FER2013 when at hand, synthetic otherwise)."""
+    with tempfile.TemporaryDirectory() as folder:
+        archive = build(Path(folder) / "fer_small.zip", FER2013_ZIP)
+        with zipfile.ZipFile(archive) as z:
+            return z.read(min(n for n in z.namelist() if n.startswith("train/happy/")))
+
+
 PHOTOS = {
     # 1280×960 photos built from public-domain portraits (tests/data/faces/make_photos.py).
     "photo": lambda: (ROOT / "tests" / "data" / "faces" / "group_one.jpg").read_bytes(),
     "group": lambda: (ROOT / "tests" / "data" / "faces" / "group_three.jpg").read_bytes(),
     # A 48×48 face crop: classified whole, so the model and the queue dominate.
-    "crop": lambda: zipfile.ZipFile(ROOT / "tests" / "data" / "fer_small.zip").read(
-        "train/happy/Training_10019449.jpg"
-    ),
+    "crop": _crop,
 }
 MODEL_BATCHES = (1, 8, 32, 64)
 DRAIN_TIMEOUT_S = 120.0

@@ -1,10 +1,12 @@
 """Shared fixtures: a real PostgreSQL database per test session, moto's S3 server, blob
-stores, the small FER2013 fixture archive and settings pointing at all of them."""
+stores, the small FER2013-layout fixture archive and settings pointing at all of them."""
 
 import logging
 import os
 import socket
+import tempfile
 import uuid
+import zipfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import NoReturn
@@ -21,15 +23,17 @@ from db.migrate import upgrade
 from db.models import Base
 from emobot.settings import Settings
 from playground.botapi import BotAPIEmulator, BotAPIServer
+from tests.make_fixture_archive import build
 
 # moto's server logs every request at INFO; failures are easier to read without them.
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
-DATA = Path(__file__).parent / "data"
-FIXTURE_ARCHIVE = DATA / "fer_small.zip"
 FER2013_ZIP = Path(
     os.environ.get("FER2013_ZIP", Path(__file__).parents[2] / "shared" / "data" / "fer2013.zip")
 )
+# Built for each test session by `fer_small` (FER2013 is not committed); one per process, so
+# that sessions in several checkouts at once do not overwrite each other's.
+FIXTURE_ARCHIVE = Path(tempfile.gettempdir()) / f"emobot-fer_small-{os.getpid()}.zip"
 # The server the test databases are created on (trust auth on the development machines).
 PG_ADMIN_DSN = os.environ.get("TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -40,6 +44,26 @@ def missing_tool(message: str) -> NoReturn:
     if os.environ.get("CI"):
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fer_small() -> Iterator[Path]:
+    """FIXTURE_ARCHIVE, from the real FER2013 archive when it is at hand, synthetic faces in
+    the same layout otherwise (tests/make_fixture_archive.py)."""
+    yield build(FIXTURE_ARCHIVE, FER2013_ZIP)
+    FIXTURE_ARCHIVE.unlink(missing_ok=True)
+
+
+def first_image(folder: str) -> str:
+    """The name of the first image under `folder` (`train/happy`) in the fixture archive."""
+    with zipfile.ZipFile(FIXTURE_ARCHIVE) as archive:
+        return min(n for n in archive.namelist() if n.startswith(folder + "/"))
+
+
+def fer_face() -> bytes:
+    """A 48×48 face of the fixture archive: classified whole."""
+    with zipfile.ZipFile(FIXTURE_ARCHIVE) as archive:
+        return archive.read(first_image("train/happy"))
 
 
 def free_port() -> int:

@@ -1,5 +1,4 @@
 import io
-import zipfile
 from pathlib import Path
 
 import cv2
@@ -18,7 +17,7 @@ from ml.faces import (
     find_faces,
     whole_face,
 )
-from tests.conftest import FIXTURE_ARCHIVE
+from tests.conftest import fer_face
 
 PHOTOS = Path(__file__).parents[1] / "data" / "faces"
 # Where the faces are (checked by eye on the pictures with the boxes drawn), x, y, w, h.
@@ -27,11 +26,6 @@ ASTRONAUT_FACE = (173, 76, 100, 100)
 
 def photo(name: str) -> bytes:
     return (PHOTOS / name).read_bytes()
-
-
-def fer_face(name: str = "train/happy/Training_10019449.jpg") -> bytes:
-    with zipfile.ZipFile(FIXTURE_ARCHIVE) as archive:
-        return archive.read(name)
 
 
 def near(box: tuple[int, ...], expected: tuple[int, ...], tol: float) -> bool:

@@ -4,7 +4,6 @@ in the test bucket, and workers running as tasks of the test's event loop."""
 import asyncio
 import os
 import sys
-import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,19 +18,12 @@ from db.engine import Storage
 from emobot.settings import Settings
 from ml.labels import CLASSES
 from playground.botapi import BotAPIEmulator, BotAPIServer
-from tests.conftest import FIXTURE_ARCHIVE
 from worker.replies import make_bot
 from worker.service import Worker
 
 ROOT = Path(__file__).parents[2]
 PHOTOS = Path(__file__).parents[1] / "data" / "faces"
 TOKEN = "42:worker-test"
-
-
-def fer_face(name: str = "train/happy/Training_10019449.jpg") -> bytes:
-    """A 48×48 FER2013 face: classified whole."""
-    with zipfile.ZipFile(FIXTURE_ARCHIVE) as archive:
-        return archive.read(name)
 
 
 def photo(name: str) -> bytes:

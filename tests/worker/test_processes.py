@@ -11,7 +11,8 @@ from db.engine import Storage
 from db.models import PredictionRequest
 from emobot.settings import Settings
 from playground.botapi import BotAPIEmulator, BotAPIServer
-from tests.worker.conftest import fer_face, running, start_worker_process, wait_until
+from tests.conftest import fer_face
+from tests.worker.conftest import running, start_worker_process, wait_until
 from worker.replies import make_bot
 from worker.service import Worker
 

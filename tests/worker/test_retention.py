@@ -13,7 +13,8 @@ from db.engine import Storage
 from db.models import PredictionRequest
 from emobot.settings import Settings
 from playground.botapi import BotAPIEmulator, BotAPIServer
-from tests.worker.conftest import enqueue_photo, fer_face, running
+from tests.conftest import fer_face
+from tests.worker.conftest import enqueue_photo, running
 from worker.service import Worker
 
 API = tuple[BotAPIEmulator, BotAPIServer]

@@ -17,7 +17,8 @@ from db.engine import Storage
 from db.models import PredictionRequest, User
 from emobot.settings import Settings
 from playground.botapi import BotAPIEmulator, BotAPIError, BotAPIServer
-from tests.worker.conftest import enqueue_key, enqueue_photo, fer_face, photo, running
+from tests.conftest import fer_face
+from tests.worker.conftest import enqueue_key, enqueue_photo, photo, running
 from worker import texts
 from worker.service import Worker
 
