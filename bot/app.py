@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from aiogram import Bot, Dispatcher, Router
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.types import BotCommand, BotCommandScopeChat, BotCommandScopeDefault
 
@@ -98,11 +99,16 @@ async def set_commands(bot: Bot, settings: Settings) -> None:
             _commands(lang, USER_COMMANDS), scope=BotCommandScopeDefault(), language_code=code
         )
         for admin_id in sorted(settings.admin_ids):
-            await bot.set_my_commands(
-                _commands(lang, USER_COMMANDS + ADMIN_COMMANDS),
-                scope=BotCommandScopeChat(chat_id=admin_id),
-                language_code=code,
-            )
+            try:
+                await bot.set_my_commands(
+                    _commands(lang, USER_COMMANDS + ADMIN_COMMANDS),
+                    scope=BotCommandScopeChat(chat_id=admin_id),
+                    language_code=code,
+                )
+            except TelegramBadRequest as exc:
+                # "chat not found": an admin who never opened the bot has no chat with it
+                # yet. Their menu waits for the next start; the bot must start regardless.
+                log.warning("no admin menu for %s: %s", admin_id, exc.message)
 
 
 async def run_bot(settings: Settings) -> None:

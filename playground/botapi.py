@@ -538,19 +538,25 @@ class BotAPIEmulator:
         self.webhook = params
         return True
 
+    def _commands_key(self, params: Json) -> str:
+        """The menu's scope key; a chat scope for a chat the bot has never seen is refused,
+        as Telegram refuses it (an admin who never opened the bot, say)."""
+        scope = params.get("scope") or {}
+        if "chat_id" in scope and scope["chat_id"] not in self.chats:
+            raise BotAPIError(400, "Bad Request: chat not found")
+        return _scope_key(params.get("scope"), params.get("language_code"))
+
     async def _m_setmycommands(self, token: str, params: Json, files: dict[str, Upload]) -> bool:
-        self.commands[_scope_key(params.get("scope"), params.get("language_code"))] = params[
-            "commands"
-        ]
+        self.commands[self._commands_key(params)] = params["commands"]
         return True
 
     async def _m_getmycommands(
         self, token: str, params: Json, files: dict[str, bytes]
     ) -> list[Json]:
-        return self.commands.get(_scope_key(params.get("scope"), params.get("language_code")), [])
+        return self.commands.get(self._commands_key(params), [])
 
     async def _m_deletemycommands(self, token: str, params: Json, files: dict[str, bytes]) -> bool:
-        self.commands.pop(_scope_key(params.get("scope"), params.get("language_code")), None)
+        self.commands.pop(self._commands_key(params), None)
         return True
 
     async def _m_getupdates(self, token: str, params: Json, files: dict[str, Upload]) -> list[Json]:

@@ -10,12 +10,26 @@ from tests.bot.conftest import ADMIN, BotHarness, text_has
 
 
 async def test_menus_admins_see_admin_commands(harness: BotHarness) -> None:
+    harness.user(ADMIN, "Admin", "en")  # the admin has opened the bot: Telegram knows the chat
+    await harness.restart()
     commands = harness.emulator.commands
     user_menu = [c["command"] for c in commands["default"]]
     admin_menu = [c["command"] for c in commands[f"chat:{ADMIN}"]]
     assert "contribute" in user_menu and "stats" not in user_menu
     assert {"stats", "export", "retrain", "models", "promote"} <= set(admin_menu)
     assert commands["default/en"][0]["description"] != commands["default"][0]["description"]
+
+
+async def test_an_admin_who_never_opened_the_bot_does_not_stop_start_up(
+    harness: BotHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The harness started before any admin wrote: Telegram answered "chat not found".
+    assert f"chat:{ADMIN}" not in harness.emulator.commands
+    assert "default/en" in harness.emulator.commands  # the menus after the refusal were set
+    assert any("chat not found" in r.getMessage() for r in caplog.get_records("setup"))
+    user = harness.user(4, "Ann", "en")
+    user.send_text("/help")
+    assert "What I can do" in (await harness.reply(user)).text
 
 
 async def test_start_and_help_in_the_users_language(harness: BotHarness) -> None:

@@ -49,9 +49,12 @@ async def test_get_me_and_commands_per_scope(bot: Bot, emulator: BotAPIEmulator)
     me = await bot.get_me()
     assert me.id == 123456 and me.is_bot
     await bot.set_my_commands([BotCommand(command="start", description="Start")])
-    await bot.set_my_commands(
-        [BotCommand(command="stats", description="Stats")], scope=BotCommandScopeChat(chat_id=7)
-    )
+    stats = [BotCommand(command="stats", description="Stats")]
+    # Telegram knows no chat with someone who never opened the bot.
+    with pytest.raises(TelegramBadRequest, match="chat not found"):
+        await bot.set_my_commands(stats, scope=BotCommandScopeChat(chat_id=7))
+    emulator.user(7)
+    await bot.set_my_commands(stats, scope=BotCommandScopeChat(chat_id=7))
     assert [c["command"] for c in emulator.commands["default"]] == ["start"]
     assert [c["command"] for c in emulator.commands["chat:7"]] == ["stats"]
     assert [c.command for c in await bot.get_my_commands(scope=BotCommandScopeChat(chat_id=7))] == [
