@@ -65,10 +65,11 @@ def build_dispatcher(
         export_document_limit=export_document_limit,
         skipped=SkippedPhotos(),
     )
+    # In this order: a throttled update is dropped before it opens a session.
     dispatcher.update.outer_middleware(Metrics())
+    dispatcher.update.outer_middleware(Throttling(throttle_limit, throttle_window))
     dispatcher.update.outer_middleware(Database(storage.sessions, settings.admin_ids))
     dispatcher.update.outer_middleware(DuplicateUpdates())
-    dispatcher.update.outer_middleware(Throttling(throttle_limit, throttle_window))
     # Routers are built afresh: a router belongs to one dispatcher, and a process (or a test)
     # may build another after a restart.
     dispatcher.include_routers(

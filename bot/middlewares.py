@@ -18,9 +18,10 @@ from aiogram.types import TelegramObject, Update, User
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import metrics
-from bot.texts import DEFAULT_LANGUAGE, LANGUAGES, t
+from bot.texts import t
 from db.updates import forget_updates, take_update
 from db.users import upsert_user, user_language
+from emobot.i18n import DEFAULT_LANGUAGE, pick_language
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ class Database(BaseMiddleware):
                     telegram_language=sender.language_code,
                 )
                 data["user"] = user
-                data["lang"] = user_language(user, LANGUAGES)
+                data["lang"] = user_language(user)
                 data["is_admin"] = sender.id in self.admin_ids
             result = await handler(event, data)
             await session.commit()
@@ -95,15 +96,34 @@ class Throttling(BaseMiddleware):
     """At most `limit` updates per user in `window` seconds; the photos of one album count as
     one. Over the limit, updates are dropped and the user is warned once per flood.
 
+    Runs before `Database`: a dropped update opens no session and writes nothing. Users
+    with no update in the last window are forgotten, so memory follows the users active now,
+    not everyone ever seen.
+
     Photos and files are never dropped here: each gets an answer or is named in a refusal
     (prediction requests are capped per user instead, see bot.services.predict)."""
 
-    def __init__(self, limit: int = 15, window: float = 10.0) -> None:
+    def __init__(
+        self, limit: int = 15, window: float = 10.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.limit = limit
         self.window = window
+        self.clock = clock
         self._hits: dict[int, deque[float]] = {}
         self._albums: dict[int, str] = {}  # the last album seen per user
         self._warned: set[int] = set()
+        self._swept = clock()
+
+    def _forget_idle(self, now: float) -> None:
+        """Drop users whose last update left the window (once per window: cheap)."""
+        if now - self._swept < self.window:
+            return
+        self._swept = now
+        idle = [u for u, hits in self._hits.items() if not hits or hits[-1] <= now - self.window]
+        for user_id in idle:
+            del self._hits[user_id]
+            self._albums.pop(user_id, None)
+            self._warned.discard(user_id)
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         assert isinstance(event, Update)
@@ -115,7 +135,8 @@ class Throttling(BaseMiddleware):
         album = event.message.media_group_id if event.message else None
         if album is not None and self._albums.get(sender.id) == album:
             return await handler(event, data)
-        now = time.monotonic()
+        now = self.clock()
+        self._forget_idle(now)
         hits = self._hits.setdefault(sender.id, deque())
         while hits and hits[0] <= now - self.window:
             hits.popleft()
@@ -124,9 +145,9 @@ class Throttling(BaseMiddleware):
             if sender.id not in self._warned:
                 self._warned.add(sender.id)
                 bot: Bot = data["bot"]
-                await bot.send_message(
-                    sender.id, t(data.get("lang", DEFAULT_LANGUAGE), "throttled")
-                )
+                # No database yet (that is the point): the client's language, not /language's.
+                lang = pick_language(None, sender.language_code)
+                await bot.send_message(sender.id, t(lang, "throttled"))
             return None
         self._warned.discard(sender.id)
         hits.append(now)

@@ -5,6 +5,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import User
+from emobot.i18n import DEFAULT_LANGUAGE, pick_language
 
 
 async def upsert_user(
@@ -66,9 +67,8 @@ def has_consent(user: User, version: int) -> bool:
     return user.consent_at is not None and user.consent_version == version
 
 
-def user_language(user: User | None, supported: tuple[str, ...] = ("ru", "en")) -> str:
-    """The chosen language, else the Telegram client's when supported, else Russian."""
-    if user is not None and user.language in supported:
-        return user.language
-    telegram = (user.telegram_language or "")[:2].lower() if user else ""
-    return telegram if telegram in supported else supported[0]
+def user_language(user: User | None) -> str:
+    """The language to speak to the user in (emobot.i18n's rule)."""
+    if user is None:
+        return DEFAULT_LANGUAGE
+    return pick_language(user.language, user.telegram_language)

@@ -97,6 +97,7 @@ async def forged_buttons(harness: BotHarness, user: FakeUser) -> None:
     ]
     for forged in (
         "lang:xx",
+        "lang:english",  # longer than users.language's String(2)
         "mine:delete:0:99999999999999999999",
         "promote:99999999999999999999:1:1",
     ):

@@ -5,7 +5,9 @@ import asyncio
 import pytest
 from aiogram import F, Router
 from aiogram.types import Message
+from sqlalchemy import func, select
 
+from db.models import SeenUpdate
 from tests.bot.conftest import ADMIN, BotHarness, text_has
 
 
@@ -111,6 +113,10 @@ async def test_flood_gets_one_warning_and_service_resumes(
             assert texts.count(texts[0]) == 3 and "Send a photo" in texts[0]
             assert sum("Too many messages" in t for t in texts) == 1
             assert len(texts) == 4
+            # Dropped before the database middleware: only the 3 handled updates were taken.
+            async with storage.sessions() as session:
+                taken = await session.scalar(select(func.count()).select_from(SeenUpdate))
+            assert taken == 3
             await asyncio.sleep(1.1)  # the window passes
             user.send_text("/help")
             assert "What I can do" in (await harness.reply(user)).text
