@@ -92,6 +92,7 @@ async def forged_buttons(harness: BotHarness, user: FakeUser) -> None:
     message = harness.emulator.message(user.id, menu.message_id)
     message["reply_markup"]["inline_keyboard"][0] += [
         {"text": "xx", "callback_data": "lang:xx"},
+        {"text": "english", "callback_data": "lang:english"},
         {"text": "big", "callback_data": "mine:delete:0:99999999999999999999"},
         {"text": "promote", "callback_data": "promote:99999999999999999999:1:1"},
     ]
