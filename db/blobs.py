@@ -57,6 +57,13 @@ class BlobStore(ABC):
         """A URL anyone can download the blob from for a while, where the backend has one."""
         return None
 
+    async def fetch_to(self, key: str, path: Path) -> Path:
+        """The blob as a local file at `path`, downloaded unless already there (processes
+        sharing the folder, such as workers' model caches, download it once)."""
+        if not await asyncio.to_thread(path.is_file):
+            await asyncio.to_thread(write_atomically, path, await self.get(key))
+        return path
+
     async def put_content(
         self, data: bytes, prefix: str = "images", content_type: str | None = None
     ) -> tuple[str, str]:
@@ -87,6 +94,20 @@ class BlobStore(ABC):
         await self.close()
 
 
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, then rename: a process reading `path` (or
+    one killed while writing) never leaves or sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def _check_key(key: str) -> str:
     if not key or key.startswith("/") or ".." in key.split("/"):
         raise ValueError(f"invalid blob key: {key!r}")
@@ -108,19 +129,8 @@ class LocalBlobStore(BlobStore):
     async def close(self) -> None:
         """Nothing to release: every call opens and closes its own file."""
 
-    def _write(self, path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-
     async def put(self, key: str, data: bytes, content_type: str | None = None) -> None:
-        await asyncio.to_thread(self._write, self._path(key), data)
+        await asyncio.to_thread(write_atomically, self._path(key), data)
 
     async def get(self, key: str) -> bytes:
         try:

@@ -100,6 +100,12 @@ class Settings(BaseSettings):
         return value
 
 
+    def model_file(self, version: int) -> Path:
+        """Where a registered model version is cached: Keras loads from a file, and the
+        processes sharing DATA_DIR download each version once."""
+        return self.data_dir / "models" / f"v{version}.keras"
+
+
 class SettingsError(SystemExit):
     """Raised at start when the environment holds an invalid setting; names the variable."""
 

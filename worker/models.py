@@ -6,7 +6,6 @@ thread while batches go on with the current one, and swaps it in between two bat
 
 import asyncio
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -74,19 +73,8 @@ class ModelHolder:
         return await asyncio.to_thread(_load_warm, path, None)
 
     async def _load_registered(self, version: int, blob_key: str) -> Classifier:
-        # Keras loads from a file: each version is kept once under DATA_DIR/models.
-        path = self.settings.data_dir / "models" / f"v{version}.keras"
-        if not path.is_file():
-            data = await self.storage.blobs.get(blob_key)
-            await asyncio.to_thread(_write_atomically, path, data)
+        path = await self.storage.blobs.fetch_to(blob_key, self.settings.model_file(version))
         return await asyncio.to_thread(_load_warm, path, version)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # workers share DATA_DIR
-    tmp.write_bytes(data)
-    tmp.replace(path)
 
 
 def _load_warm(path: Path, version: int | None) -> Classifier:

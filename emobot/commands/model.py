@@ -112,11 +112,8 @@ async def _load_registered(spec: str, settings: Settings) -> "Classifier":
                     model = await registry.get_model(session, int(spec))
                 except registry.UnknownModel:
                     raise SystemExit(f"no model version {spec} in the registry") from None
-        # The same cache layout as the worker: each version downloaded once.
-        path = settings.data_dir / "models" / f"v{model.version}.keras"
-        if not path.is_file():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(await storage.blobs.get(model.blob_key))
+        # The workers' cache: each version downloaded once.
+        path = await storage.blobs.fetch_to(model.blob_key, settings.model_file(model.version))
     return Classifier.load(path, model.version)
 
 

@@ -2,15 +2,21 @@
 
 import json
 import os
+import resource
+import signal
 import subprocess
 import sys
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from db.engine import Storage
+from db.registry import register_model
 from emobot.settings import Settings
 from ml.inference import shipped_model_path
 from ml.labels import CLASS_INDEX, CLASSES, FER_TO_CLASS
@@ -21,11 +27,13 @@ from tests.ml.test_ferplus import fake_votes
 PHOTOS = Path(__file__).parents[1] / "data" / "faces"
 
 
-def emobot(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def emobot(
+    *args: str, env: dict[str, str] | None = None, **options: Any
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "emobot", *args], env=env, capture_output=True, text=True,
-        timeout=300,
+        timeout=300, **options,
     )  # fmt: skip
 
 
@@ -148,3 +156,32 @@ def test_predict_whole_over_the_fer2013_test_split_gives_the_card_s_numbers(
     # Probabilities are printed to 4 decimals: a near tie may flip, nothing more.
     assert abs(measured["balanced_accuracy"] - expected["balanced_accuracy"]) < 0.002
     assert abs(measured["accuracy"] - expected["accuracy"]) < 0.002
+
+
+def _file_size_limit(limit: int) -> Callable[[], None]:
+    """For a child process: writes past `limit` bytes fail (EFBIG) instead of killing it."""
+
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+async def test_a_download_cut_short_leaves_no_half_model_in_the_shared_cache(
+    settings: Settings, storage: Storage
+) -> None:
+    data = shipped_model_path().read_bytes()
+    await storage.blobs.put("models/v1.keras", data)
+    async with storage.sessions.begin() as session:
+        await register_model(session, blob_key="models/v1.keras", arch="emonet", metrics={})
+    env = child_env(settings, DATA_DIR=str(settings.data_dir))
+    predict = ("predict", "--model", "1", str(PHOTOS / "coffee.jpg"))
+    cut = emobot(*predict, env=env, preexec_fn=_file_size_limit(len(data) // 2))
+    assert cut.returncode != 0
+    # Workers load v1.keras from this folder: half a file there would break every one of them.
+    assert not settings.model_file(1).exists()
+    assert [p.name for p in settings.model_file(1).parent.iterdir()] == []
+    whole = emobot(*predict, env=env)
+    assert whole.returncode == 0, whole.stderr
+    assert settings.model_file(1).read_bytes() == data
