@@ -99,7 +99,6 @@ class Settings(BaseSettings):
             raise ValueError("must be s3://bucket or file:///path")
         return value
 
-
     def model_file(self, version: int) -> Path:
         """Where a registered model version is cached: Keras loads from a file, and the
         processes sharing DATA_DIR download each version once."""
