@@ -5,8 +5,6 @@ import logging
 from collections.abc import Sequence
 
 from aiogram import Bot, Dispatcher, Router
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.types import BotCommand, BotCommandScopeChat, BotCommandScopeDefault
@@ -20,29 +18,16 @@ from db.engine import Storage, open_storage, ping
 from db.fsm import PostgresStorage
 from emobot.operations import serve_operations
 from emobot.settings import Settings
+from emobot.telegram import make_bot
 
 log = logging.getLogger(__name__)
 
-# Without BOT_TOKEN the bot talks to the local playground Bot API, which takes any token.
-PLAYGROUND_TOKEN = "1000000:playground"
 WEBHOOK_PATH = "/telegram/webhook"
 
 
-class ConfigurationError(SystemExit):
-    """The settings cannot run a bot; the message says which to set."""
-
-
 def build_bot(settings: Settings) -> Bot:
-    if settings.bot_token is None and settings.telegram_api_url is None:
-        raise ConfigurationError("set BOT_TOKEN (Telegram) or TELEGRAM_API_URL (a playground)")
-    token = settings.bot_token.get_secret_value() if settings.bot_token else PLAYGROUND_TOKEN
-    session = (
-        AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
-        if settings.telegram_api_url
-        else AiohttpSession()
-    )
-    session.middleware(RetryAfter())
-    return Bot(token, session=session)
+    """The bot's Bot API client: Telegram's flood control honoured on every request."""
+    return make_bot(settings, RetryAfter())
 
 
 def build_dispatcher(

@@ -11,7 +11,8 @@ import emobot.commands
 from emobot.settings import get_settings
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _build() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The parser, and its subcommands by name."""
     parser = argparse.ArgumentParser(
         prog="emobot",
         description="Emotion bot platform: bot, worker, trainer and dataset tools.",
@@ -19,11 +20,16 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in sorted(pkgutil.iter_modules(emobot.commands.__path__), key=lambda m: m.name):
         importlib.import_module(f"emobot.commands.{module.name}").register(subparsers)
-    return parser
+    return parser, subparsers.choices
+
+
+def command_names() -> set[str]:
+    """The subcommands `python -m emobot` has in this checkout."""
+    return set(_build()[1])
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    args = _build()[0].parse_args(argv)
     settings = get_settings()
     logging.basicConfig(
         level=settings.log_level,

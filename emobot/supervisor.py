@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from emobot.cli import command_names
 from emobot.settings import Settings
 
 log = logging.getLogger("emobot.run")
@@ -33,7 +34,6 @@ SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "ml" / "shipped" / "emo
 PROCESSES = ("bot", "worker", "trainer")
 # The playground's single person: a local admin chatting through the web page.
 PLAYGROUND_USER_ID = 1
-PLAYGROUND_TOKEN = "1:playground"
 # A child that ran this long before crashing is restarted at once again (backoff resets).
 STABLE_SECONDS = 60.0
 MAX_BACKOFF_SECONDS = 30.0
@@ -43,18 +43,6 @@ STOP_TIMEOUT_SECONDS = 15.0
 def metrics_port(base: int, process: str) -> int:
     """The METRICS_PORT a child gets under `emobot run`."""
     return base + PROCESSES.index(process)
-
-
-def available_commands() -> set[str]:
-    """The subcommands `python -m emobot` has in this checkout."""
-    from emobot.cli import build_parser
-
-    parser = build_parser()
-    return {
-        name
-        for action in parser._subparsers._group_actions  # type: ignore[union-attr]
-        for name in action.choices
-    }
 
 
 class EmbeddedPostgres:
@@ -241,13 +229,12 @@ async def run_platform(
             )
             await playground.start()
             env["TELEGRAM_API_URL"] = playground.api_url
-            env["BOT_TOKEN"] = PLAYGROUND_TOKEN
             env["ADMIN_IDS"] = ",".join(
                 str(i) for i in sorted({*settings.admin_ids, PLAYGROUND_USER_ID})
             )
             log.info("playground: open %s in a browser", playground.page_url)
 
-        available = available_commands()
+        available = command_names()
         children = []
         for name in processes:
             if name in available:

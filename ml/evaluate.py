@@ -1,4 +1,4 @@
-"""The fixed evaluation protocol (DESIGN.md) applied to a classifier, and its report as text.
+"""The fixed evaluation protocol applied to a classifier, and its report as text.
 
 - test-4: every FER2013 test image, FER2013's own labels in 4 classes;
 - ferplus-test: the test images with a FER+ majority emotion, labelled by it (ml.ferplus);

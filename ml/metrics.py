@@ -1,4 +1,6 @@
-"""The fixed evaluation protocol (DESIGN.md): test-4 metrics and the seed-balanced subsample."""
+"""The fixed evaluation protocol's numbers (the sets are listed in ml/evaluate.py): accuracy,
+balanced accuracy, per-class recall, the confusion matrix, and the seed-balanced subsample of
+test-4 (the original project's test counts, drawn with a fixed seed)."""
 
 from typing import Any
 

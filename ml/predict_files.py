@@ -82,10 +82,16 @@ def predict_files(
             try:
                 image, faces = _faces_of(path, whole, max_pixels)
             except (OSError, ImageError) as exc:
-                results.append(ImageResult(path, [], np.zeros((0, 4), np.float32), str(exc)))
+                results.append(
+                    ImageResult(path, [], np.zeros((0, len(CLASSES)), np.float32), str(exc))
+                )
                 continue
             size = (image.shape[1], image.shape[0])
-            results.append(ImageResult(path, faces, np.zeros((0, 4)), image=image, size=size))
+            results.append(
+                ImageResult(
+                    path, faces, np.zeros((0, len(CLASSES)), np.float32), image=image, size=size
+                )
+            )
         crops = [face.crop for r in results for face in r.faces]
         probs = classifier.predict(np.stack(crops) if crops else np.zeros((0, 48, 48), np.uint8))
         offset = 0

@@ -103,8 +103,9 @@ def augment(faces: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     rotation ±15°, scale 0.85–1.15, shift ±10 %, brightness and contrast; and, each for a third
     of the faces, blur (σ 0.3–1.2 px), sensor noise and JPEG compression (quality 30–90).
 
-    Done in NumPy/OpenCV outside the model: Keras' random-transform layers switch JIT off
-    for the whole model under JAX (DESIGN.md).
+    Done in NumPy/OpenCV outside the model: Keras 3.15's RandomRotation, RandomZoom and the
+    like carry `supports_jit = False`, which switches JIT off for the whole model under JAX
+    (about 100× slower per epoch on a GPU).
     """
     out = np.empty_like(faces)
     centre = (FACE_SIZE / 2, FACE_SIZE / 2)
@@ -242,7 +243,11 @@ def train(
     fit_faces, val_faces = split_validation(train_faces, config.val_fraction, config.seed)
     if config.balance:
         fit_faces = cap_per_class(fit_faces, config.balance, config.seed)
-    weights = class_weights(fit_faces.y) if config.class_weights else dict.fromkeys(range(4), 1.0)
+    weights = (
+        class_weights(fit_faces.y)
+        if config.class_weights
+        else dict.fromkeys(range(len(CLASSES)), 1.0)
+    )
     batches = FaceBatches(fit_faces, config.batch_size, weights, config.seed)
     model = build_model(config, len(batches))
     best_path = workdir / "best.keras"

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.models import Sample
+from emobot.cli import command_names
 from emobot.settings import Settings
 from ml.ferplus import COLUMNS
 from tests.conftest import FIXTURE_ARCHIVE, child_env
@@ -31,6 +32,11 @@ def test_help_lists_the_commands() -> None:
                          text=True, check=True).stdout  # fmt: skip
     for command in ("migrate", "import-fer2013", "import-ferplus", "export", "stats"):
         assert command in out
+
+
+def test_the_supervisor_knows_the_commands_without_argparse_internals() -> None:
+    # emobot run starts only the processes this checkout has, by these names.
+    assert {"bot", "worker", "trainer", "migrate"} <= command_names()
 
 
 async def test_migrate_import_stats_export(settings: Settings, sessions: object,

@@ -1,1 +1,3 @@
-"""The training process's parts (its loop lives in `ml/trainer.py` for now)."""
+"""The training process: claims queued training runs, trains through `ml/`, registers the
+model and reports to the admin (`service.py`); a run from samples to a registered model
+(`job.py`)."""

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from aiogram import Bot
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import (
     TelegramAPIError,
     TelegramBadRequest,
@@ -24,8 +22,6 @@ from aiogram.exceptions import (
     TelegramUnauthorizedError,
 )
 from aiogram.types import BufferedInputFile, ReplyParameters
-
-from emobot.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -43,17 +39,6 @@ class Undeliverable(Exception):
 
 class SendFailed(Exception):
     """Telegram could not be reached or failed; sending again later may work."""
-
-
-def make_bot(settings: Settings) -> Bot:
-    """The Bot API client: Telegram, or the server at TELEGRAM_API_URL (the playground)."""
-    if settings.bot_token is None:
-        raise SystemExit("BOT_TOKEN is not set: the worker needs it to reply")
-    token = settings.bot_token.get_secret_value()
-    if settings.telegram_api_url:
-        api = TelegramAPIServer.from_base(settings.telegram_api_url)
-        return Bot(token, session=AiohttpSession(api=api))
-    return Bot(token)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import secrets
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -22,13 +23,16 @@ from typing import Any
 import asyncpg
 import numpy as np
 from aiogram import Bot
+from prometheus_client import REGISTRY
 from sqlalchemy.exc import SQLAlchemyError
 
+import emobot.serving
 from db import queue
 from db.blobs import BlobNotFound
 from db.engine import Storage
 from db.notify import LISTEN_ERRORS, listen
 from db.queue import Claimed
+from emobot.serving import Serving
 from emobot.settings import Settings
 from ml.annotate import annotate
 from ml.faces import Face, ImageError, UnusableShape, decode_image, find_faces, whole_face
@@ -468,3 +472,21 @@ class ReplyLog:
                     for future in batch.values():
                         future.set_result(None)
         await done
+
+
+def serve(settings: Settings) -> None:
+    """Run one worker until SIGTERM or Ctrl-C (`emobot worker`, `python -m worker`)."""
+
+    def build(storage: Storage, bot: Bot | None, stack: AsyncExitStack) -> Serving:
+        assert bot is not None  # needs_bot
+        worker = Worker(settings, storage, bot)
+        queue_metrics = metrics.register_queue_collector(storage)
+        stack.callback(REGISTRY.unregister, queue_metrics)
+
+        async def model_loaded() -> None:
+            if worker.models.current is None:
+                raise RuntimeError("the model is still loading")
+
+        return Serving(worker, {"model": model_loaded}, [queue_metrics.refresh])
+
+    asyncio.run(emobot.serving.serve(settings, "worker", build, needs_bot=True))

@@ -213,7 +213,7 @@ def train(args: argparse.Namespace, settings: Settings) -> int:
     from ml.evaluate import format_metrics
     from ml.params import JobParams
     from ml.readiness import DatasetNotReady
-    from ml.train_job import run_training
+    from trainer.job import run_training
 
     try:
         params = JobParams(arch=args.arch, epochs=args.epochs, balance=args.balance,
@@ -262,6 +262,6 @@ def train(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def trainer(args: argparse.Namespace, settings: Settings) -> None:
-    from ml.trainer import serve
+    from trainer.service import serve
 
-    asyncio.run(serve(settings))
+    serve(settings)

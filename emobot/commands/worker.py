@@ -16,7 +16,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=worker)
 
 
-def worker(args: argparse.Namespace, settings: Settings) -> int:
-    from worker.__main__ import main
+def worker(args: argparse.Namespace, settings: Settings) -> None:
+    from worker.service import serve
 
-    return main(settings)
+    serve(settings)

@@ -137,7 +137,7 @@ async def test_forget_leaves_nothing_of_the_person_but_shared_photos_stay(
 async def test_training_after_an_erasure_does_not_use_the_erased_photos(
     storage: Storage, tmp_path: Path
 ) -> None:
-    from ml.train_job import load_training_data
+    from trainer.job import load_training_data
 
     await import_archive(FIXTURE_ARCHIVE, storage.sessions, storage.blobs)
     async with storage.sessions.begin() as session:

@@ -23,12 +23,12 @@ from aiogram.types import (
 )
 from playwright.async_api import Page, async_playwright, expect
 
+from emobot.telegram import PLAYGROUND_TOKEN
 from playground.web import Playground
 from tests.conftest import missing_tool
 
 CHROMIUM = "/usr/bin/chromium"
 PHOTOS = Path(__file__).parents[1] / "data" / "faces"
-TOKEN = "1:playground"
 
 
 def chromium_path() -> str:
@@ -49,7 +49,7 @@ async def playground() -> AsyncIterator[Playground]:
 @pytest.fixture
 async def bot(playground: Playground) -> AsyncIterator[Bot]:
     session = AiohttpSession(api=TelegramAPIServer.from_base(playground.api_url))
-    bot = Bot(TOKEN, session=session)
+    bot = Bot(PLAYGROUND_TOKEN, session=session)
     yield bot
     await bot.session.close()
 

@@ -10,10 +10,10 @@ from db import queue
 from db.engine import Storage
 from db.models import PredictionRequest
 from emobot.settings import Settings
+from emobot.telegram import make_bot
 from playground.botapi import BotAPIEmulator, BotAPIServer
 from tests.conftest import fer_face
 from tests.worker.conftest import running, start_worker_process, wait_until
-from worker.replies import make_bot
 from worker.service import Worker
 
 

@@ -14,25 +14,26 @@ import asyncio
 import contextlib
 import html
 import logging
+from contextlib import AsyncExitStack
 from typing import Any
 
 import asyncpg
 from aiogram import Bot
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import BufferedInputFile, InputMediaPhoto
 
+import emobot.serving
 from db import registry
 from db.engine import Storage
 from db.models import TrainingRun
 from db.notify import LISTEN_ERRORS, listen
+from emobot.serving import Serving
 from emobot.settings import Settings
 from ml.evaluate import format_metrics
 from ml.params import JobParams
 from ml.readiness import DatasetNotReady
-from ml.train_job import JobResult, run_training
 from trainer import metrics
+from trainer.job import JobResult, run_training
 
 log = logging.getLogger(__name__)
 
@@ -79,17 +80,6 @@ TEXTS = {
         "confusion": "Confusion matrix",
     },
 }
-
-
-def make_bot(settings: Settings) -> Bot | None:
-    """The Bot API client for reports; None without BOT_TOKEN (runs then report nowhere)."""
-    if settings.bot_token is None:
-        return None
-    token = settings.bot_token.get_secret_value()
-    if settings.telegram_api_url:
-        api = TelegramAPIServer.from_base(settings.telegram_api_url)
-        return Bot(token, session=AiohttpSession(api=api))
-    return Bot(token)
 
 
 def _lang(language: str | None) -> str:
@@ -262,33 +252,10 @@ class Trainer:
             await registry.mark_run_reported(session, run.id)
 
 
-async def serve(settings: Settings) -> None:
-    """Run the trainer until SIGTERM or Ctrl-C (`emobot trainer`, `python -m ml.trainer`)."""
-    import signal
+def serve(settings: Settings) -> None:
+    """Run the trainer until SIGTERM or Ctrl-C (`emobot trainer`, `python -m trainer`)."""
 
-    from db.engine import open_storage, ping
-    from emobot.operations import serve_operations
+    def build(storage: Storage, bot: Bot | None, _: AsyncExitStack) -> Serving:
+        return Serving(Trainer(settings, storage, bot))
 
-    bot = make_bot(settings)
-    if bot is None:
-        log.warning("BOT_TOKEN is not set: runs are not reported to any chat")
-    try:
-        async with open_storage(settings) as storage:
-            trainer = Trainer(settings, storage, bot)
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, trainer.stop)
-            checks = {"database": lambda: ping(storage.engine)}
-            async with serve_operations(settings.metrics_port, checks):
-                log.info("trainer started")
-                await trainer.run()
-                log.info("trainer stopped")
-    finally:
-        if bot is not None:
-            await bot.session.close()
-
-
-if __name__ == "__main__":
-    from emobot.cli import main
-
-    main(["trainer"])
+    asyncio.run(emobot.serving.serve(settings, "trainer", build, needs_bot=False))

@@ -2,13 +2,16 @@
 
 import csv
 import io
+import threading
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
 
+import trainer.job
 from db import registry
 from db.engine import Storage
 from db.importer import import_archive, import_votes
@@ -20,9 +23,9 @@ from ml.inference import Classifier, shipped_model_path
 from ml.labels import CLASS_INDEX
 from ml.params import JobParams
 from ml.readiness import DatasetNotReady
-from ml.train_job import load_training_data, run_training, sample_face, sample_target
 from tests.conftest import FIXTURE_ARCHIVE
 from tests.ml.test_ferplus import fake_votes
+from trainer.job import load_training_data, run_training, sample_face, sample_target
 
 PHOTOS = Path(__file__).parents[1] / "data" / "faces"
 ASTRONAUT_BOX = [178, 68, 93, 93]
@@ -50,7 +53,33 @@ def test_a_contributed_photo_is_cropped_to_its_face_box() -> None:
     assert np.abs(face.astype(int) - detected.crop.astype(int)).mean() < 12
 
 
-async def test_train_register_and_promote(storage: Storage, tmp_path: Path) -> None:
+def on_the_loop_thread(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records the file and picture work of a run that happens on the event loop's thread,
+    where it would stall every other task of the trainer (progress edits, LISTEN)."""
+    blocking: list[str] = []
+    loop_thread = threading.current_thread()
+
+    def watch(owner: Any, name: str) -> None:
+        original = getattr(owner, name)
+
+        def watched(*args: Any, **kwargs: Any) -> Any:
+            if threading.current_thread() is loop_thread:
+                blocking.append(name)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, watched)
+
+    watch(keras.Model, "save")
+    for name in ("learning_curve_png", "confusion_png"):
+        watch(trainer.job, name)
+    watch(trainer.job.shutil, "rmtree")
+    return blocking
+
+
+async def test_train_register_and_promote(
+    storage: Storage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocking = on_the_loop_thread(monkeypatch)
     await import_archive(FIXTURE_ARCHIVE, storage.sessions, storage.blobs)
     await add_contributed_photos(storage)
     progress: list[dict[str, Any]] = []
@@ -76,6 +105,7 @@ async def test_train_register_and_promote(storage: Storage, tmp_path: Path) -> N
     assert metrics["test_4"]["n"] == 21 and "seed_balanced_accuracy" in metrics["test_4"]
     assert 0 <= metrics["balanced_accuracy"] <= 1
     assert not (tmp_path / "run1").exists()  # the work folder is cleaned up
+    assert blocking == []
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
 
     async with storage.sessions() as session:

@@ -248,21 +248,30 @@ async def run_training(
         dataset={"version": data.version, "train": len(data.train), "test": len(data.test),
                  "skipped": data.skipped, "not_faces": data.not_faces},
     )  # fmt: skip
-    model_path = workdir / "final.keras"
-    model.save(model_path)
-    shown = metrics.get("test_4", metrics)
+    # Files and pictures in threads: the event loop goes on editing progress and listening.
+    model_bytes = await asyncio.to_thread(_saved, model, workdir / "final.keras")
     title = f"{params.arch}, {summary['epochs_run']} epochs"
-    pictures = {
-        "learning_curve": learning_curve_png(history, title),
-        "confusion_matrix": confusion_png(
-            shown["confusion_matrix"], f"{title}: {'test-4' if 'test_4' in metrics else 'test'}"
-        ),
-    }
-    result = await _register(storage, params, model_path.read_bytes(), metrics, pictures,
-                             data.version)  # fmt: skip
-    shutil.rmtree(workdir, ignore_errors=True)
+    pictures = await asyncio.to_thread(_pictures, history, metrics, title)
+    result = await _register(storage, params, model_bytes, metrics, pictures, data.version)
+    await asyncio.to_thread(shutil.rmtree, workdir, ignore_errors=True)
     keras.backend.clear_session()  # the trainer lives on; free this run's graphs
     return result
+
+
+def _saved(model: keras.Model, path: Path) -> bytes:
+    model.save(path)
+    return path.read_bytes()
+
+
+def _pictures(
+    history: dict[str, list[float]], metrics: dict[str, Any], title: str
+) -> dict[str, bytes]:
+    shown = metrics.get("test_4", metrics)
+    split = "test-4" if "test_4" in metrics else "test"
+    return {
+        "learning_curve": learning_curve_png(history, title),
+        "confusion_matrix": confusion_png(shown["confusion_matrix"], f"{title}: {split}"),
+    }
 
 
 def _per_class(faces: Faces) -> dict[str, int]:

@@ -17,10 +17,11 @@ from db.importer import import_archive
 from db.models import TrainingRun
 from db.samples import ensure_users
 from emobot.settings import Settings
-from ml.trainer import Trainer, make_bot
+from emobot.telegram import make_bot
 from playground.botapi import BotAPIEmulator, BotAPIServer
 from tests.conftest import FIXTURE_ARCHIVE
 from tests.ml.test_ferplus import fake_votes
+from trainer.service import Trainer
 
 ADMIN = 1000
 PHOTOS = Path(__file__).parents[1] / "data" / "faces"

@@ -1,0 +1,5 @@
+"""`python -m trainer`: run the trainer until SIGTERM or Ctrl-C."""
+
+from emobot.cli import main
+
+main(["trainer"])
