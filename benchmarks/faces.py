@@ -47,8 +47,8 @@ import matplotlib
 import numpy as np
 
 from benchmarks.model import timed
+from emobot.labels import CLASS_INDEX, CLASSES
 from ml.faces import decode_image, find_faces, grey
-from ml.labels import CLASS_INDEX, CLASSES
 from ml.preprocess import FACE_SIZE
 
 ROOT = Path(__file__).resolve().parents[1]

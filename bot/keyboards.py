@@ -5,7 +5,7 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.texts import LANGUAGES, label_name, t
-from ml.labels import CLASSES
+from emobot.labels import CLASSES
 
 
 class ConsentCb(CallbackData, prefix="consent"):

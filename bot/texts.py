@@ -1,6 +1,6 @@
 """Everything the bot says, in Russian (the default) and English."""
 
-from ml.labels import CLASSES, DISPLAY_NAMES
+from emobot.labels import CLASSES, DISPLAY_NAMES
 
 LANGUAGES = ("ru", "en")
 DEFAULT_LANGUAGE = "ru"

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.blobs import BlobStore, content_key
 from db.samples import ensure_users, existing_shas, fer2013_origins, insert_samples, set_votes
+from emobot.labels import CLASSES
 from ml.fer2013 import (
     ArchiveReport,
     Distinct,
@@ -26,7 +27,6 @@ from ml.fer2013 import (
     iter_archive,
 )
 from ml.ferplus import Votes
-from ml.labels import CLASSES
 
 MANIFEST = "manifest.csv"
 ROWS_PER_INSERT = 1000

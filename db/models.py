@@ -19,7 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from ml.labels import CLASSES, FER_EMOTIONS
+from emobot.labels import CLASSES, FER_EMOTIONS
 
 # Stable constraint names, so that Alembic revisions can name what they drop.
 NAMING = {

@@ -8,7 +8,7 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Sample, User
-from ml.labels import FER_TO_CLASS
+from emobot.labels import FER_TO_CLASS
 
 
 async def existing_shas(session: AsyncSession, shas: Iterable[str]) -> set[str]:

@@ -4,9 +4,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.samples import archive_file_counts, counts, flag_counts, test_counts, trainable_counts
-from ml.labels import CLASSES
-from ml.readiness import Readiness
+from db.samples import archive_file_counts, counts, flag_counts, trainable_counts
+from emobot.labels import CLASSES
 
 
 @dataclass
@@ -62,11 +61,4 @@ async def dataset_stats(session: AsyncSession) -> DatasetStats:
         deleted=deleted,
         flags=await flag_counts(session),
         trainable=await trainable_counts(session),
-    )
-
-
-async def readiness(session: AsyncSession, min_train: int, min_test: int) -> Readiness:
-    """Whether a training run may start (`ml.readiness`), from the counts in the database."""
-    return Readiness(
-        await trainable_counts(session), await test_counts(session), min_train, min_test
     )

@@ -5,7 +5,7 @@ from collections.abc import Callable
 import keras
 from keras import layers
 
-from ml.labels import CLASSES
+from emobot.labels import CLASSES
 
 INPUT_SHAPE = (48, 48, 1)
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from emobot.labels import CLASS_INDEX
 from ml.faces import align, detect
 from ml.fer2013 import (
     ArchiveFile,
@@ -16,7 +17,6 @@ from ml.fer2013 import (
     iter_archive,
 )
 from ml.ferplus import Votes, mean_distribution
-from ml.labels import CLASS_INDEX
 from ml.preprocess import FACE_SIZE
 from ml.training import Faces
 

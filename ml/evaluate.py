@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from emobot.labels import CLASS_INDEX, CLASSES
 from ml.dataset import to_face
 from ml.faces import ImageError, decode_image, find_faces
 from ml.fer2013 import IMAGE_SUFFIXES, iter_archive
 from ml.ferplus import Votes, read_votes
 from ml.inference import Classifier
-from ml.labels import CLASS_INDEX, CLASSES
 from ml.metrics import summarise, summarise_predictions
 from ml.training import Faces
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ml.labels import CLASSES, FER_TO_CLASS, SPLITS
+from emobot.labels import CLASSES, FER_TO_CLASS, SPLITS
 
 # A blank image: every pixel within this distance of the image's mean.
 _BLANK_SPREAD = 3

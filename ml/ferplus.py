@@ -15,7 +15,7 @@ from typing import Final
 
 import numpy as np
 
-from ml.labels import CLASS_INDEX, CLASSES
+from emobot.labels import CLASS_INDEX, CLASSES
 
 # The vote columns, in the file's order (ties go to the first: the protocol's rule).
 COLUMNS: Final = (

@@ -5,7 +5,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from ml.labels import CLASSES
+from emobot.labels import CLASSES
 from ml.preprocess import FACE_SIZE, standardise
 
 # Batches are padded up to one of these sizes, so the compiled function is traced at most

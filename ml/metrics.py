@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ml.labels import CLASS_INDEX, CLASSES
+from emobot.labels import CLASS_INDEX, CLASSES
 
 SEED_BALANCED_COUNTS = {"negative": 1104, "happy": 993, "neutral": 958, "surprise": 831}
 SEED_BALANCED_SEED = 2013

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from emobot.labels import CLASSES
 from ml.faces import Face, ImageError, decode_image, find_faces, whole_face
 from ml.inference import Classifier
-from ml.labels import CLASSES
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 

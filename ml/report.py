@@ -11,7 +11,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ml.labels import CLASSES
+from emobot.labels import CLASSES
 
 
 def _png(figure: Figure) -> bytes:

@@ -30,6 +30,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from emobot.labels import CLASSES
 from ml.architectures import ARCHITECTURES
 from ml.calibration import (
     calibrated,
@@ -47,7 +48,6 @@ from ml.evaluate import (
 )
 from ml.ferplus import read_votes
 from ml.inference import Classifier
-from ml.labels import CLASSES
 from ml.metrics import summarise
 from ml.training import (
     Faces,

@@ -13,8 +13,8 @@ import cv2
 import keras
 import numpy as np
 
+from emobot.labels import CLASSES
 from ml.architectures import ARCHITECTURES
-from ml.labels import CLASSES
 from ml.metrics import summarise
 from ml.preprocess import FACE_SIZE, standardise
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ml.labels import FER_TO_CLASS, SPLITS
+from emobot.labels import FER_TO_CLASS, SPLITS
 
 PER_FOLDER = 3
 # The synthetic faces' mouths: (corner height, centre height, opening) relative to the mouth line.

@@ -22,19 +22,18 @@ import numpy as np
 from db import registry
 from db.engine import Storage
 from db.samples import dataset_version
-from db.stats import readiness
 from db.training_set import SampleRef, test_refs, train_refs
+from emobot.labels import CLASS_INDEX, CLASSES
 from ml.dataset import to_face
 from ml.evaluate import evaluate, evaluate_protocol
 from ml.faces import ImageError, decode_image, face_at, whole_face
 from ml.ferplus import Votes, mean_distribution
 from ml.inference import Classifier
-from ml.labels import CLASS_INDEX, CLASSES
 from ml.params import JobParams
 from ml.preprocess import FACE_SIZE
-from ml.readiness import DatasetNotReady, Readiness
 from ml.report import confusion_png, learning_curve_png
 from ml.training import Faces, TrainConfig, train
+from trainer.readiness import DatasetNotReady, Readiness, readiness
 
 log = logging.getLogger(__name__)
 

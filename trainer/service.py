@@ -31,9 +31,9 @@ from emobot.serving import Serving
 from emobot.settings import Settings
 from ml.evaluate import format_metrics
 from ml.params import JobParams
-from ml.readiness import DatasetNotReady
 from trainer import metrics
 from trainer.job import JobResult, run_training
+from trainer.readiness import DatasetNotReady
 
 log = logging.getLogger(__name__)
 

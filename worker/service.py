@@ -32,11 +32,11 @@ from db.blobs import BlobNotFound
 from db.engine import Storage
 from db.notify import LISTEN_ERRORS, listen
 from db.queue import Claimed
+from emobot.labels import CLASSES
 from emobot.serving import Serving
 from emobot.settings import Settings
 from ml.annotate import annotate
 from ml.faces import Face, ImageError, UnusableShape, decode_image, find_faces, whole_face
-from ml.labels import CLASSES
 from worker import metrics, texts
 from worker.models import ModelHolder
 from worker.replies import Reply, SendFailed, Undeliverable, send_reply

@@ -3,7 +3,7 @@
 from collections.abc import Sequence
 from typing import Any, Final
 
-from ml.labels import CLASSES, DISPLAY_NAMES
+from emobot.labels import CLASSES, DISPLAY_NAMES
 
 EMOJI: Final = {"negative": "😟", "happy": "😄", "surprise": "😮", "neutral": "😐"}
 UNSURE_EMOJI: Final = "🤔"

@@ -16,8 +16,8 @@ from bot.texts import CONSENT_VERSION, label_name, t
 from db.blobs import BlobStore
 from db.models import User
 from db.users import give_consent, has_consent
+from emobot.labels import CLASSES
 from emobot.settings import Settings
-from ml.labels import CLASSES
 
 not_command = ~F.text.startswith("/")
 

@@ -29,11 +29,11 @@ from db.registry import (
     queue_training_run,
 )
 from db.retention import EXPORT_LINK_SECONDS
-from db.stats import dataset_stats, readiness
+from db.stats import dataset_stats
+from emobot.labels import CLASSES
 from emobot.settings import Settings
-from ml.labels import CLASSES
 from ml.params import JobParams
-from ml.readiness import how_to_import
+from trainer.readiness import how_to_import, readiness
 
 log = logging.getLogger(__name__)
 

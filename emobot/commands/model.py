@@ -151,7 +151,7 @@ def predict(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _table(result: dict[str, Any]) -> str:
-    from ml.labels import CLASSES
+    from emobot.labels import CLASSES
 
     faces = result["faces"]
     lines = [f"{result['path']}: {len(faces)} face{'' if len(faces) == 1 else 's'}"]
@@ -212,8 +212,8 @@ def train(args: argparse.Namespace, settings: Settings) -> int:
     from db.engine import open_storage
     from ml.evaluate import format_metrics
     from ml.params import JobParams
-    from ml.readiness import DatasetNotReady
     from trainer.job import run_training
+    from trainer.readiness import DatasetNotReady
 
     try:
         params = JobParams(arch=args.arch, epochs=args.epochs, balance=args.balance,

@@ -1,8 +1,8 @@
 import numpy as np
 
+from emobot.labels import CLASSES
 from ml.dataset import load_archive
 from ml.evaluate import format_metrics, read_test_split
-from ml.labels import CLASSES
 from ml.metrics import summarise
 from tests.conftest import FIXTURE_ARCHIVE
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from emobot.labels import CLASS_INDEX
 from ml.dataset import load_archive
 from ml.evaluate import read_ferplus_test
 from ml.fer2013 import iter_archive
 from ml.ferplus import COLUMNS, Votes, read_votes
-from ml.labels import CLASS_INDEX
 from tests.conftest import FIXTURE_ARCHIVE
 
 

@@ -5,10 +5,10 @@ import keras
 import numpy as np
 import pytest
 
+from emobot.labels import CLASSES
 from ml.architectures import seed_cnn
 from ml.faces import decode_image, find_faces
 from ml.inference import BUCKETS, Classifier, bucket, shipped_model_path
-from ml.labels import CLASSES
 from tests.conftest import FIXTURE_ARCHIVE
 
 

@@ -17,9 +17,9 @@ from PIL import Image
 
 from db.engine import Storage
 from db.registry import register_model
+from emobot.labels import CLASS_INDEX, CLASSES, FER_TO_CLASS
 from emobot.settings import Settings
 from ml.inference import shipped_model_path
-from ml.labels import CLASS_INDEX, CLASSES, FER_TO_CLASS
 from ml.metrics import summarise
 from tests.conftest import FIXTURE_ARCHIVE, child_env, first_image
 from tests.ml.test_ferplus import fake_votes

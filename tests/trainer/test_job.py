@@ -17,15 +17,15 @@ from db.engine import Storage
 from db.importer import import_archive, import_votes
 from db.samples import insert_samples, trainable_counts
 from db.training_set import SampleRef, train_refs
+from emobot.labels import CLASS_INDEX
 from ml.faces import decode_image, find_faces
 from ml.ferplus import COLUMNS, read_votes
 from ml.inference import Classifier, shipped_model_path
-from ml.labels import CLASS_INDEX
 from ml.params import JobParams
-from ml.readiness import DatasetNotReady
 from tests.conftest import FIXTURE_ARCHIVE
 from tests.ml.test_ferplus import fake_votes
 from trainer.job import load_training_data, run_training, sample_face, sample_target
+from trainer.readiness import DatasetNotReady
 
 PHOTOS = Path(__file__).parents[1] / "data" / "faces"
 ASTRONAUT_BOX = [178, 68, 93, 93]

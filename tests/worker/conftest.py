@@ -15,9 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db import queue
 from db.engine import Storage
+from emobot.labels import CLASSES
 from emobot.settings import Settings
 from emobot.telegram import make_bot
-from ml.labels import CLASSES
 from playground.botapi import BotAPIEmulator, BotAPIServer
 from worker.service import Worker
 

@@ -24,10 +24,10 @@ from sqlalchemy import select
 
 from db.engine import Storage
 from db.models import PredictionRequest
+from emobot.labels import CLASSES
 from emobot.settings import Settings
 from ml.faces import decode_image, find_faces
 from ml.inference import Classifier
-from ml.labels import CLASSES
 from playground.botapi import BotAPIEmulator, BotAPIServer, BotCall
 from tests.conftest import FIXTURE_ARCHIVE
 from tests.worker.conftest import enqueue_photo, photo

@@ -8,7 +8,10 @@ and `emobot train` say the same thing.
 from dataclasses import dataclass
 from pathlib import Path
 
-from ml.labels import CLASSES, DISPLAY_NAMES
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.samples import test_counts, trainable_counts
+from emobot.labels import CLASSES, DISPLAY_NAMES
 
 # Where FER2013 comes from, for the messages that tell how to load it.
 FER2013_SOURCE = "https://www.kaggle.com/datasets/msambare/fer2013"
@@ -77,6 +80,13 @@ def how_to_import(lang: str, archive: Path) -> str:
         texts["import"].format(path=archive),
         texts["source"].format(source=FER2013_SOURCE, archive=archive, state=state),
     ))  # fmt: skip
+
+
+async def readiness(session: AsyncSession, min_train: int, min_test: int) -> Readiness:
+    """Whether a training run may start, from the counts in the database."""
+    return Readiness(
+        await trainable_counts(session), await test_counts(session), min_train, min_test
+    )
 
 
 class DatasetNotReady(ValueError):

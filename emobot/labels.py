@@ -1,6 +1,7 @@
-"""The four emotion classes and how FER2013's seven emotions map onto them.
+"""The class vocabulary every package shares: the four emotion classes, how FER2013's seven
+emotions map onto them, and the dataset's splits.
 
-Kept free of heavy imports: the database models and the bot import it too.
+Imports nothing: the database models, the bot, `ml/` and the trainer all import it.
 """
 
 from typing import Final
