@@ -158,12 +158,19 @@ def fer_square(image: np.ndarray, box: Box, scale: float, lift: float) -> np.nda
     x, y, w, h = box
     side = max(w, h) * scale
     cx, cy = x + w / 2, y + h / 2 - lift * h
-    matrix = np.array([[FACE_SIZE / side, 0, FACE_SIZE / 2 - cx * FACE_SIZE / side],
-                       [0, FACE_SIZE / side, FACE_SIZE / 2 - cy * FACE_SIZE / side]])  # fmt: skip
+    matrix = np.array(
+        [
+            [FACE_SIZE / side, 0, FACE_SIZE / 2 - cx * FACE_SIZE / side],
+            [0, FACE_SIZE / side, FACE_SIZE / 2 - cy * FACE_SIZE / side],
+        ]
+    )
     return cv2.warpAffine(
-        grey(image), matrix, (FACE_SIZE, FACE_SIZE), flags=cv2.INTER_AREA,
+        grey(image),
+        matrix,
+        (FACE_SIZE, FACE_SIZE),
+        flags=cv2.INTER_AREA,
         borderMode=cv2.BORDER_REPLICATE,
-    )  # fmt: skip
+    )
 
 
 def realphotos(path: Path, detectors: dict[str, Detector]) -> dict[str, Any]:
@@ -215,8 +222,10 @@ def predict_cli(photos: list[tuple[str, bytes, int]], y: np.ndarray) -> float:
             (Path(folder) / name).write_bytes(data)
         out = subprocess.run(
             [sys.executable, "-m", "emobot", "predict", "--json", folder],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         predicted = {}
         for line in out.stdout.splitlines():
             result = json.loads(line)

@@ -21,8 +21,14 @@ from ml.faces import detect
 from ml.preprocess import FACE_SIZE
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-KEYPOINTS = ("eye (image left)", "eye (image right)", "nose tip", "mouth", "ear (left)",
-             "ear (right)")  # fmt: skip
+KEYPOINTS = (
+    "eye (image left)",
+    "eye (image right)",
+    "nose tip",
+    "mouth",
+    "ear (left)",
+    "ear (right)",
+)
 
 
 def measure(archive: Path, count: int, seed: int = 0) -> dict[str, object]:

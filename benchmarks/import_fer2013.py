@@ -82,16 +82,22 @@ async def main() -> None:
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     moto.start()
     try:
-        store = S3BlobStore("bench", endpoint_url=f"http://127.0.0.1:{port}",
-                            access_key_id="x", secret_access_key="x")  # fmt: skip
+        store = S3BlobStore(
+            "bench",
+            endpoint_url=f"http://127.0.0.1:{port}",
+            access_key_id="x",
+            secret_access_key="x",
+        )
         results["moto"] = await timed_import(args.zip, store, args.concurrency)
     finally:
         moto.stop()
 
     print(f"{'store':<6} {'files':>7} {'added':>7} {'seconds':>8} {'img/s':>8} {'2nd run s':>10}")
     for name, r in results.items():
-        print(f"{name:<6} {r['files']:>7,} {r['added']:>7,} {r['seconds']:>8} "
-              f"{r['images_per_s']:>8} {r['second_run_seconds']:>10}")  # fmt: skip
+        print(
+            f"{name:<6} {r['files']:>7,} {r['added']:>7,} {r['seconds']:>8} "
+            f"{r['images_per_s']:>8} {r['second_run_seconds']:>10}"
+        )
     if args.json:
         meta = {"cpus": os.cpu_count(), "machine": platform.machine(), "load": os.getloadavg()}
         args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=2))

@@ -138,8 +138,10 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
                         await asyncio.sleep(0.1)
                 await asyncio.sleep(args.warmup)  # workers load TensorFlow and the model
 
-                users = [emulator.user(10_000 + i, f"u{i}", language_code="en")
-                         for i in range(args.users)]  # fmt: skip
+                users = [
+                    emulator.user(10_000 + i, f"u{i}", language_code="en")
+                    for i in range(args.users)
+                ]
                 step = args.ramp_seconds / max(args.users - 1, 1)
                 started = time.perf_counter()
                 for i, user in enumerate(users):
@@ -155,11 +157,14 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
                 engine = make_engine(database_url)
                 async with make_sessionmaker(engine)() as session:
                     statuses = dict(
-                        (await session.execute(
-                            select(PredictionRequest.status, func.count())
-                            .group_by(PredictionRequest.status)
-                        )).all()
-                    )  # fmt: skip
+                        (
+                            await session.execute(
+                                select(PredictionRequest.status, func.count()).group_by(
+                                    PredictionRequest.status
+                                )
+                            )
+                        ).all()
+                    )
                 await engine.dispose()
                 for process in processes:
                     process.terminate()
@@ -207,8 +212,10 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
 
 def table(result: dict[str, Any]) -> str:
     lat = result["latency_ms"]
-    header = ("| users | workers | answered | throughput (req/s) | p50 ms | p95 ms | p99 ms "
-              "| errors | lost | dup |")  # fmt: skip
+    header = (
+        "| users | workers | answered | throughput (req/s) | p50 ms | p95 ms | p99 ms "
+        "| errors | lost | dup |"
+    )
     row = (
         f"| {result['users']} | {result['workers']} | {result['answered']} "
         f"| {result['throughput_per_s']} | {lat['p50']} | {lat['p95']} | {lat['p99']} "
@@ -220,15 +227,31 @@ def table(result: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=200, help="simulated users (default 200)")
-    parser.add_argument("--ramp-seconds", type=float, default=20.0,
-                        help="users start evenly over this many seconds (default 20)")  # fmt: skip
+    parser.add_argument(
+        "--ramp-seconds",
+        type=float,
+        default=20.0,
+        help="users start evenly over this many seconds (default 20)",
+    )
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    parser.add_argument("--three-face-every", type=int, default=10,
-                        help="every n-th user sends the three-face photo; 0: none")  # fmt: skip
-    parser.add_argument("--warmup", type=float, default=5.0,
-                        help="seconds for the workers to load the model (default 5)")  # fmt: skip
-    parser.add_argument("--timeout", type=float, default=300.0,
-                        help="give up waiting for answers after this (default 300 s)")  # fmt: skip
+    parser.add_argument(
+        "--three-face-every",
+        type=int,
+        default=10,
+        help="every n-th user sends the three-face photo; 0: none",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=5.0,
+        help="seconds for the workers to load the model (default 5)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        help="give up waiting for answers after this (default 300 s)",
+    )
     parser.add_argument("--json", type=Path, help="write the result here")
     args = parser.parse_args()
     if not 1 <= args.users <= 5000:

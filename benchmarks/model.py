@@ -81,8 +81,10 @@ def main() -> None:
     print(f"load {load['load_s']:.2f} s, with the first call {load['load_and_first_call_s']:.2f} s")
     print(f"{'batch':>6} {'ms/batch':>10} {'ms/face':>9} {'faces/s':>9}")
     for batch, row in speed.items():
-        print(f"{batch:>6} {row['ms_per_batch']:>10.2f} {row['ms_per_face']:>9.3f} "
-              f"{row['faces_per_s']:>9.1f}")  # fmt: skip
+        print(
+            f"{batch:>6} {row['ms_per_batch']:>10.2f} {row['ms_per_face']:>9.3f} "
+            f"{row['faces_per_s']:>9.1f}"
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(

@@ -156,8 +156,13 @@ async def _enqueue(bench: Bench, kind: str, count: int) -> list[tuple[int, float
     at = time.perf_counter()
     async with bench.sessions.begin() as session:
         if count == 1:
-            await queue.enqueue(session, chat_id=chats[0], user_id=None, message_id=1,
-                                blob_key=bench.blob_keys[kind])  # fmt: skip
+            await queue.enqueue(
+                session,
+                chat_id=chats[0],
+                user_id=None,
+                message_id=1,
+                blob_key=bench.blob_keys[kind],
+            )
         else:
             key = bench.blob_keys[kind]
             rows = [{"chat_id": c, "message_id": 1, "blob_key": key} for c in chats]
@@ -238,8 +243,12 @@ async def worker_runs(
                 for kind in photos:
                     for rate in [*rates, None]:
                         run = await load_run(bench, kind, rate, seconds, burst)
-                        run = {"rate": rate if rate is not None else "burst",
-                               "batching": batching, "photo": kind, **run}  # fmt: skip
+                        run = {
+                            "rate": rate if rate is not None else "burst",
+                            "batching": batching,
+                            "photo": kind,
+                            **run,
+                        }
                         print(_row(run), flush=True)
                         runs.append(run)
             finally:
@@ -264,15 +273,19 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=300, help="requests enqueued at once")
     parser.add_argument("--rates", default="5,20,50", help="requests per second (5,20,50)")
     parser.add_argument(
-        "--photo", choices=[*sorted(PHOTOS), "all"], default="all",
+        "--photo",
+        choices=[*sorted(PHOTOS), "all"],
+        default="all",
         help="what each request carries (default: all, one after the other)",
-    )  # fmt: skip
+    )
     parser.add_argument("--model-seconds", type=float, default=3.0, help="per batch size")
     parser.add_argument("--model", type=Path, help="model file (default: the shipped one)")
     parser.add_argument(
-        "--worker-log", default="WARNING", choices=["INFO", "WARNING"],
+        "--worker-log",
+        default="WARNING",
+        choices=["INFO", "WARNING"],
         help="the worker's log level (INFO: one line per batch with ms per stage)",
-    )  # fmt: skip
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 

@@ -390,8 +390,16 @@ TEXTS: dict[str, dict[str, str]] = {
 }
 
 USER_COMMANDS = (
-    "start", "help", "predict", "contribute", "mine", "language", "cancel", "privacy", "forget",
-)  # fmt: skip
+    "start",
+    "help",
+    "predict",
+    "contribute",
+    "mine",
+    "language",
+    "cancel",
+    "privacy",
+    "forget",
+)
 ADMIN_COMMANDS = ("stats", "export", "retrain", "models", "promote")
 
 

@@ -32,9 +32,19 @@ RAW_ID, PSEUDONYM = "contributor_id", "contributor_key"
 
 def manifest_fields(raw_ids: bool) -> tuple[str, ...]:
     return (
-        "sha256", "class", "split", "source", "fer_emotion", RAW_ID if raw_ids else PSEUDONYM,
-        "created_at", "origins", "leak", "label_conflict", "blank", "ferplus_votes",
-    )  # fmt: skip
+        "sha256",
+        "class",
+        "split",
+        "source",
+        "fer_emotion",
+        RAW_ID if raw_ids else PSEUDONYM,
+        "created_at",
+        "origins",
+        "leak",
+        "label_conflict",
+        "blank",
+        "ferplus_votes",
+    )
 
 
 FETCH_AHEAD = 32
@@ -49,8 +59,14 @@ class ExportSummary:
 
 
 # File endings by the format Pillow reads in the header; contributed images may be any of them.
-SUFFIXES = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp",
-            "TIFF": ".tif"}  # fmt: skip
+SUFFIXES = {
+    "JPEG": ".jpg",
+    "PNG": ".png",
+    "WEBP": ".webp",
+    "GIF": ".gif",
+    "BMP": ".bmp",
+    "TIFF": ".tif",
+}
 
 
 def image_suffix(data: bytes) -> str:

@@ -58,8 +58,9 @@ def unsure_threshold(probs: np.ndarray, y: np.ndarray) -> float:
     confidence = probs.max(axis=1)
     correct = probs.argmax(axis=1) == y
     candidates = np.round(np.arange(0.30, 0.81, 0.01), 2)
-    below_right = [correct[confidence < t].mean() if (confidence < t).any() else 0.0
-                   for t in candidates]  # fmt: skip
+    below_right = [
+        correct[confidence < t].mean() if (confidence < t).any() else 0.0 for t in candidates
+    ]
     # The largest threshold whose faces below it are still right less than half the time.
     wrong_below = [t for t, share in zip(candidates, below_right, strict=True) if share < 0.5]
     return float(max(wrong_below, default=candidates[0]))

@@ -19,9 +19,17 @@ from emobot.labels import CLASS_INDEX, CLASSES
 
 # The vote columns, in the file's order (ties go to the first: the protocol's rule).
 COLUMNS: Final = (
-    "neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt",
-    "unknown", "NF",
-)  # fmt: skip
+    "neutral",
+    "happiness",
+    "surprise",
+    "sadness",
+    "anger",
+    "disgust",
+    "fear",
+    "contempt",
+    "unknown",
+    "NF",
+)
 EMOTION_CLASS: Final = {
     "neutral": "neutral",
     "happiness": "happy",

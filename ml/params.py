@@ -48,8 +48,9 @@ class JobParams:
             raise ParamError("unknown_arch", value=self.arch, archs=", ".join(ARCH_NAMES))
         for key, (low, high) in RANGES.items():
             if not low <= getattr(self, key) <= high:
-                raise ParamError("out_of_range", name=key, low=low, high=high,
-                                 value=getattr(self, key))  # fmt: skip
+                raise ParamError(
+                    "out_of_range", name=key, low=low, high=high, value=getattr(self, key)
+                )
 
     @classmethod
     def from_dict(cls, params: dict[str, Any]) -> "JobParams":
@@ -78,8 +79,9 @@ class JobParams:
                 try:
                     number = int(value)
                 except ValueError:
-                    raise ParamError("whole_number", name=key, low=low, high=high,
-                                     value=value) from None  # fmt: skip
+                    raise ParamError(
+                        "whole_number", name=key, low=low, high=high, value=value
+                    ) from None
                 params[key] = number
             else:
                 params[key] = value

@@ -61,6 +61,13 @@ def confusion_png(matrix: Sequence[Sequence[int]], title: str = "") -> bytes:
     for i in ticks:
         for j in ticks:
             colour = "white" if shares[i, j] > 0.5 else "black"
-            ax.text(j, i, f"{counts[i, j]}\n{shares[i, j]:.0%}", ha="center", va="center",
-                    color=colour, fontsize=9)  # fmt: skip
+            ax.text(
+                j,
+                i,
+                f"{counts[i, j]}\n{shares[i, j]:.0%}",
+                ha="center",
+                va="center",
+                color=colour,
+                fontsize=9,
+            )
     return _png(figure)

@@ -137,8 +137,11 @@ def with_aligned_views(faces: Faces, cache: Path) -> Faces:
 
 def _metrics_rows(metrics: dict[str, Any]) -> str:
     rows = []
-    names = {"test_4": "test-4 (FER2013 labels)", "ferplus_test": "ferplus-test (FER+ majority)",
-             "realphotos": "real photos (largest face; none found is wrong)"}  # fmt: skip
+    names = {
+        "test_4": "test-4 (FER2013 labels)",
+        "ferplus_test": "ferplus-test (FER+ majority)",
+        "realphotos": "real photos (largest face; none found is wrong)",
+    }
     for key, name in names.items():
         if key in metrics:
             m = metrics[key]
@@ -291,18 +294,21 @@ def main() -> None:
     )
     parser.add_argument("--init", help="a saved model of the same architecture to start from")
     parser.add_argument(
-        "--patience", type=int, help="stop after this many epochs without a better validation "
+        "--patience",
+        type=int,
+        help="stop after this many epochs without a better validation "
         "score (default: never, the whole schedule runs)",
-    )  # fmt: skip
+    )
     parser.add_argument("--out", type=Path, required=True, help="work folder (resumable)")
     parser.add_argument("--release", type=Path, help="where to write the packaged model")
     parser.add_argument("--package-only", action="store_true", help="skip training")
     parser.add_argument("--note", help="how the run went, for the model card")
     parser.add_argument(
-        "--bf16", action="store_true",
+        "--bf16",
+        action="store_true",
         help="train in mixed bfloat16 (twice as fast on CPUs with AMX or AVX-512 BF16; "
         "the packaged model is float32)",
-    )  # fmt: skip
+    )
     args = parser.parse_args()
     if args.bf16:
         keras.config.set_dtype_policy("mixed_bfloat16")
@@ -325,17 +331,25 @@ def main() -> None:
         train(train_faces, config, args.out / "work", real=real)
         print(f"trained in {time.perf_counter() - started:.0f} s")
     command = " ".join(
-        ["python -m ml.train_archive", f"--zip {args.zip}", f"--arch {args.arch}",
-         f"--epochs {args.epochs}", f"--out {args.out}"]
+        [
+            "python -m ml.train_archive",
+            f"--zip {args.zip}",
+            f"--arch {args.arch}",
+            f"--epochs {args.epochs}",
+            f"--out {args.out}",
+        ]
         + ([f"--ferplus {args.ferplus}"] if args.ferplus else [])
         + ([f"--realphotos {args.realphotos}"] if args.realphotos else [])
         + (["--aligned"] if args.aligned else [])
         + (["--bf16"] if args.bf16 else [])
-        + ([f"--learning-rate {args.learning_rate}"]
-           if args.learning_rate != TrainConfig.learning_rate else [])
+        + (
+            [f"--learning-rate {args.learning_rate}"]
+            if args.learning_rate != TrainConfig.learning_rate
+            else []
+        )
         + ([f"--init {args.init}"] if args.init else [])
         + ([f"--patience {args.patience}"] if args.patience else [])
-    )  # fmt: skip
+    )
     release = args.release or args.out
     card = package(args.zip, args.out, release, command, args.note, args.ferplus, args.realphotos)
     for key in ("test_4", "ferplus_test", "realphotos"):

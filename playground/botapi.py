@@ -54,9 +54,19 @@ _INT_PARAMS = frozenset(
     {"chat_id", "message_id", "offset", "limit", "timeout", "reply_to_message_id", "cache_time"}
 )
 _JSON_PARAMS = frozenset(
-    {"reply_markup", "commands", "scope", "media", "allowed_updates", "reply_parameters",
-     "entities", "caption_entities", "link_preview_options", "message_ids"}
-)  # fmt: skip
+    {
+        "reply_markup",
+        "commands",
+        "scope",
+        "media",
+        "allowed_updates",
+        "reply_parameters",
+        "entities",
+        "caption_entities",
+        "link_preview_options",
+        "message_ids",
+    }
+)
 _BOOL_PARAMS = frozenset({"show_alert", "drop_pending_updates", "disable_notification"})
 
 
@@ -643,17 +653,25 @@ class BotAPIEmulator:
         for item in params["media"]:
             stored = self._input_file(item["media"], files, "photos", ".jpg")
             width, height = image_size(stored.data)
-            size = {"file_id": stored.file_id, "file_unique_id": stored.unique_id,
-                    "width": width, "height": height, "file_size": len(stored.data)}  # fmt: skip
+            size = {
+                "file_id": stored.file_id,
+                "file_unique_id": stored.unique_id,
+                "width": width,
+                "height": height,
+                "file_size": len(stored.data),
+            }
             message = self._bot_message(
                 token,
                 chat_id,
                 {"photo": [size], "caption": item.get("caption"), "media_group_id": group},
             )
             self._record(
-                "sendMediaGroup", chat_id, {**params, "caption": item.get("caption")},
-                message["message_id"], {"photo": stored.data},
-            )  # fmt: skip
+                "sendMediaGroup",
+                chat_id,
+                {**params, "caption": item.get("caption")},
+                message["message_id"],
+                {"photo": stored.data},
+            )
             messages.append(message)
         return messages
 

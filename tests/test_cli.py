@@ -22,14 +22,18 @@ def emobot(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
         **child_env(settings),
     }
     return subprocess.run(
-        [sys.executable, "-m", "emobot", *args], env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "emobot", *args],
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=120,
-    )  # fmt: skip
+    )
 
 
 def test_help_lists_the_commands() -> None:
-    out = subprocess.run([sys.executable, "-m", "emobot", "--help"], capture_output=True,
-                         text=True, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "emobot", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     for command in ("migrate", "import-fer2013", "import-ferplus", "export", "stats"):
         assert command in out
 
@@ -39,8 +43,9 @@ def test_the_supervisor_knows_the_commands_without_argparse_internals() -> None:
     assert {"bot", "worker", "trainer", "migrate"} <= command_names()
 
 
-async def test_migrate_import_stats_export(settings: Settings, sessions: object,
-                                           tmp_path: Path) -> None:  # fmt: skip
+async def test_migrate_import_stats_export(
+    settings: Settings, sessions: object, tmp_path: Path
+) -> None:
     assert emobot(settings, "migrate").returncode == 0
     first = emobot(settings, "import-fer2013", str(FIXTURE_ARCHIVE))
     assert first.returncode == 0, first.stderr
@@ -74,8 +79,9 @@ async def test_import_with_ferplus_votes_then_again(
     settings: Settings, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
 ) -> None:
     fake_votes(tmp_path / "votes.csv")
-    first = emobot(settings, "import-fer2013", str(FIXTURE_ARCHIVE), "--ferplus",
-                   str(tmp_path / "votes.csv"))  # fmt: skip
+    first = emobot(
+        settings, "import-fer2013", str(FIXTURE_ARCHIVE), "--ferplus", str(tmp_path / "votes.csv")
+    )
     assert first.returncode == 0, first.stderr
     assert "42 added" in first.stdout
     assert "FER+ votes for 45 files: 42 samples got votes, 0 had them already" in first.stdout
@@ -97,8 +103,9 @@ async def test_a_bad_votes_file_is_refused_before_anything_is_imported(
         ("labels.csv", "not a FER+ votes file: no column neutral, happiness"),
         ("counts.csv", "invalid literal for int()"),
     ]:
-        result = emobot(settings, "import-fer2013", str(FIXTURE_ARCHIVE), "--ferplus",
-                        str(tmp_path / path))  # fmt: skip
+        result = emobot(
+            settings, "import-fer2013", str(FIXTURE_ARCHIVE), "--ferplus", str(tmp_path / path)
+        )
         assert result.returncode == 2 and error in result.stderr, result.stderr
         result = emobot(settings, "import-ferplus", str(tmp_path / path))
         assert result.returncode == 2 and error in result.stderr, result.stderr
@@ -108,6 +115,7 @@ async def test_a_bad_votes_file_is_refused_before_anything_is_imported(
 
 def test_invalid_setting_names_the_variable(settings: Settings) -> None:
     env = {**os.environ, "BATCH_SIZE": "lots"}
-    result = subprocess.run([sys.executable, "-m", "emobot", "stats"], env=env,
-                            capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "emobot", "stats"], env=env, capture_output=True, text=True
+    )
     assert result.returncode != 0 and "BATCH_SIZE" in result.stderr

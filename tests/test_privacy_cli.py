@@ -17,22 +17,28 @@ from tests.conftest import child_env
 
 def emobot(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "emobot", *args], env=child_env(settings, **env),
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [sys.executable, "-m", "emobot", *args],
+        env=child_env(settings, **env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 async def answered(storage: Storage, data: bytes, hours_ago: float, user_id: int = 1) -> str:
     async with storage.sessions.begin() as session:
         await upsert_user(session, user_id, username=None, first_name=None, telegram_language=None)
         _, key = await put_photo(session, storage.blobs, data)
-        row = await queue.enqueue(session, chat_id=user_id, user_id=user_id, message_id=1,
-                                  blob_key=key)  # fmt: skip
+        row = await queue.enqueue(
+            session, chat_id=user_id, user_id=user_id, message_id=1, blob_key=key
+        )
         await session.execute(
-            text("UPDATE prediction_requests SET status = 'done', "
-                 "finished_at = now() - make_interval(secs => :ago) WHERE id = :id"),
+            text(
+                "UPDATE prediction_requests SET status = 'done', "
+                "finished_at = now() - make_interval(secs => :ago) WHERE id = :id"
+            ),
             {"ago": hours_ago * 3600, "id": row.id},
-        )  # fmt: skip
+        )
     return key
 
 

@@ -130,8 +130,9 @@ async def load_training_data(storage: Storage, cache_dir: Path) -> TrainingData:
         storage, [ref for ref, _ in kept], [t for _, t in kept] if voted else None
     )
     test_faces, skipped_test = await _faces(storage, test_list)
-    data = TrainingData(train_faces, test_faces, version, skipped_train + skipped_test,
-                        len(train_list) - len(kept))  # fmt: skip
+    data = TrainingData(
+        train_faces, test_faces, version, skipped_train + skipped_test, len(train_list) - len(kept)
+    )
     await asyncio.to_thread(_write_cache, path, data)
     return data
 
@@ -154,9 +155,16 @@ def _write_cache(path: Path, data: TrainingData) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")  # renamed when complete: a cut-off write is never read
     targets = {} if data.train.targets is None else {"t_train": data.train.targets}
-    np.savez(tmp, x_train=data.train.x, y_train=data.train.y, x_test=data.test.x,
-             y_test=data.test.y, skipped=data.skipped, not_faces=data.not_faces,
-             **targets)  # fmt: skip
+    np.savez(
+        tmp,
+        x_train=data.train.x,
+        y_train=data.train.y,
+        x_test=data.test.x,
+        y_test=data.test.y,
+        skipped=data.skipped,
+        not_faces=data.not_faces,
+        **targets,
+    )
     tmp.replace(path)
     # Older versions are never read again, and may hold faces erased since (/forget, /mine).
     for stale in path.parent.glob("*.npz"):
@@ -212,8 +220,9 @@ async def run_training(
         raise DatasetNotReady(ready, archive or DEFAULT_ARCHIVE)
     data = await load_training_data(storage, data_dir / "cache")
     # Again over what could be read: unreadable images are skipped.
-    decoded = Readiness(_per_class(data.train), _per_class(data.test), min_train_per_class,
-                        min_test_per_class)  # fmt: skip
+    decoded = Readiness(
+        _per_class(data.train), _per_class(data.test), min_train_per_class, min_test_per_class
+    )
     if not decoded.ready:
         raise DatasetNotReady(decoded, archive or DEFAULT_ARCHIVE)
     await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
@@ -244,9 +253,14 @@ async def run_training(
     metrics.update(
         val_balanced_accuracy=max(val),
         training=summary,
-        dataset={"version": data.version, "train": len(data.train), "test": len(data.test),
-                 "skipped": data.skipped, "not_faces": data.not_faces},
-    )  # fmt: skip
+        dataset={
+            "version": data.version,
+            "train": len(data.train),
+            "test": len(data.test),
+            "skipped": data.skipped,
+            "not_faces": data.not_faces,
+        },
+    )
     # Files and pictures in threads: the event loop goes on editing progress and listening.
     model_bytes = await asyncio.to_thread(_saved, model, workdir / "final.keras")
     title = f"{params.arch}, {summary['epochs_run']} epochs"
@@ -332,9 +346,12 @@ async def _register(
     the active model (none active: promoted)."""
     async with storage.sessions.begin() as session:
         model = await registry.register_model(
-            session, blob_key="", arch=params.arch, metrics=metrics,
+            session,
+            blob_key="",
+            arch=params.arch,
+            metrics=metrics,
             dataset_version=version_of_data[:64],
-        )  # fmt: skip
+        )
         model.blob_key = f"models/{model.version}.keras"
         artifacts = {name: f"models/{model.version}/{name}.png" for name in pictures}
         await storage.blobs.put(model.blob_key, model_bytes, "application/octet-stream")

@@ -76,10 +76,12 @@ class Readiness:
 def how_to_import(lang: str, archive: Path) -> str:
     texts = TEXTS.get(lang, TEXTS["en"])
     state = texts["found" if archive.is_file() else "missing"]
-    return "\n".join((
-        texts["import"].format(path=archive),
-        texts["source"].format(source=FER2013_SOURCE, archive=archive, state=state),
-    ))  # fmt: skip
+    return "\n".join(
+        (
+            texts["import"].format(path=archive),
+            texts["source"].format(source=FER2013_SOURCE, archive=archive, state=state),
+        )
+    )
 
 
 async def readiness(session: AsyncSession, min_train: int, min_test: int) -> Readiness:

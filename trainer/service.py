@@ -146,19 +146,27 @@ class Trainer:
                 async with self.storage.sessions.begin() as session:
                     await registry.record_progress(session, run.id, progress)
                 text = texts["progress"].format(
-                    run=run.id, arch=params.arch, epoch=progress["epoch"],
-                    epochs=progress["epochs"], loss=progress["loss"], val=progress["val_bal_acc"],
-                )  # fmt: skip
+                    run=run.id,
+                    arch=params.arch,
+                    epoch=progress["epoch"],
+                    epochs=progress["epochs"],
+                    loss=progress["loss"],
+                    val=progress["val_bal_acc"],
+                )
                 await self._edit_progress(run, text)
 
             result = await run_training(
-                self.storage, params, data_dir=self.settings.data_dir,
+                self.storage,
+                params,
+                data_dir=self.settings.data_dir,
                 workdir=self.settings.data_dir / "runs" / str(run.id),
-                archive=self.settings.fer2013_zip, ferplus=self.settings.ferplus_csv,
-                photos=self.settings.real_photos, on_progress=on_progress,
+                archive=self.settings.fer2013_zip,
+                ferplus=self.settings.ferplus_csv,
+                photos=self.settings.real_photos,
+                on_progress=on_progress,
                 min_train_per_class=self.settings.min_train_per_class,
                 min_test_per_class=self.settings.min_test_per_class,
-            )  # fmt: skip
+            )
         except DatasetNotReady as exc:
             log.warning("run %d refused: %s", run.id, exc)
             async with self.storage.sessions.begin() as session:

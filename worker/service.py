@@ -149,8 +149,12 @@ class Worker:
                 {"prediction_requests": self._on_request, "models": self._on_model},
             )
         except LISTEN_ERRORS as exc:
-            log.warning("%s: LISTEN failed (%s); polling every %s s", self.name, exc,
-                        self.settings.poll_seconds)  # fmt: skip
+            log.warning(
+                "%s: LISTEN failed (%s); polling every %s s",
+                self.name,
+                exc,
+                self.settings.poll_seconds,
+            )
             self._listener = None
             return
         # A promotion may have happened while nobody listened.
@@ -311,10 +315,18 @@ class Worker:
         log.info(
             "%s: batch %d: %d requests, %d faces, model %s | fetch %s ms, detect %s ms, "
             "model %s ms, save %s ms, reply %s ms, total %.1f ms",
-            self.name, self.batches, len(batch), len(crops), classifier.version or "file",
-            marks["fetch"], marks["detect"], marks["model"], marks["save"], marks["reply"],
+            self.name,
+            self.batches,
+            len(batch),
+            len(crops),
+            classifier.version or "file",
+            marks["fetch"],
+            marks["detect"],
+            marks["model"],
+            marks["save"],
+            marks["reply"],
             (time.perf_counter() - started) * 1000,
-        )  # fmt: skip
+        )
 
     async def _fetch(self, job: Job) -> None:
         try:

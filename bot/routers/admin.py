@@ -38,10 +38,16 @@ async def export(
         await message.answer(t(lang, "admin.export.usage", args=command.args))
         return
     await admin.export_to_chat(
-        bot, db_storage.sessions, db_storage.blobs, message.chat.id, lang,
-        workdir=settings.data_dir / "exports", document_limit=export_document_limit,
-        raw_ids=raw_ids, pseudonym_key=settings.pseudonym_key,
-    )  # fmt: skip
+        bot,
+        db_storage.sessions,
+        db_storage.blobs,
+        message.chat.id,
+        lang,
+        workdir=settings.data_dir / "exports",
+        document_limit=export_document_limit,
+        raw_ids=raw_ids,
+        pseudonym_key=settings.pseudonym_key,
+    )
 
 
 async def retrain(
@@ -100,9 +106,11 @@ async def promote(
         old = plan.active.version
         lines.append(admin.comparison_text(lang, version, old, plan.comparison))
         if plan.ask:
-            key = "admin.promote.worse" if plan.comparison.basis != "none" else (
-                "admin.promote.incomparable"
-            )  # fmt: skip
+            key = (
+                "admin.promote.worse"
+                if plan.comparison.basis != "none"
+                else ("admin.promote.incomparable")
+            )
             lines.append(t(lang, key, new=version, old=old))
             markup = keyboards.promote_confirm(lang, version, old)
             await message.answer("\n".join(lines), reply_markup=markup)

@@ -76,9 +76,13 @@ async def photo(
     pending = [Pending.from_json(p) for p in (await state.get_data()).get("pending", [])]
     try:
         item = await check_photo(
-            session, bot, incoming_image(message), pending,
-            max_bytes=settings.max_photo_bytes, max_pixels=settings.max_photo_pixels,
-        )  # fmt: skip
+            session,
+            bot,
+            incoming_image(message),
+            pending,
+            max_bytes=settings.max_photo_bytes,
+            max_pixels=settings.max_photo_pixels,
+        )
     except Rejected as rejected:
         metrics.refused(rejected.key)
         await message.reply(t(lang, rejected.key, **rejected.values))

@@ -142,9 +142,13 @@ async def export_to_chat(
         with tempfile.TemporaryDirectory(dir=workdir) as tmp:
             path = Path(tmp) / name
             summary = await export_dataset(
-                path, sessions, blobs, progress=on_progress, raw_ids=raw_ids,
+                path,
+                sessions,
+                blobs,
+                progress=on_progress,
+                raw_ids=raw_ids,
                 pseudonym_key=pseudonym_key,
-            )  # fmt: skip
+            )
             size = path.stat().st_size
             reporter.cancel()
             ids = t(lang, "admin.export.raw" if raw_ids else "admin.export.pseudonymous")

@@ -93,8 +93,9 @@ async def check_photo(
         raise Rejected("reject.known")
     # Detection is CPU work: off the event loop, so other chats are served meanwhile.
     box, width, height = await asyncio.to_thread(find_one_face, data, max_pixels)
-    return Pending(image.file_id, image.unique_id, sha, image.content_type, box, width, height,
-                   len(data))  # fmt: skip
+    return Pending(
+        image.file_id, image.unique_id, sha, image.content_type, box, width, height, len(data)
+    )
 
 
 @dataclass
@@ -118,9 +119,10 @@ async def save_batch(
     for item in pending:
         try:
             data = await download(
-                bot, IncomingImage(item.file_id, item.unique_id, item.size, item.content_type),
+                bot,
+                IncomingImage(item.file_id, item.unique_id, item.size, item.content_type),
                 max_bytes,
-            )  # fmt: skip
+            )
         except Rejected:
             saved.failed += 1
             continue

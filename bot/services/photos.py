@@ -40,9 +40,12 @@ def incoming_image(message: Message) -> IncomingImage:
     if message.photo:
         best = message.photo[-1]
         return IncomingImage(
-            best.file_id, best.file_unique_id, best.file_size, "image/jpeg",
+            best.file_id,
+            best.file_unique_id,
+            best.file_size,
+            "image/jpeg",
             media_group_id=message.media_group_id,
-        )  # fmt: skip
+        )
     document = message.document
     if document is not None:
         name = document.file_name or ""
@@ -51,9 +54,13 @@ def incoming_image(message: Message) -> IncomingImage:
             raise Rejected("reject.type", name=name or mime or "?")
         content_type = mime if mime in IMAGE_TYPES else _type_from_name(name)
         return IncomingImage(
-            document.file_id, document.file_unique_id, document.file_size, content_type, name,
+            document.file_id,
+            document.file_unique_id,
+            document.file_size,
+            content_type,
+            name,
             message.media_group_id,
-        )  # fmt: skip
+        )
     raise Rejected("reject.not_photo")
 
 

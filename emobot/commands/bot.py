@@ -9,11 +9,12 @@ from emobot.settings import Settings
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
-        "bot", help="run the Telegram bot",
+        "bot",
+        help="run the Telegram bot",
         description="Serve the bot: long polling by default; a webhook server on WEBHOOK_PORT "
         "with WEBHOOK_SECRET when WEBHOOK_URL is set. BOT_TOKEN is Telegram's token; without "
         "it TELEGRAM_API_URL must name a playground Bot API.",
-    )  # fmt: skip
+    )
     p.set_defaults(handler=run)
 
 

@@ -20,10 +20,11 @@ MODEL_HELP = (
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
-        "predict", help="find the faces in images and classify their emotions",
+        "predict",
+        help="find the faces in images and classify their emotions",
         description="Detect every face in each image (files or folders, searched recursively) "
         "and print its box, emotion and probabilities.",
-    )  # fmt: skip
+    )
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files or folders")
     p.add_argument("--json", action="store_true", help="one JSON object per image and line")
     p.add_argument("--whole", action="store_true", help="classify each image as one face")
@@ -32,54 +33,62 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=predict)
 
     p = subparsers.add_parser(
-        "evaluate", help="measure a model by the fixed protocol",
+        "evaluate",
+        help="measure a model by the fixed protocol",
         description="test-4 (all 7,178 FER2013 test images in 4 classes, FER2013's labels, and "
         "the seed-balanced subsample), ferplus-test (the test images labelled by the FER+ "
         "majority) and labelled real photos through the whole pipeline (largest face; a photo "
         "without a face counts as wrong): accuracy, balanced accuracy, per-class recall, "
         "confusion matrix. Sets whose data is missing are left out.",
-    )  # fmt: skip
+    )
     p.add_argument("model", nargs="?", help=MODEL_HELP)
     p.add_argument("--archive", type=Path, help="FER2013 zip (default: FER2013_ZIP setting)")
     p.add_argument("--ferplus", type=Path, help="FER+ votes CSV (default: FERPLUS_CSV)")
     p.add_argument(
-        "--photos", type=Path,
+        "--photos",
+        type=Path,
         help="labelled photos: <class>/<file> in a folder or zip (default: REAL_PHOTOS)",
-    )  # fmt: skip
+    )
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(handler=evaluate)
 
     p = subparsers.add_parser(
-        "train", help="train a model on the dataset in the database and register it",
+        "train",
+        help="train a model on the dataset in the database and register it",
         description="Read the trainable samples (PostgreSQL + blob store; FER2013 images with "
         "FER+ votes are trained on their vote shares, those the votes call no face are left "
         "out), train, evaluate on the test split and by the fixed protocol on whatever of its "
         "data is at hand, store the model with its learning-curve and confusion-matrix "
         "pictures and register it.",
-    )  # fmt: skip
+    )
     p.add_argument("--epochs", type=int, default=15, help="epochs (default 15)")
     p.add_argument(
         "--arch", default="emonet", help="seed_cnn, emonet, emonet40 or emonet48 (default emonet)"
     )
     p.add_argument(
-        "--balance", type=int, default=0, metavar="N",
+        "--balance",
+        type=int,
+        default=0,
+        metavar="N",
         help="seed-style balancing: at most N training images per class (default 0: all)",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--promote", action="store_true",
+        "--promote",
+        action="store_true",
         help="make it the active model if its test balanced accuracy beats the active one's",
-    )  # fmt: skip
+    )
     p.add_argument("--archive", type=Path, help="FER2013 zip (default: FER2013_ZIP setting)")
     p.add_argument("--ferplus", type=Path, help="FER+ votes CSV (default: FERPLUS_CSV)")
     p.add_argument("--photos", type=Path, help="labelled photos (default: REAL_PHOTOS)")
     p.set_defaults(handler=train)
 
     p = subparsers.add_parser(
-        "trainer", help="run queued training runs (from /retrain) one at a time",
+        "trainer",
+        help="run queued training runs (from /retrain) one at a time",
         description="Wait for queued training runs (NOTIFY training_runs, polling every "
         "POLL_SECONDS), train, register the model and report to the admin's chat. SIGTERM "
         "finishes the run in hand; an interrupted run is resumed at the next start.",
-    )  # fmt: skip
+    )
     p.set_defaults(handler=trainer)
 
 
@@ -127,9 +136,12 @@ def predict(args: argparse.Namespace, settings: Settings) -> int:
     failed = 0
     written: set[str] = set()
     results = predict_files(
-        classifier, args.paths, whole=args.whole, keep_images=bool(args.annotate),
+        classifier,
+        args.paths,
+        whole=args.whole,
+        keep_images=bool(args.annotate),
         max_pixels=settings.max_photo_pixels,
-    )  # fmt: skip
+    )
     for result in results:
         if result.error is not None:
             failed += 1
@@ -187,9 +199,11 @@ def evaluate(args: argparse.Namespace, settings: Settings) -> int:
     ferplus = args.ferplus or settings.ferplus_csv
     photos = args.photos or settings.real_photos
     if not archive.is_file() and not photos.exists():
-        print(f"nothing to evaluate on: no FER2013 archive at {archive} (--archive or "
-              f"FER2013_ZIP) and no photos at {photos} (--photos or REAL_PHOTOS)",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"nothing to evaluate on: no FER2013 archive at {archive} (--archive or "
+            f"FER2013_ZIP) and no photos at {photos} (--photos or REAL_PHOTOS)",
+            file=sys.stderr,
+        )
         return 2
     classifier = load_classifier(args.model, settings)
     metrics = evaluate_protocol(classifier, archive, ferplus, photos)
@@ -216,33 +230,42 @@ def train(args: argparse.Namespace, settings: Settings) -> int:
     from trainer.readiness import DatasetNotReady
 
     try:
-        params = JobParams(arch=args.arch, epochs=args.epochs, balance=args.balance,
-                           promote=args.promote)  # fmt: skip
+        params = JobParams(
+            arch=args.arch, epochs=args.epochs, balance=args.balance, promote=args.promote
+        )
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
 
     async def progress(p: dict[str, Any]) -> None:
-        print(f"epoch {p['epoch']}/{p['epochs']}: loss {p['loss']:.4f}, "
-              f"validation balanced accuracy {p['val_bal_acc']:.4f}", flush=True)  # fmt: skip
+        print(
+            f"epoch {p['epoch']}/{p['epochs']}: loss {p['loss']:.4f}, "
+            f"validation balanced accuracy {p['val_bal_acc']:.4f}",
+            flush=True,
+        )
 
     async def run() -> int:
         async with open_storage(settings) as storage:
             result = await run_training(
-                storage, params, data_dir=settings.data_dir,
+                storage,
+                params,
+                data_dir=settings.data_dir,
                 workdir=settings.data_dir / "runs" / f"cli-{time.strftime('%Y%m%d-%H%M%S')}",
                 archive=args.archive or settings.fer2013_zip,
                 ferplus=args.ferplus or settings.ferplus_csv,
-                photos=args.photos or settings.real_photos, on_progress=progress,
+                photos=args.photos or settings.real_photos,
+                on_progress=progress,
                 min_train_per_class=settings.min_train_per_class,
                 min_test_per_class=settings.min_test_per_class,
-            )  # fmt: skip
+            )
         dataset, training = result.metrics["dataset"], result.metrics["training"]
         left_out = dataset["not_faces"]
-        print(f"model version {result.version} registered ({dataset['train']:,} training "
-              f"images, targets: {training['targets']}"
-              f"{f', {left_out:,} left out as no face by their FER+ votes' if left_out else ''})"
-              f"{', promoted' if result.promoted else ''}")  # fmt: skip
+        print(
+            f"model version {result.version} registered ({dataset['train']:,} training "
+            f"images, targets: {training['targets']}"
+            f"{f', {left_out:,} left out as no face by their FER+ votes' if left_out else ''})"
+            f"{', promoted' if result.promoted else ''}"
+        )
         print("test split in the database:")
         print(format_metrics(result.metrics))
         for key, title in PROTOCOL_SETS.items():

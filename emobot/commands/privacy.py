@@ -9,21 +9,23 @@ from emobot.settings import Settings
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
-        "purge", help="delete prediction photos past PREDICTION_RETENTION_HOURS",
+        "purge",
+        help="delete prediction photos past PREDICTION_RETENTION_HOURS",
         description="Delete the photo of every prediction request answered (or failed for "
         "good) more than PREDICTION_RETENTION_HOURS ago, keeping the result, unless a "
         "contributed sample or a newer request has the same photo; and export archives whose "
         "download link expired. Workers do this by themselves every PURGE_INTERVAL_SECONDS.",
-    )  # fmt: skip
+    )
     p.add_argument("--dry-run", action="store_true", help="print what would go, change nothing")
     p.set_defaults(handler=purge)
 
     p = subparsers.add_parser(
-        "forget", help="erase everything stored about one Telegram user",
+        "forget",
+        help="erase everything stored about one Telegram user",
         description="What /forget does, for an erasure asked for by other means: the user's "
         "contributed samples, prediction requests, dialog state and user row, the photos no "
         "one else uses, and every export archive in the blob store.",
-    )  # fmt: skip
+    )
     p.add_argument("telegram_id", type=int, metavar="TELEGRAM_ID", help="the user's Telegram id")
     p.set_defaults(handler=forget)
 
@@ -35,9 +37,11 @@ def purge(args: argparse.Namespace, settings: Settings) -> None:
     async def run() -> None:
         async with open_storage(settings) as storage:
             report = await purge_photos(
-                storage.sessions, storage.blobs,
-                retention_hours=settings.prediction_retention_hours, dry_run=args.dry_run,
-            )  # fmt: skip
+                storage.sessions,
+                storage.blobs,
+                retention_hours=settings.prediction_retention_hours,
+                dry_run=args.dry_run,
+            )
         print("\n".join(report.lines(args.dry_run)))
 
     asyncio.run(run())

@@ -11,22 +11,25 @@ def register(subparsers: Any) -> None:
     from emobot.supervisor import PROCESSES
 
     p = subparsers.add_parser(
-        "run", help="start the platform: bot, worker and trainer under one supervisor",
+        "run",
+        help="start the platform: bot, worker and trainer under one supervisor",
         description="Start an embedded PostgreSQL when DATABASE_URL is unset, apply migrations, "
         "register the shipped model when none is, start the playground (a local Bot API with a "
         "web chat page) when BOT_TOKEN is unset, then run bot, worker and trainer as child "
         "processes, restarting crashed ones. Ctrl-C stops everything.",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--processes", default=",".join(PROCESSES),
+        "--processes",
+        default=",".join(PROCESSES),
         help=f"comma-separated processes to run (default: {','.join(PROCESSES)})",
-    )  # fmt: skip
+    )
     p.add_argument("--host", default="127.0.0.1", help="playground address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="playground port (default 8080)")
     p.add_argument(
-        "--prepare-only", action="store_true",
+        "--prepare-only",
+        action="store_true",
         help="apply migrations and register the shipped model, then exit (compose's migrate)",
-    )  # fmt: skip
+    )
     p.set_defaults(handler=run)
 
 

@@ -8,11 +8,12 @@ from emobot.settings import Settings
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
-        "worker", help="answer queued prediction requests in batches",
+        "worker",
+        help="answer queued prediction requests in batches",
         description="Claim queued prediction requests in micro-batches (BATCH_SIZE, "
         "BATCH_WAIT_MS), find the faces, run the model and reply through the Bot API. "
         "Several workers can run side by side; SIGTERM finishes the batch in hand.",
-    )  # fmt: skip
+    )
     p.set_defaults(handler=worker)
 
 

@@ -62,8 +62,14 @@ class BotHarness:
     """The fake Bot API, and the bot polling it; `restart()` builds a new Bot and Dispatcher
     over the same database, as a process restart would."""
 
-    def __init__(self, emulator: BotAPIEmulator, server: BotAPIServer, storage: Storage,
-                 settings: Settings, **dispatcher_options: object) -> None:  # fmt: skip
+    def __init__(
+        self,
+        emulator: BotAPIEmulator,
+        server: BotAPIServer,
+        storage: Storage,
+        settings: Settings,
+        **dispatcher_options: object,
+    ) -> None:
         self.emulator = emulator
         self.server = server
         self.storage = storage

@@ -28,9 +28,11 @@ async def test_stats_and_models_and_promote(harness: BotHarness) -> None:
     async with harness.storage.sessions() as session:
         for balanced in (0.61, 0.72):
             await register_model(
-                session, blob_key="models/x", arch="seed_cnn",
+                session,
+                blob_key="models/x",
+                arch="seed_cnn",
                 metrics={"test_4": {"balanced_accuracy": balanced, "accuracy": 0.7}},
-            )  # fmt: skip
+            )
         await session.commit()
     admin.send_text("/promote 2")
     assert "v2 is active" in (await harness.reply(admin)).text
@@ -55,11 +57,14 @@ async def training_runs(harness: BotHarness) -> list[TrainingRun]:
 
 async def test_retrain_queues_one_run_and_refuses_a_second(harness: BotHarness) -> None:
     admin = harness.user(ADMIN, "Admin", "en")
-    for bad, answer in (("epochs=many", "whole number from 1 to 500"),
-                        ("colour=blue", "not understood"), ("arch=resnet", "no arch “resnet”"),
-                        ("epochs=0", "must be 1 to 500, not 0"),
-                        ("epochs=-1", "must be 1 to 500, not -1"),
-                        ("balance=99999999999999999999", "must be 0 to 1000000")):  # fmt: skip
+    for bad, answer in (
+        ("epochs=many", "whole number from 1 to 500"),
+        ("colour=blue", "not understood"),
+        ("arch=resnet", "no arch “resnet”"),
+        ("epochs=0", "must be 1 to 500, not 0"),
+        ("epochs=-1", "must be 1 to 500, not -1"),
+        ("balance=99999999999999999999", "must be 0 to 1000000"),
+    ):
         admin.send_text(f"/retrain {bad}")
         assert answer in (await harness.reply(admin, text_has("For example"))).text
     await import_archive(FIXTURE_ARCHIVE, harness.storage.sessions, harness.storage.blobs)
@@ -73,8 +78,14 @@ async def test_retrain_queues_one_run_and_refuses_a_second(harness: BotHarness) 
     [run] = runs  # the bad ones queued nothing
     assert (run.status, run.requested_by, run.chat_id) == ("queued", ADMIN, ADMIN)
     assert run.progress_message_id == queued.message_id
-    assert run.params == {"arch": "seed_cnn", "epochs": 3, "balance": 0, "promote": True,
-                          "batch_size": 64, "warm": True}  # fmt: skip
+    assert run.params == {
+        "arch": "seed_cnn",
+        "epochs": 3,
+        "balance": 0,
+        "promote": True,
+        "batch_size": 64,
+        "warm": True,
+    }
     admin.send_text("/retrain promote=no")
     assert f"already on (#{run.id}, queued)" in (await harness.reply(admin)).text
     assert len(await training_runs(harness)) == 1

@@ -101,8 +101,9 @@ async def test_flood_gets_one_warning_and_service_resumes(
 
     emulator = BotAPIEmulator()
     async with BotAPIServer(emulator) as server:
-        harness = Harness(emulator, server, storage, settings, throttle_limit=3,
-                          throttle_window=1.0)  # fmt: skip
+        harness = Harness(
+            emulator, server, storage, settings, throttle_limit=3, throttle_window=1.0
+        )
         await harness.start()
         try:
             user = harness.user(9, "Flood", "en")

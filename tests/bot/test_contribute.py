@@ -18,8 +18,9 @@ async def open_batch(harness: BotHarness, user: FakeUser, label: str = "happy") 
         user.press(ask, data="consent:1")
         ask = await harness.reply(user, lambda c: c.method == "editMessageText")
     user.press(ask, data=f"label:{label}")
-    await harness.reply(user, lambda c: c.method == "editMessageText" and "label" not in str(
-        c.reply_markup))  # fmt: skip
+    await harness.reply(
+        user, lambda c: c.method == "editMessageText" and "label" not in str(c.reply_markup)
+    )
 
 
 async def accept(harness: BotHarness, user: FakeUser, count: int) -> None:
@@ -54,8 +55,12 @@ async def test_single_photo_first_time_with_consent(harness: BotHarness, photos:
     [sample] = await harness.samples()
     sha = sha256_hex(photos.one_face)
     assert (sample.sha256, sample.label, sample.source, sample.split, sample.status) == (
-        sha, "happy", "telegram", "train", "active"
-    )  # fmt: skip
+        sha,
+        "happy",
+        "telegram",
+        "train",
+        "active",
+    )
     assert sample.contributor_id == 20
     # Where BlazeFace puts the box differs by a pixel between machines (LiteRT's arithmetic).
     assert all(abs(a - b) <= 2 for a, b in zip(sample.face_box, [173, 76, 100, 100], strict=True))

@@ -34,8 +34,11 @@ async def test_predict_queues_the_photo_and_notifies(
         assert queued.params["reply_parameters"]["message_id"] == message["message_id"]
         [request] = await requests(harness)
         assert (request.chat_id, request.user_id, request.message_id, request.status) == (
-            40, 40, message["message_id"], "queued"
-        )  # fmt: skip
+            40,
+            40,
+            message["message_id"],
+            "queued",
+        )
         assert await harness.storage.blobs.get(request.blob_key) == photos.three_faces
         assert request.blob_key.endswith(sha256_hex(photos.three_faces))
         assert await asyncio.wait_for(notified.get(), 5) == str(request.id)

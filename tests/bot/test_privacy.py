@@ -163,8 +163,9 @@ async def test_forget_erases_everything_of_the_person_but_what_others_share(
     any_harness: BotHarness, photos: Photos, engine: AsyncEngine
 ) -> None:
     harness = any_harness
-    person = harness.emulator.user(987_654_321, "Zeldaunique", language_code="en",
-                                   username="zelda_unique")  # fmt: skip
+    person = harness.emulator.user(
+        987_654_321, "Zeldaunique", language_code="en", username="zelda_unique"
+    )
     other = harness.user(123_123_123, "Other", "en")
     mine, theirs = photos.variants[:2], photos.variants[2]
     await contribute(harness, person, mine)
@@ -180,8 +181,11 @@ async def test_forget_erases_everything_of_the_person_but_what_others_share(
     await harness.reply(person, text_has("Choose a class"))
     needles = ("987654321", "Zeldaunique", "zelda_unique")
     assert set(await traces(engine, *needles)) == {
-        "users", "samples", "prediction_requests", "fsm_states"
-    }  # fmt: skip
+        "users",
+        "samples",
+        "prediction_requests",
+        "fsm_states",
+    }
 
     person.send_text("/forget")
     ask = await harness.reply(person)

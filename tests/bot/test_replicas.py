@@ -41,9 +41,13 @@ class Replica:
             METRICS_PORT=str(self.metrics_port),
         )
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "emobot", "bot"], env=env, cwd=ROOT, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [sys.executable, "-m", "emobot", "bot"],
+            env=env,
+            cwd=ROOT,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         self.url = f"http://127.0.0.1:{self.port}{WEBHOOK_PATH}"
 
     async def ready(self, http: aiohttp.ClientSession) -> None:

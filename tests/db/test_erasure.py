@@ -32,13 +32,14 @@ OTHER = 123_123_123
 def faces(count: int) -> list[bytes]:
     """The one-face photo at other JPEG qualities: distinct bytes, the same face."""
     image = cv2.imread(str(FACES / "astronaut.jpg"))
-    return [cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 70 + i])[1].tobytes()
-            for i in range(count)]  # fmt: skip
+    return [
+        cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 70 + i])[1].tobytes()
+        for i in range(count)
+    ]
 
 
 async def add_user(session: AsyncSession, user_id: int, name: str, username: str) -> None:
-    await upsert_user(session, user_id, username=username, first_name=name,
-                      telegram_language="en")  # fmt: skip
+    await upsert_user(session, user_id, username=username, first_name=name, telegram_language="en")
     await give_consent(session, user_id, 2)
 
 
@@ -93,21 +94,33 @@ async def test_forget_leaves_nothing_of_the_person_but_shared_photos_stay(
         # Answered, its photo kept for debugging (PREDICTION_RETENTION_HOURS > 0).
         answered = await predict(session, blobs, PERSON, b"kept for debugging")
         await session.execute(
-            text("UPDATE prediction_requests SET status = 'done', finished_at = now(), "
-                 "result = '{\"faces\": []}' WHERE blob_key = :key"), {"key": answered},
-        )  # fmt: skip
-        session.add_all([
-            FsmState(key=f"fsm:{PERSON}:{PERSON}:default", state="Contribute:photos",
-                     data={"label": "happy"}),
-            FsmState(key=f"fsm:-100555:{PERSON}:default", state="Predict:photo"),
-            FsmState(key=f"fsm:{OTHER}:{OTHER}:default", state="Predict:photo"),
-            TrainingRun(requested_by=PERSON, chat_id=PERSON, status="done"),
-        ])  # fmt: skip
+            text(
+                "UPDATE prediction_requests SET status = 'done', finished_at = now(), "
+                "result = '{\"faces\": []}' WHERE blob_key = :key"
+            ),
+            {"key": answered},
+        )
+        session.add_all(
+            [
+                FsmState(
+                    key=f"fsm:{PERSON}:{PERSON}:default",
+                    state="Contribute:photos",
+                    data={"label": "happy"},
+                ),
+                FsmState(key=f"fsm:-100555:{PERSON}:default", state="Predict:photo"),
+                FsmState(key=f"fsm:{OTHER}:{OTHER}:default", state="Predict:photo"),
+                TrainingRun(requested_by=PERSON, chat_id=PERSON, status="done"),
+            ]
+        )
     await blobs.put("exports/emobot-dataset-20261201-120000.zip", b"PK")
     needles = (str(PERSON), NAME, USERNAME)
     assert set(await traces(engine, *needles)) == {
-        "users", "samples", "prediction_requests", "fsm_states", "training_runs"
-    }  # fmt: skip
+        "users",
+        "samples",
+        "prediction_requests",
+        "fsm_states",
+        "training_runs",
+    }
     other_before = await traces(engine, str(OTHER), "other_user")
 
     async with sessions() as session:

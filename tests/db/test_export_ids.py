@@ -30,8 +30,9 @@ def face_jpeg(seed: int) -> bytes:
 async def contribute(storage: Storage) -> None:
     async with storage.sessions.begin() as session:
         for user_id, count in ((ANN, 2), (BOB, 1)):
-            await upsert_user(session, user_id, username=None, first_name=None,
-                              telegram_language=None)  # fmt: skip
+            await upsert_user(
+                session, user_id, username=None, first_name=None, telegram_language=None
+            )
             for i in range(count):
                 data = face_jpeg(user_id + i)
                 sha, key = await storage.blobs.put_content(data)

@@ -24,11 +24,22 @@ async def stored_votes(storage: Storage) -> dict[str, tuple[str, list[str], obje
 
 async def add_telegram_sample(storage: Storage) -> None:
     async with storage.sessions.begin() as session:
-        await insert_samples(session, [{
-            "sha256": "f" * 64, "blob_key": "images/ff", "label": "happy", "split": "train",
-            "source": "telegram", "width": 48, "height": 48, "size_bytes": 1,
-            "origins": ["telegram-file-id"],
-        }])  # fmt: skip
+        await insert_samples(
+            session,
+            [
+                {
+                    "sha256": "f" * 64,
+                    "blob_key": "images/ff",
+                    "label": "happy",
+                    "split": "train",
+                    "source": "telegram",
+                    "width": 48,
+                    "height": 48,
+                    "size_bytes": 1,
+                    "origins": ["telegram-file-id"],
+                }
+            ],
+        )
 
 
 async def test_each_image_gets_the_votes_of_each_of_its_archive_paths(

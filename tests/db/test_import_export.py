@@ -20,9 +20,21 @@ from tests.ml.test_ferplus import fake_votes
 
 
 async def all_samples(sessions: async_sessionmaker[AsyncSession]) -> dict[str, dict[str, object]]:
-    columns = ("label", "fer_emotion", "split", "source", "origins", "leak", "label_conflict",
-               "blank", "contributor_id", "width", "height", "size_bytes",
-               "ferplus_votes")  # fmt: skip
+    columns = (
+        "label",
+        "fer_emotion",
+        "split",
+        "source",
+        "origins",
+        "leak",
+        "label_conflict",
+        "blank",
+        "contributor_id",
+        "width",
+        "height",
+        "size_bytes",
+        "ferplus_votes",
+    )
     async with sessions() as session:
         rows = await session.scalars(select(Sample))
         return {s.sha256: {c: getattr(s, c) for c in columns} for s in rows}
@@ -75,8 +87,11 @@ async def test_export_then_import_into_empty_database_gives_same_samples(
         names = archive.namelist()
         manifest = list(csv.DictReader(io.StringIO(archive.read("manifest.csv").decode())))
     assert len(manifest) == 42 and "manifest.csv" in names
-    assert all(n.split("/")[1] in ("negative", "happy", "surprise", "neutral")
-               for n in names if n != "manifest.csv")  # fmt: skip
+    assert all(
+        n.split("/")[1] in ("negative", "happy", "surprise", "neutral")
+        for n in names
+        if n != "manifest.csv"
+    )
 
     async with storage.sessions.begin() as session:
         await session.execute(Sample.__table__.delete())
@@ -87,8 +102,9 @@ async def test_export_then_import_into_empty_database_gives_same_samples(
 
 async def test_export_filters_by_split(storage: Storage, tmp_path: Path) -> None:
     await import_archive(FIXTURE_ARCHIVE, storage.sessions, storage.blobs)
-    summary = await export_dataset(tmp_path / "t.zip", storage.sessions, storage.blobs,
-                                   split="test")  # fmt: skip
+    summary = await export_dataset(
+        tmp_path / "t.zip", storage.sessions, storage.blobs, split="test"
+    )
     with zipfile.ZipFile(tmp_path / "t.zip") as archive:
         images = [n for n in archive.namelist() if n != "manifest.csv"]
     # 7 emotions × 3; the train copy of a test image is that same test image.
@@ -105,11 +121,15 @@ async def test_import_whole_fer2013(
     assert (r.files, r.distinct, r.extra_copies, r.duplicate_groups) == (35887, 34034, 1853, 1516)
     assert (r.leaks, r.conflicts_7, r.blanks) == (568, 57, 13)
     assert dict(r.per_class) == {
-        ("train", "negative"): 13358, ("train", "happy"): 7215,
-        ("train", "neutral"): 4965, ("train", "surprise"): 3171,
-        ("test", "negative"): 3340, ("test", "happy"): 1774,
-        ("test", "neutral"): 1233, ("test", "surprise"): 831,
-    }  # fmt: skip
+        ("train", "negative"): 13358,
+        ("train", "happy"): 7215,
+        ("train", "neutral"): 4965,
+        ("train", "surprise"): 3171,
+        ("test", "negative"): 3340,
+        ("test", "happy"): 1774,
+        ("test", "neutral"): 1233,
+        ("test", "surprise"): 831,
+    }
     async with sessions() as session:
         stats = await dataset_stats(session)
     assert sum(stats.stored.values()) == 34034

@@ -19,9 +19,13 @@ Sessions = async_sessionmaker[AsyncSession]
 
 
 async def request(
-    sessions: Sessions, blobs: BlobStore, data: bytes, *, status: str = "done",
+    sessions: Sessions,
+    blobs: BlobStore,
+    data: bytes,
+    *,
+    status: str = "done",
     hours_ago: float = 0.0,
-) -> tuple[int, str]:  # fmt: skip
+) -> tuple[int, str]:
     """A request for a photo of `data`, finished (`done` or `failed`) `hours_ago`, or left
     `queued`/`processing`; returns (id, blob key)."""
     async with sessions.begin() as session:
@@ -54,8 +58,9 @@ async def test_photos_go_once_past_the_retention_and_results_stay(
     sessions: Sessions, blob_store: BlobStore
 ) -> None:
     old, old_key = await request(sessions, blob_store, b"old", hours_ago=3)
-    failed, failed_key = await request(sessions, blob_store, b"failed", status="failed",
-                                       hours_ago=3)  # fmt: skip
+    failed, failed_key = await request(
+        sessions, blob_store, b"failed", status="failed", hours_ago=3
+    )
     fresh, fresh_key = await request(sessions, blob_store, b"fresh", hours_ago=1)
     _, waiting_key = await request(sessions, blob_store, b"waiting", status="queued")
 
@@ -77,8 +82,9 @@ async def test_a_photo_that_is_also_a_sample_or_another_request_stays(
     answered, sample_key = await request(sessions, blob_store, b"also a sample")
     async with sessions.begin() as session:
         await upsert_user(session, 5, username=None, first_name=None, telegram_language=None)
-        item = Contribution(sample_key.rsplit("/", 1)[1], sample_key, "happy", (0, 0, 1, 1), 1,
-                            1, 13, "u1")  # fmt: skip
+        item = Contribution(
+            sample_key.rsplit("/", 1)[1], sample_key, "happy", (0, 0, 1, 1), 1, 1, 13, "u1"
+        )
         await add_contribution(session, 5, item)
     first, shared_key = await request(sessions, blob_store, b"sent twice")
     second, _ = await request(sessions, blob_store, b"sent twice", status="processing")
@@ -91,9 +97,11 @@ async def test_a_photo_that_is_also_a_sample_or_another_request_stays(
     # The second request is answered: the shared photo goes, the sample's stays.
     async with sessions.begin() as session:
         await session.execute(
-            text("UPDATE prediction_requests SET status = 'done', finished_at = now() "
-                 "WHERE id = :id"), {"id": second},
-        )  # fmt: skip
+            text(
+                "UPDATE prediction_requests SET status = 'done', finished_at = now() WHERE id = :id"
+            ),
+            {"id": second},
+        )
     assert (await purge(sessions, blob_store, retention_hours=0)).removed == [shared_key]
     assert await blob_store.list("images/") == [sample_key]
 

@@ -43,8 +43,12 @@ def test_the_distribution_sums_the_emotions_into_four_classes() -> None:
 
 
 # A FER+ column for each of our classes.
-COLUMN_OF = {"negative": "sadness", "happy": "happiness", "surprise": "surprise",
-             "neutral": "neutral"}  # fmt: skip
+COLUMN_OF = {
+    "negative": "sadness",
+    "happy": "happiness",
+    "surprise": "surprise",
+    "neutral": "neutral",
+}
 
 
 def fake_votes(
@@ -91,11 +95,24 @@ def test_the_archive_read_with_votes(tmp_path: Path) -> None:
 def test_training_on_vote_shares_reports_ferplus_test(tmp_path: Path) -> None:
     fake_votes(tmp_path / "votes.csv")
     result = subprocess.run(
-        [sys.executable, "-m", "ml.train_archive", "--zip", str(FIXTURE_ARCHIVE), "--epochs",
-         "1", "--ferplus", str(tmp_path / "votes.csv"), "--aligned", "--out",
-         str(tmp_path / "run")],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "ml.train_archive",
+            "--zip",
+            str(FIXTURE_ARCHIVE),
+            "--epochs",
+            "1",
+            "--ferplus",
+            str(tmp_path / "votes.csv"),
+            "--aligned",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     card = json.loads((tmp_path / "run" / "model_card.json").read_text())
     assert card["training"]["targets"] == "FER+ vote shares"

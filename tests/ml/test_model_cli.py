@@ -32,20 +32,36 @@ def emobot(
 ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "emobot", *args], env=env, capture_output=True, text=True,
-        timeout=300, **options,
-    )  # fmt: skip
+        [sys.executable, "-m", "emobot", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        **options,
+    )
 
 
 def test_predict_json_finds_0_1_and_3_faces_and_reports_bad_files(tmp_path: Path) -> None:
     (tmp_path / "notes.jpg").write_text("not a photo")
-    out = emobot("predict", "--json", "--annotate", str(tmp_path / "ann"), str(PHOTOS),
-                 str(tmp_path / "notes.jpg"))  # fmt: skip
+    out = emobot(
+        "predict",
+        "--json",
+        "--annotate",
+        str(tmp_path / "ann"),
+        str(PHOTOS),
+        str(tmp_path / "notes.jpg"),
+    )
     assert out.returncode == 1, out.stderr  # one file was no image
     lines = [json.loads(line) for line in out.stdout.splitlines()]
     by_name = {Path(line["path"]).name: line for line in lines}
-    counts = {"coffee.jpg": 0, "astronaut.jpg": 1, "three_faces.jpg": 3, "group_one.jpg": 1,
-              "group_three.jpg": 3, "six_faces.jpg": 6}  # fmt: skip
+    counts = {
+        "coffee.jpg": 0,
+        "astronaut.jpg": 1,
+        "three_faces.jpg": 3,
+        "group_one.jpg": 1,
+        "group_three.jpg": 3,
+        "six_faces.jpg": 6,
+    }
     assert {name: len(by_name[name]["faces"]) for name in counts} == counts
     assert "supported format" in by_name["notes.jpg"]["error"]
     for face in by_name["three_faces.jpg"]["faces"]:
@@ -74,12 +90,23 @@ def test_predict_whole_and_the_table(tmp_path: Path) -> None:
 def test_evaluate_reports_test_4_ferplus_test_and_real_photos(tmp_path: Path) -> None:
     fake_votes(tmp_path / "votes.csv")  # every test file neutral but two left out
     photos = tmp_path / "photos"
-    for label, name in [("happy", "astronaut.jpg"), ("happy", "group_one.jpg"),
-                        ("neutral", "coffee.jpg")]:  # fmt: skip
+    for label, name in [
+        ("happy", "astronaut.jpg"),
+        ("happy", "group_one.jpg"),
+        ("neutral", "coffee.jpg"),
+    ]:
         (photos / label).mkdir(parents=True, exist_ok=True)
         (photos / label / name).write_bytes((PHOTOS / name).read_bytes())
-    out = emobot("evaluate", "--archive", str(FIXTURE_ARCHIVE), "--ferplus",
-                 str(tmp_path / "votes.csv"), "--photos", str(photos), "--json")  # fmt: skip
+    out = emobot(
+        "evaluate",
+        "--archive",
+        str(FIXTURE_ARCHIVE),
+        "--ferplus",
+        str(tmp_path / "votes.csv"),
+        "--photos",
+        str(photos),
+        "--json",
+    )
     assert out.returncode == 0, out.stderr
     metrics = json.loads(out.stdout)
     assert "shipped" in metrics["model"]
@@ -100,8 +127,9 @@ def test_evaluate_reports_test_4_ferplus_test_and_real_photos(tmp_path: Path) ->
 
 
 def test_evaluate_without_any_data_says_where_it_looked(tmp_path: Path) -> None:
-    out = emobot("evaluate", "--archive", str(tmp_path / "none.zip"), "--photos",
-                 str(tmp_path / "no-photos"))  # fmt: skip
+    out = emobot(
+        "evaluate", "--archive", str(tmp_path / "none.zip"), "--photos", str(tmp_path / "no-photos")
+    )
     assert out.returncode == 2 and "none.zip" in out.stderr and "no-photos" in out.stderr
 
 
@@ -118,12 +146,24 @@ async def test_train_from_the_database(
     assert empty.returncode == 2 and "emobot import-fer2013" in empty.stderr, empty.stderr
     votes = str(tmp_path / "votes.csv")
     fake_votes(tmp_path / "votes.csv", agree=True)  # every class keeps its training images
-    assert emobot("import-fer2013", str(FIXTURE_ARCHIVE), "--ferplus", votes,
-                  env=env).returncode == 0  # fmt: skip
+    assert (
+        emobot("import-fer2013", str(FIXTURE_ARCHIVE), "--ferplus", votes, env=env).returncode == 0
+    )
     bad = emobot("train", "--arch", "resnet", env=env)
     assert bad.returncode == 2 and "unknown arch" in bad.stderr
-    out = emobot("train", "--epochs", "1", "--arch", "seed_cnn", "--promote",
-                 "--archive", str(FIXTURE_ARCHIVE), "--ferplus", votes, env=env)  # fmt: skip
+    out = emobot(
+        "train",
+        "--epochs",
+        "1",
+        "--arch",
+        "seed_cnn",
+        "--promote",
+        "--archive",
+        str(FIXTURE_ARCHIVE),
+        "--ferplus",
+        votes,
+        env=env,
+    )
     assert out.returncode == 0, out.stderr
     assert "epoch 1/1: loss" in out.stdout
     assert "model version 1 registered" in out.stdout and "promoted" in out.stdout

@@ -22,10 +22,14 @@ def test_params_from_words() -> None:
     assert params == JobParams(arch="seed_cnn", epochs=30, balance=1000, promote=False)
     assert JobParams.from_text("", promote=True) == JobParams(promote=True)
     assert JobParams.from_text("promote=Yes").promote
-    for bad, message in (("epochs", "not understood"), ("epochs=-3", "must be 1–500, not -3"),
-                         ("epochs=x", "whole number from 1 to 500"),
-                         ("epochs=99999999999999999999", "must be 1–500"),
-                         ("promote=maybe", "yes or no"), ("arch=vgg", "unknown arch")):  # fmt: skip
+    for bad, message in (
+        ("epochs", "not understood"),
+        ("epochs=-3", "must be 1–500, not -3"),
+        ("epochs=x", "whole number from 1 to 500"),
+        ("epochs=99999999999999999999", "must be 1–500"),
+        ("promote=maybe", "yes or no"),
+        ("arch=vgg", "unknown arch"),
+    ):
         with pytest.raises(ParamError, match=message) as error:
             JobParams.from_text(bad)
         assert error.value.code  # the bot says it in the user's language by this code

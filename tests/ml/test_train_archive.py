@@ -19,10 +19,23 @@ from tests.conftest import FIXTURE_ARCHIVE
 
 def test_train_then_package_writes_model_and_card(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "ml.train_archive", "--zip", str(FIXTURE_ARCHIVE),
-         "--epochs", "1", "--out", str(tmp_path / "run"), "--release", str(tmp_path / "rel")],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "ml.train_archive",
+            "--zip",
+            str(FIXTURE_ARCHIVE),
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "run"),
+            "--release",
+            str(tmp_path / "rel"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     card = json.loads((tmp_path / "rel" / "model_card.json").read_text())
     test_4 = card["metrics"]["test_4"]

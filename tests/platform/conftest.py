@@ -14,8 +14,12 @@ def start_emobot_run(
     come back too, and fail the test if it exits or takes longer than `timeout_s`."""
     process = subprocess.Popen(
         [sys.executable, "-m", "emobot", "run", *args],
-        env=env, cwd=cwd, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        env=env,
+        cwd=cwd,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     assert process.stdout is not None
     seen: list[str] = []
     deadline = time.monotonic() + timeout_s

@@ -37,9 +37,12 @@ def compose_config(
     selected = [arg for profile in profiles for arg in ("--profile", profile)]
     return subprocess.run(
         [*compose_command(), *selected, "-f", str(tmp_path / "docker-compose.yml"), "config"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path)},
-    )  # fmt: skip
+    )
 
 
 def test_compose_config_is_valid_and_wires_the_services(tmp_path: Path) -> None:
@@ -49,13 +52,17 @@ def test_compose_config_is_valid_and_wires_the_services(tmp_path: Path) -> None:
     services = config["services"]
     # Compose v1 lists the services of every profile, v2 those of the active ones only.
     assert set(services) - MONITORING == {
-        "postgres", "minio", "minio-bucket", "migrate", "bot", "worker", "trainer"
-    }  # fmt: skip
+        "postgres",
+        "minio",
+        "minio-bucket",
+        "migrate",
+        "bot",
+        "worker",
+        "trainer",
+    }
     for name in ("bot", "worker", "trainer", "migrate"):
         env = services[name]["environment"]
-        assert env["DATABASE_URL"] == (
-            "postgresql+asyncpg://emobot:change-me@postgres:5432/emobot"
-        )  # fmt: skip
+        assert env["DATABASE_URL"] == ("postgresql+asyncpg://emobot:change-me@postgres:5432/emobot")
         assert env["BLOB_STORE_URL"] == "s3://emobot"
         assert env["BOT_TOKEN"] == "123:abc"
         # Settings accepts what compose hands the processes.

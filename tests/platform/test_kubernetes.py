@@ -88,9 +88,15 @@ def test_every_manifest_is_valid_for_kubernetes_or_keda() -> None:
     validate(generated("Secret", "emobot-keda", secrets_example("keda.env")))
     kinds = {key.split("/")[0] for key in resources}
     assert kinds == {
-        "Job", "Deployment", "Service", "PersistentVolumeClaim", "ScaledObject",
-        "TriggerAuthentication", "Namespace", "Ingress",
-    }  # fmt: skip
+        "Job",
+        "Deployment",
+        "Service",
+        "PersistentVolumeClaim",
+        "ScaledObject",
+        "TriggerAuthentication",
+        "Namespace",
+        "Ingress",
+    }
 
 
 def test_the_validators_refuse_a_wrong_manifest() -> None:

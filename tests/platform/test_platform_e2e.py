@@ -100,8 +100,11 @@ def platform(
     }
     prepared = subprocess.run(
         [sys.executable, "-m", "emobot", "run", "--prepare-only"],
-        env=env, capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert prepared.returncode == 0, prepared.stderr  # migrations + the shipped model, active
     platform = Platform(emulator, env, tmp_path)
     yield platform
@@ -156,8 +159,9 @@ async def drained(sessions: async_sessionmaker[AsyncSession], seconds: float = 6
 def variants(count: int) -> list[bytes]:
     """The one-face photo re-encoded at other JPEG qualities: other bytes, the same face."""
     image = cv2.imread(str(FACES / "astronaut.jpg"))
-    encoded = [cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 80 + i])[1] for i in
-               range(count)]  # fmt: skip
+    encoded = [
+        cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 80 + i])[1] for i in range(count)
+    ]
     return [e.tobytes() for e in encoded]
 
 
@@ -198,8 +202,9 @@ async def test_contribute_predict_and_export_through_the_bot_process(
         done = list(await session.scalars(select(PredictionRequest).order_by(PredictionRequest.id)))
     assert active is not None
     assert [(r.chat_id, r.status, r.model_version) for r in done] == [
-        (30, "done", active.version), (30, "done", active.version)
-    ]  # fmt: skip
+        (30, "done", active.version),
+        (30, "done", active.version),
+    ]
     assert [len(r.result["faces"]) for r in done] == [1, 3]
 
     # The admin exports the dataset: the album comes back as a zip.
@@ -289,10 +294,14 @@ async def test_worker_sigkilled_under_load_loses_no_request_sent_through_the_bot
     await drained(sessions)
     async with sessions() as session:
         statuses = dict(
-            (await session.execute(
-                select(PredictionRequest.status, func.count()).group_by(PredictionRequest.status)
-            )).all()
-        )  # fmt: skip
+            (
+                await session.execute(
+                    select(PredictionRequest.status, func.count()).group_by(
+                        PredictionRequest.status
+                    )
+                )
+            ).all()
+        )
     assert statuses == {"done": len(users)}
 
 
@@ -341,8 +350,9 @@ async def test_admin_retrains_promotes_and_the_next_prediction_uses_the_new_mode
     )
     assert confusion.files["photo"][:8] == b"\x89PNG\r\n\x1a\n"
     # The progress message was edited per epoch.
-    assert any(c.method == "editMessageText" and c.message_id == queued.message_id
-               for c in emulator.calls)  # fmt: skip
+    assert any(
+        c.method == "editMessageText" and c.message_id == queued.message_id for c in emulator.calls
+    )
 
     async with sessions() as session:
         models = await registry.list_models(session)

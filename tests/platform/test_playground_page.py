@@ -58,9 +58,7 @@ async def bot(playground: Playground) -> AsyncIterator[Bot]:
 async def page(playground: Playground) -> AsyncIterator[Page]:
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
-        context = await browser.new_context(
-            locale="en-US", viewport={"width": 900, "height": 900}
-        )  # fmt: skip
+        context = await browser.new_context(locale="en-US", viewport={"width": 900, "height": 900})
         page = await context.new_page()
         await page.goto(playground.page_url)
         yield page
@@ -101,9 +99,13 @@ async def test_chat_page_messages_buttons_uploads_and_bot_files(
 
     # A bot message with an inline keyboard is shown; pressing a button sends its data.
     keyboard = InlineKeyboardMarkup(
-        inline_keyboard=[[InlineKeyboardButton(text="Happy", callback_data="label:happy"),
-                          InlineKeyboardButton(text="Neutral", callback_data="label:neutral")]]
-    )  # fmt: skip
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(text="Happy", callback_data="label:happy"),
+                InlineKeyboardButton(text="Neutral", callback_data="label:neutral"),
+            ]
+        ]
+    )
     await bot.send_message(me.id, "Which emotion? <b>Pick one</b>", reply_markup=keyboard)
     await expect(page.locator(".msg.bot .text").last).to_have_text("Which emotion? Pick one")
     await page.click(".keyboard button:has-text('Happy')")
@@ -172,13 +174,26 @@ async def test_page_follows_quotes_fades_lists_commands_and_explains_refused_upl
     await expect(page.locator("#starting")).to_be_hidden()
 
     # Every command the bot set for this user is on the bar, in the user's language.
-    names = ["start", "help", "predict", "contribute", "mine", "language", "cancel", "stats",
-             "export", "retrain", "models", "promote"]  # fmt: skip
+    names = [
+        "start",
+        "help",
+        "predict",
+        "contribute",
+        "mine",
+        "language",
+        "cancel",
+        "stats",
+        "export",
+        "retrain",
+        "models",
+        "promote",
+    ]
     await bot.set_my_commands([BotCommand(command="start", description="default")])
     await bot.set_my_commands(
         [BotCommand(command=n, description=n) for n in names],
-        scope=BotCommandScopeChat(chat_id=me.id), language_code="en",
-    )  # fmt: skip
+        scope=BotCommandScopeChat(chat_id=me.id),
+        language_code="en",
+    )
     await expect(page.locator("#commands button")).to_have_text([f"/{n}" for n in names])
 
     # A photo, then enough messages to scroll; the page follows them to the bottom.
@@ -187,8 +202,10 @@ async def test_page_follows_quotes_fades_lists_commands_and_explains_refused_upl
     for i in range(30):
         await bot.send_message(me.id, f"message {i}")
     await expect(page.locator(".msg.bot .text").last).to_have_text("message 29")
-    assert await page.evaluate("c => c.scrollHeight - c.scrollTop - c.clientHeight < 40",
-                               await page.query_selector("#chat"))  # fmt: skip
+    assert await page.evaluate(
+        "c => c.scrollHeight - c.scrollTop - c.clientHeight < 40",
+        await page.query_selector("#chat"),
+    )
 
     # A reply quotes the photo it answers.
     answer_to = ReplyParameters(message_id=photo.message_id)

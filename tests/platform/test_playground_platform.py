@@ -40,8 +40,12 @@ def start_platform(tmp_path: Path, port: int, metrics_port: int) -> subprocess.P
         for k, v in os.environ.items()
         if k not in ("DATABASE_URL", "TELEGRAM_API_URL", "BLOB_STORE_URL", "ADMIN_IDS")
     }
-    env.update(BOT_TOKEN="", DATA_DIR=str(tmp_path / "var"), BLOB_STORE_URL="file://var/blobs",
-               METRICS_PORT=str(metrics_port))  # fmt: skip
+    env.update(
+        BOT_TOKEN="",
+        DATA_DIR=str(tmp_path / "var"),
+        BLOB_STORE_URL="file://var/blobs",
+        METRICS_PORT=str(metrics_port),
+    )
     process, _ = start_emobot_run(
         ["--processes", "bot,worker", "--port", str(port)], env, tmp_path, 90
     )
@@ -63,7 +67,7 @@ async def test_a_photo_uploaded_in_the_browser_gets_the_workers_answer(tmp_path:
             browser = await pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
             context = await browser.new_context(
                 locale="en-US", viewport={"width": 900, "height": 900}
-            )  # fmt: skip
+            )
             page = await context.new_page()
             await page.goto(f"http://127.0.0.1:{port}/")
 

@@ -54,8 +54,12 @@ async def test_restarts_a_crashing_child_with_backoff_and_stops_the_rest() -> No
 def _emobot(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "emobot", *args],
-        env=env, capture_output=True, text=True, timeout=120, cwd=ROOT,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
 
 
 def _platform_env(tmp_path: Path) -> dict[str, str]:
@@ -115,8 +119,11 @@ async def test_run_starts_embedded_database_and_playground_and_keeps_data(tmp_pa
 def test_run_refuses_unknown_process_names() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "emobot", "run", "--processes", "bot,webserver"],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
     assert result.returncode == 2
     assert "unknown process webserver" in result.stdout
 

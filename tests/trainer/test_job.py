@@ -35,14 +35,34 @@ async def add_contributed_photos(storage: Storage) -> None:
     """One contributed photo with its face box, and one whose image went missing."""
     data = (PHOTOS / "astronaut.jpg").read_bytes()
     sha, key = await storage.blobs.put_content(data, content_type="image/jpeg")
-    common = {"split": "train", "source": "telegram", "width": 512, "height": 512,
-              "size_bytes": len(data), "origins": []}  # fmt: skip
+    common = {
+        "split": "train",
+        "source": "telegram",
+        "width": 512,
+        "height": 512,
+        "size_bytes": len(data),
+        "origins": [],
+    }
     async with storage.sessions.begin() as session:
-        await insert_samples(session, [
-            {**common, "sha256": sha, "blob_key": key, "label": "happy", "face_box": ASTRONAUT_BOX},
-            {**common, "sha256": "0" * 64, "blob_key": "images/missing", "label": "neutral",
-             "face_box": None},
-        ])  # fmt: skip
+        await insert_samples(
+            session,
+            [
+                {
+                    **common,
+                    "sha256": sha,
+                    "blob_key": key,
+                    "label": "happy",
+                    "face_box": ASTRONAUT_BOX,
+                },
+                {
+                    **common,
+                    "sha256": "0" * 64,
+                    "blob_key": "images/missing",
+                    "label": "neutral",
+                    "face_box": None,
+                },
+            ],
+        )
 
 
 def test_a_contributed_photo_is_cropped_to_its_face_box() -> None:
@@ -89,9 +109,13 @@ async def test_train_register_and_promote(
 
     params = JobParams(arch="seed_cnn", epochs=1, promote=True, batch_size=16)
     first = await run_training(
-        storage, params, data_dir=tmp_path, workdir=tmp_path / "run1",
-        archive=FIXTURE_ARCHIVE, on_progress=on_progress,
-    )  # fmt: skip
+        storage,
+        params,
+        data_dir=tmp_path,
+        workdir=tmp_path / "run1",
+        archive=FIXTURE_ARCHIVE,
+        on_progress=on_progress,
+    )
     assert [(p["epoch"], p["epochs"]) for p in progress] == [(1, 1)]
     assert set(progress[0]) == {"epoch", "epochs", "loss", "val_bal_acc"}
     assert first.version == 1 and first.promoted  # nothing was active
@@ -191,8 +215,11 @@ async def test_training_over_the_database_on_ferplus_vote_shares(
     assert data.not_faces == 1 and len(data.train) == len(before.train) - 1
     async with storage.sessions() as session:
         refs = await train_refs(session)
-    kept = [r for r in refs if r.blob_key != "images/missing"
-            and not_a_face["file"] not in (r.votes or {})]  # fmt: skip
+    kept = [
+        r
+        for r in refs
+        if r.blob_key != "images/missing" and not_a_face["file"] not in (r.votes or {})
+    ]
     expected = [[0, 0.6, 0, 0.4] if r.votes else np.eye(4)[CLASS_INDEX[r.label]] for r in kept]
     assert [r.label for r in kept if not r.votes] == ["negative", "happy"]  # fear, the astronaut
     assert data.train.targets is not None
@@ -202,9 +229,14 @@ async def test_training_over_the_database_on_ferplus_vote_shares(
     params = JobParams(arch="seed_cnn", epochs=1, batch_size=16)
     # The made-up votes make every voted image happy by majority: no class minimum here.
     result = await run_training(
-        storage, params, data_dir=tmp_path, workdir=tmp_path / "run",
-        archive=FIXTURE_ARCHIVE, ferplus=tmp_path / "votes.csv", min_train_per_class=0,
-    )  # fmt: skip
+        storage,
+        params,
+        data_dir=tmp_path,
+        workdir=tmp_path / "run",
+        archive=FIXTURE_ARCHIVE,
+        ferplus=tmp_path / "votes.csv",
+        min_train_per_class=0,
+    )
     metrics = result.metrics
     assert metrics["training"]["targets"] == "FER+ vote shares"
     assert metrics["dataset"]["version"] == data.version
@@ -226,8 +258,13 @@ async def test_no_test_split_registers_nothing(storage: Storage, tmp_path: Path)
     await add_contributed_photos(storage)
     params = JobParams(arch="seed_cnn", epochs=1, promote=True, batch_size=16)
     with pytest.raises(DatasetNotReady) as refused:
-        await run_training(storage, params, data_dir=tmp_path, workdir=tmp_path / "run",
-                           archive=tmp_path / "none.zip")  # fmt: skip
+        await run_training(
+            storage,
+            params,
+            data_dir=tmp_path,
+            workdir=tmp_path / "run",
+            archive=tmp_path / "none.zip",
+        )
     message = str(refused.value)
     assert "test images per class (at least 1 each): negative 0, happy 0" in message
     assert (
@@ -239,5 +276,6 @@ async def test_no_test_split_registers_nothing(storage: Storage, tmp_path: Path)
     # image does not count.
     await import_archive(FIXTURE_ARCHIVE, storage.sessions, storage.blobs)
     with pytest.raises(DatasetNotReady, match="trainable images per class"):
-        await run_training(storage, params, data_dir=tmp_path, workdir=tmp_path / "run",
-                           min_train_per_class=5)  # fmt: skip
+        await run_training(
+            storage, params, data_dir=tmp_path, workdir=tmp_path / "run", min_train_per_class=5
+        )

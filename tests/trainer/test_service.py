@@ -107,9 +107,11 @@ async def test_a_run_trains_reports_progress_and_results(
     await import_archive(FIXTURE_ARCHIVE, storage.sessions, storage.blobs)
     fake_votes(tmp_path / "votes.csv")
     config = trainer_settings(settings, server, poll_seconds=0.5).model_copy(
-        update={"ferplus_csv": tmp_path / "votes.csv",
-                "real_photos": labelled_photos(tmp_path / "photos")}
-    )  # fmt: skip
+        update={
+            "ferplus_csv": tmp_path / "votes.csv",
+            "real_photos": labelled_photos(tmp_path / "photos"),
+        }
+    )
     bot = make_bot(config)
     assert bot is not None
     queued_message = await bot.send_message(ADMIN, "queued")

@@ -109,8 +109,9 @@ async def enqueue_photo(
     message_id: int | None = None,
 ) -> int:
     _, key = await storage.blobs.put_content(data)
-    return await enqueue_key(storage.sessions, key, chat_id=chat_id, user_id=user_id,
-                             message_id=message_id)  # fmt: skip
+    return await enqueue_key(
+        storage.sessions, key, chat_id=chat_id, user_id=user_id, message_id=message_id
+    )
 
 
 async def enqueue_key(
@@ -150,9 +151,14 @@ async def start_worker_process(
     }
     env = {**os.environ, **{k: str(v) for k, v in values.items()}}
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "worker", cwd=ROOT, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "worker",
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
 
 
 async def wait_until(

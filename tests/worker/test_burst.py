@@ -68,16 +68,22 @@ async def test_a_burst_of_50_photos_loses_none(
         first = sent.index(notice.params["reply_parameters"]["message_id"])
         named += sent[first : first + count]
     lost = set(sent) - set(answered) - set(named)
-    print(f"burst of {BURST}: {len(answered)} answered, {len(named)} refused by name "
-          f"in {len(notices)} notice(s), {len(lost)} lost")  # fmt: skip
+    print(
+        f"burst of {BURST}: {len(answered)} answered, {len(named)} refused by name "
+        f"in {len(notices)} notice(s), {len(lost)} lost"
+    )
     assert sorted(answered + named) == sorted(sent)  # each photo once: answered or named
     assert len(answered) == CAP and len(named) == BURST - CAP  # the cap, and said so
     assert bob_answer.seq < max(c.seq for c in calls if answer_to(c) is not None)
     assert not [c for c in calls if "Too many messages" in (c.text or "")]
     async with storage.sessions() as session:
         statuses = dict(
-            (await session.execute(
-                select(PredictionRequest.status, func.count()).group_by(PredictionRequest.status)
-            )).all()
-        )  # fmt: skip
+            (
+                await session.execute(
+                    select(PredictionRequest.status, func.count()).group_by(
+                        PredictionRequest.status
+                    )
+                )
+            ).all()
+        )
     assert statuses == {"done": len(answered) + 1}  # Ann's queued ones and Bob's

@@ -73,10 +73,12 @@ async def test_metrics_move_while_a_worker_process_answers(
     waiting = await enqueue_key(storage.sessions, key, chat_id=1)
     async with storage.sessions.begin() as session:
         await session.execute(
-            text("UPDATE prediction_requests SET locked_until = now() + interval '1 hour', "
-                 "created_at = now() - interval '90 seconds' WHERE id = :id"),
+            text(
+                "UPDATE prediction_requests SET locked_until = now() + interval '1 hour', "
+                "created_at = now() - interval '90 seconds' WHERE id = :id"
+            ),
             {"id": waiting},
-        )  # fmt: skip
+        )
 
     port = free_port()
     process = await start_worker_process(worker_settings, METRICS_PORT=port)

@@ -21,10 +21,11 @@ async def _enqueue_many(storage: Storage, chats: range) -> list[int]:
     _, key = await storage.blobs.put_content(fer_face())
     async with storage.sessions.begin() as session:
         return [
-            (await queue.enqueue(session, chat_id=chat, user_id=None, message_id=1,
-                                 blob_key=key)).id
+            (
+                await queue.enqueue(session, chat_id=chat, user_id=None, message_id=1, blob_key=key)
+            ).id
             for chat in chats
-        ]  # fmt: skip
+        ]
 
 
 async def _count(storage: Storage, status: str) -> int:
@@ -52,11 +53,14 @@ async def test_a_worker_killed_mid_batch_loses_nothing_and_answers_nothing_twice
     await victim.wait()
     async with storage.sessions() as session:
         held = dict(
-            (await session.execute(
-                select(PredictionRequest.id, PredictionRequest.locked_by)
-                .where(PredictionRequest.status == "processing")
-            )).all()
-        )  # fmt: skip
+            (
+                await session.execute(
+                    select(PredictionRequest.id, PredictionRequest.locked_by).where(
+                        PredictionRequest.status == "processing"
+                    )
+                )
+            ).all()
+        )
     assert len(held) == 20 and len(set(held.values())) == 1
 
     bots = [make_bot(worker_settings) for _ in range(2)]

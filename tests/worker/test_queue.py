@@ -13,10 +13,13 @@ from db.samples import ensure_users
 async def _enqueue(sessions: async_sessionmaker[AsyncSession], n: int, user_id: int | None = None):
     async with sessions.begin() as session:
         return [
-            (await queue.enqueue(session, chat_id=100 + i, user_id=user_id, message_id=i,
-                                 blob_key=f"images/{i}")).id
+            (
+                await queue.enqueue(
+                    session, chat_id=100 + i, user_id=user_id, message_id=i, blob_key=f"images/{i}"
+                )
+            ).id
             for i in range(n)
-        ]  # fmt: skip
+        ]
 
 
 async def _row(sessions: async_sessionmaker[AsyncSession], request_id: int) -> PredictionRequest:
@@ -39,8 +42,9 @@ async def test_claims_oldest_first_and_skips_rows_held_by_another_transaction(
     assert all(c.attempts == 1 for c in a + b)
     async with sessions() as session:
         assert await queue.depth(session) == 5
-        holders = dict((await session.execute(
-            select(PredictionRequest.id, PredictionRequest.locked_by))).all())  # fmt: skip
+        holders = dict(
+            (await session.execute(select(PredictionRequest.id, PredictionRequest.locked_by))).all()
+        )
     assert holders == {i: "a" if i in ids[:3] else "b" for i in ids}
 
 

@@ -62,8 +62,12 @@ def random_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dense = keras.layers.Dense(len(CLASSES), activation="softmax")
     model = keras.Model(inputs, dense(keras.layers.Flatten()(inputs)), name="random")
     rng = np.random.default_rng(5)
-    dense.set_weights([rng.normal(0, 0.05, (48 * 48, len(CLASSES))).astype(np.float32),
-                       np.zeros(len(CLASSES), np.float32)])  # fmt: skip
+    dense.set_weights(
+        [
+            rng.normal(0, 0.05, (48 * 48, len(CLASSES))).astype(np.float32),
+            np.zeros(len(CLASSES), np.float32),
+        ]
+    )
     path = tmp_path_factory.mktemp("routing") / "random.keras"
     model.save(path)
     return path
@@ -133,9 +137,11 @@ async def _wait_done(
     async with asyncio.timeout(within):
         while True:
             async with storage.sessions() as session:
-                rows = list(await session.scalars(
-                    select(PredictionRequest).where(PredictionRequest.id.in_(ids))
-                ))  # fmt: skip
+                rows = list(
+                    await session.scalars(
+                        select(PredictionRequest).where(PredictionRequest.id.in_(ids))
+                    )
+                )
             if all(r.status in ("done", "failed") for r in rows):
                 return {r.id: r for r in rows}
             await asyncio.sleep(0.1)

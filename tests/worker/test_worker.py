@@ -223,10 +223,13 @@ async def test_three_workers_answer_300_requests_exactly_once(
         from db import queue
 
         ids = [
-            (await queue.enqueue(session, chat_id=10_000 + i, user_id=None, message_id=i,
-                                 blob_key=key)).id
+            (
+                await queue.enqueue(
+                    session, chat_id=10_000 + i, user_id=None, message_id=i, blob_key=key
+                )
+            ).id
             for i in range(300)
-        ]  # fmt: skip
+        ]
     settings = worker_settings.model_copy(update={"batch_size": 16})
     from emobot.telegram import make_bot
 
