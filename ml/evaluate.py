@@ -26,8 +26,6 @@ from ml.inference import Classifier
 from ml.metrics import summarise, summarise_predictions
 from ml.training import Faces
 
-CHUNK = 256
-
 
 def read_test_split(archive: Path) -> Faces:
     """test-4: every file of the archive's test split, in the order `load_archive` gives them
@@ -110,7 +108,7 @@ def evaluate_real(
 ) -> dict[str, Any]:
     """Balanced accuracy and the rest over real photos; a photo without a face is wrong."""
     found = [c for c in crops if c is not None]
-    probs = predict_all(classifier, np.stack(found)) if found else np.zeros((0, len(CLASSES)))
+    probs = classifier.predict(np.stack(found) if found else np.zeros((0, 48, 48), np.uint8))
     predicted = iter(probs.argmax(axis=1))
     y_pred = np.array([next(predicted) if c is not None else -1 for c in crops], np.int64)
     result = summarise_predictions(labels, y_pred)
@@ -118,13 +116,15 @@ def evaluate_real(
     return result
 
 
-def predict_all(classifier: Classifier, faces: np.ndarray) -> np.ndarray:
-    parts = [classifier.predict(faces[i : i + CHUNK]) for i in range(0, len(faces), CHUNK)]
-    return np.concatenate(parts) if parts else np.zeros((0, len(CLASSES)), np.float32)
-
-
-def evaluate(classifier: Classifier, test: Faces, seed_balanced: bool = True) -> dict[str, Any]:
-    return summarise(test.y, predict_all(classifier, test.x), seed_balanced=seed_balanced)
+def evaluate(
+    classifier: Classifier, test: Faces, seed_balanced: bool = True, mirrored: bool = False
+) -> dict[str, Any]:
+    """`summarise` over the classifier's answers on `test`; `mirrored` averages each face's
+    probabilities with its mirror image's (test-time augmentation, for comparison only)."""
+    probs = classifier.predict(test.x)
+    if mirrored:
+        probs = (probs + classifier.predict(test.x[:, :, ::-1])) / 2
+    return summarise(test.y, probs, seed_balanced=seed_balanced)
 
 
 def evaluate_protocol(

@@ -31,15 +31,35 @@ class ParamError(ValueError):
 
 
 @dataclass
-class JobParams:
-    """A run's parameters (CLI flags, /retrain arguments or `training_runs.params`)."""
+class TrainConfig:
+    """How a model is trained (ml.training.train): the one source of training defaults, for
+    the trainer, `emobot train`, /retrain and `ml.train_archive`."""
 
     arch: str = "emonet"
     # About 25 minutes per 10 epochs of emonet over all of FER2013 on 2 CPU cores.
     epochs: int = 15
-    balance: int = 0
-    promote: bool = False
     batch_size: int = 64
+    learning_rate: float = 1e-3
+    val_fraction: float = 0.1
+    # Seed-style balancing: cap every class at this many training images (0 = keep all).
+    balance: int = 0
+    class_weights: bool = True
+    patience: int = 10
+    seed: int = 42
+    # Warm start: a saved model of the same architecture whose weights training begins from.
+    init: str | None = None
+
+
+@dataclass
+class JobParams:
+    """A run's parameters (CLI flags, /retrain arguments or `training_runs.params`): what an
+    admin may choose of TrainConfig, and what happens around the training."""
+
+    arch: str = TrainConfig.arch
+    epochs: int = TrainConfig.epochs
+    balance: int = TrainConfig.balance
+    promote: bool = False
+    batch_size: int = TrainConfig.batch_size
     # Start from the active model's weights when it has this architecture.
     warm: bool = True
 
@@ -89,3 +109,13 @@ class JobParams:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def train_config(self, **choices: Any) -> TrainConfig:
+        """The TrainConfig of this run; `choices` are the trainer's own (a warm start)."""
+        return TrainConfig(
+            arch=self.arch,
+            epochs=self.epochs,
+            balance=self.balance,
+            batch_size=self.batch_size,
+            **choices,
+        )

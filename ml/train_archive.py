@@ -41,6 +41,7 @@ from ml.calibration import (
 )
 from ml.dataset import aligned_like_inference, load_archive
 from ml.evaluate import (
+    evaluate,
     evaluate_protocol,
     read_ferplus_test,
     read_labelled_photos,
@@ -48,11 +49,9 @@ from ml.evaluate import (
 )
 from ml.ferplus import read_votes
 from ml.inference import Classifier
-from ml.metrics import summarise
+from ml.params import TrainConfig
 from ml.training import (
     Faces,
-    TrainConfig,
-    predict_probs,
     read_history,
     split_validation,
     train,
@@ -80,13 +79,12 @@ def inference_copy(model: keras.Model, arch: str) -> keras.Model:
     return copy
 
 
-def evaluate(
-    model: keras.Model, test: Faces, archive: Path, ferplus: Path | None, photos: Path | None
+def _protocol(
+    classifier: Classifier, test: Faces, archive: Path, ferplus: Path | None, photos: Path | None
 ) -> dict[str, Any]:
     """The fixed protocol, and test-4 averaged over each face and its mirror image."""
-    metrics = evaluate_protocol(Classifier(model, None, model.name), archive, ferplus, photos)
-    probs = predict_probs(model, test.x) + predict_probs(model, test.x[:, :, ::-1])
-    metrics["test_4_flip_averaged"] = summarise(test.y, probs / 2)
+    metrics = evaluate_protocol(classifier, archive, ferplus, photos)
+    metrics["test_4_flip_averaged"] = evaluate(classifier, test, mirrored=True)
     return metrics
 
 
@@ -97,14 +95,15 @@ def calibrate(
     split carved from train and the real photos' faces), the expected calibration error
     before and after on each set, and the top probability below which a reply is unsure."""
     fit_on = [val] + ([real] if real is not None else [])
-    probs = np.concatenate([predict_probs(model, f.x) for f in fit_on])
+    classifier = Classifier(model, None, model.name)
+    probs = np.concatenate([classifier.predict(f.x) for f in fit_on])
     y = np.concatenate([f.y for f in fit_on])
     temperature = fit_temperature(probs, y)
     sets = {"validation": val, "realphotos": real, "ferplus_test": ferplus_test}
     ece = {}
     for name, faces in sets.items():
         if faces is not None:
-            p = predict_probs(model, faces.x)
+            p = classifier.predict(faces.x)
             ece[name] = {
                 "before": round(expected_calibration_error(p, faces.y), 4),
                 "after": round(expected_calibration_error(scaled(p, temperature), faces.y), 4),
@@ -263,7 +262,9 @@ def package(
         "training": summary,
         "history": history,
         "calibration": calibration,
-        "metrics": evaluate(model, data.test, zip_path, ferplus, realphotos),
+        "metrics": _protocol(
+            Classifier(model, None, model.name), data.test, zip_path, ferplus, realphotos
+        ),
         "archive": {
             "files": data.report.files,
             "distinct": data.report.distinct,
@@ -283,9 +284,9 @@ def main() -> None:
     parser.add_argument("--ferplus", type=Path, help="FER+ votes CSV: train on vote shares")
     parser.add_argument("--realphotos", type=Path, help="labelled real photos (zip or folder)")
     parser.add_argument("--aligned", action="store_true", help="show faces aligned too")
-    parser.add_argument("--arch", default="emonet")
-    parser.add_argument("--epochs", type=int, default=24)
-    parser.add_argument("--balance", type=int, default=0)
+    parser.add_argument("--arch", default=TrainConfig.arch)
+    parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    parser.add_argument("--balance", type=int, default=TrainConfig.balance)
     parser.add_argument(
         "--learning-rate",
         type=float,

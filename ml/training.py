@@ -15,7 +15,9 @@ import numpy as np
 
 from emobot.labels import CLASSES
 from ml.architectures import ARCHITECTURES
+from ml.inference import Classifier
 from ml.metrics import summarise
+from ml.params import TrainConfig
 from ml.preprocess import FACE_SIZE, standardise
 
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -54,22 +56,6 @@ class Faces:
 
     def counts(self) -> dict[str, int]:
         return {c: int((self.y == i).sum()) for i, c in enumerate(CLASSES)}
-
-
-@dataclass
-class TrainConfig:
-    arch: str = "emonet"
-    epochs: int = 30
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    val_fraction: float = 0.1
-    # Seed-style balancing: cap every class at this many training images (0 = keep all).
-    balance: int = 0
-    class_weights: bool = True
-    patience: int = 10
-    seed: int = 42
-    # Warm start: a saved model of the same architecture whose weights training begins from.
-    init: str | None = None
 
 
 def split_validation(train: Faces, fraction: float, seed: int) -> tuple[Faces, Faces]:
@@ -159,12 +145,6 @@ class FaceBatches(keras.utils.PyDataset):
         self.order = self.rng.permutation(len(self.faces))
 
 
-def predict_probs(model: keras.Model, faces: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    if len(faces) == 0:
-        return np.zeros((0, len(CLASSES)), np.float32)
-    return model.predict(standardise(faces), batch_size=batch_size, verbose=0)
-
-
 class ValidationMetrics(keras.callbacks.Callback):
     """Adds balanced accuracy (the headline metric) to the epoch logs: `val_bal_acc` on the
     validation split, `real_bal_acc` on faces cut from real photos where given, and
@@ -187,7 +167,7 @@ class ValidationMetrics(keras.callbacks.Callback):
         logs["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
     def _balanced_accuracy(self, faces: Faces) -> float:
-        probs = predict_probs(self.model, faces.x)
+        probs = Classifier(self.model, None, self.model.name).predict(faces.x)
         return summarise(faces.y, probs, seed_balanced=False)["balanced_accuracy"]
 
 

@@ -32,7 +32,7 @@ from ml.inference import Classifier
 from ml.params import JobParams
 from ml.preprocess import FACE_SIZE
 from ml.report import confusion_png, learning_curve_png
-from ml.training import Faces, TrainConfig, train
+from ml.training import Faces, train
 from trainer.readiness import DatasetNotReady, Readiness, readiness
 
 log = logging.getLogger(__name__)
@@ -229,14 +229,8 @@ async def run_training(
     start = await _fetch_active(storage, workdir) if params.warm else None
     if start is not None and start.arch != params.arch:
         start = None  # weights fit only their own architecture: a cold start
-    config = TrainConfig(
-        arch=params.arch,
-        epochs=params.epochs,
-        balance=params.balance,
-        batch_size=params.batch_size,
-        learning_rate=WARM_LEARNING_RATE if start else TrainConfig.learning_rate,
-        init=str(start.path) if start else None,
-    )
+    warm = {"learning_rate": WARM_LEARNING_RATE, "init": str(start.path)} if start else {}
+    config = params.train_config(**warm)
     reporter = _epoch_reporter(on_progress, params.epochs, asyncio.get_running_loop())
     model, history, summary = await asyncio.to_thread(train, data.train, config, workdir, reporter)
     classifier = Classifier(model, None, params.arch)

@@ -1,4 +1,5 @@
-"""Sending the worker's answers through the Bot API, and what Telegram's errors mean for a request.
+"""The worker's answers: composed from a request's result, sent through the Bot API, and what
+Telegram's errors mean for a request.
 
 - flood control (`RetryAfter`): wait as told and send again;
 - the chat cannot be written to (bot blocked, chat not found, any other 400/403): retrying will
@@ -10,8 +11,9 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import numpy as np
 from aiogram import Bot
 from aiogram.exceptions import (
     TelegramAPIError,
@@ -22,6 +24,9 @@ from aiogram.exceptions import (
     TelegramUnauthorizedError,
 )
 from aiogram.types import BufferedInputFile, ReplyParameters
+
+from ml.annotate import annotate
+from worker import texts
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -61,6 +66,22 @@ async def _deliver(send: Callable[[], Awaitable[T]]) -> T:
         except TelegramAPIError as exc:  # network errors, 5xx, conflicts
             raise SendFailed(str(exc)) from exc
     raise SendFailed(f"still flood-limited after {MAX_FLOOD_WAITS} waits")
+
+
+def compose_reply(
+    result: dict[str, Any], image: np.ndarray | None, lang: str, unsure_below: float
+) -> Reply:
+    """The answer to a request from its stored result: a text for no face or one face, an
+    annotated picture with numbered faces for several (`image` is the decoded photo)."""
+    all_probs = [f["probs"] for f in result["faces"]]
+    if not all_probs:
+        return Reply(texts.text("no_face", lang))
+    if len(all_probs) == 1:
+        return Reply(texts.one_face(all_probs[0], lang, unsure_below))
+    assert image is not None
+    labels = [texts.short_label(p, lang, unsure_below) for p in all_probs]
+    photo = annotate(image, [f["box"] for f in result["faces"]], labels)
+    return Reply(texts.several_faces(all_probs, lang, unsure_below), photo)
 
 
 async def send_reply(bot: Bot, chat_id: int, reply_to: int | None, reply: Reply) -> None:

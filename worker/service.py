@@ -35,11 +35,11 @@ from db.queue import Claimed
 from emobot.labels import CLASSES
 from emobot.serving import Serving
 from emobot.settings import Settings
-from ml.annotate import annotate
 from ml.faces import Face, ImageError, UnusableShape, decode_image, find_faces, whole_face
 from worker import metrics, texts
 from worker.models import ModelHolder
-from worker.replies import Reply, SendFailed, Undeliverable, send_reply
+from worker.policy import Action, Problem, decide
+from worker.replies import Reply, SendFailed, Undeliverable, compose_reply, send_reply
 from worker.retention import Purger
 
 log = logging.getLogger("worker")
@@ -360,58 +360,53 @@ class Worker:
         except Exception as exc:
             job.retry = f"face detection failed: {exc!r}"
 
-    def _reply(self, job: Job) -> Reply:
-        assert job.result is not None
-        all_probs = [f["probs"] for f in job.result["faces"]]
-        if not all_probs:
-            return Reply(texts.text("no_face", job.lang))
-        unsure_below = self.settings.unsure_below
-        if len(all_probs) == 1:
-            return Reply(texts.one_face(all_probs[0], job.lang, unsure_below))
-        assert job.image is not None
-        labels = [texts.short_label(p, job.lang, unsure_below) for p in all_probs]
-        photo = annotate(job.image, [f["box"] for f in job.result["faces"]], labels)
-        return Reply(texts.several_faces(all_probs, job.lang, unsure_below), photo)
-
-    async def _answer(self, job: Job, gave_up: bool) -> None:
+    async def _answer(self, job: Job, over: bool) -> None:
         request = job.request
         last_try = request.attempts >= self.settings.max_attempts
-        if gave_up or (job.retry is not None and last_try):
-            error = f"gave up after {self.settings.max_attempts} attempts"
-            if job.retry:
-                error += f"; last: {job.retry}"
-            await self._fail(job, error, Reply(texts.text("gave_up", job.lang)))
-            metrics.REQUESTS.labels("gave_up").inc()
-            return
-        if job.retry is not None:
-            await self._retry(job, job.retry)
-            metrics.REQUESTS.labels("retried").inc()
-            return
-        if job.failure is not None:
-            await self._fail(job, job.failure, Reply(texts.text(job.failure_text, job.lang)))
-            metrics.REQUESTS.labels(job.failure_text).inc()
-            return
+        if over:
+            problem, detail = Problem.OVER_ATTEMPTS, None
+        elif job.retry is not None:
+            problem, detail = Problem.PASSING, job.retry
+        elif job.failure is not None:
+            problem, detail = Problem.PHOTO, job.failure
+        else:
+            problem, detail = await self._send_answer(job)
+        decision = decide(problem, last_try, job.failure_text)
+        answered_nothing = decision.action is Action.REPLY and not (job.result or {})["faces"]
+        metrics.REQUESTS.labels("no_face" if answered_nothing else decision.outcome).inc()
+        match decision.action:
+            case Action.REPLY:
+                await self._answered(job)
+            case Action.RETRY:
+                await self._retry(job, detail or "")
+            case Action.FAIL:
+                if decision.outcome == "gave_up":
+                    given_up = f"gave up after {self.settings.max_attempts} attempts"
+                    detail = f"{given_up}; last: {detail}" if detail else given_up
+                assert decision.text is not None
+                await self._fail(job, detail or "", Reply(texts.text(decision.text, job.lang)))
+            case Action.DROP:
+                await self._mark_failed(request.id, detail or "", replied=False)
+
+    async def _send_answer(self, job: Job) -> tuple[Problem | None, str | None]:
+        """Send the job's answer; the problem sending it, if any."""
+        assert job.result is not None
+        reply = await asyncio.to_thread(
+            compose_reply, job.result, job.image, job.lang, self.settings.unsure_below
+        )
         try:
-            reply = await asyncio.to_thread(self._reply, job)
-            await send_reply(self.bot, request.chat_id, request.message_id, reply)
+            await send_reply(self.bot, job.request.chat_id, job.request.message_id, reply)
         except Undeliverable as exc:
-            await self._mark_failed(request.id, f"undeliverable: {exc}", replied=False)
-            metrics.REQUESTS.labels("undeliverable").inc()
-            return
+            return Problem.UNDELIVERABLE, f"undeliverable: {exc}"
         except SendFailed as exc:
-            if last_try:
-                await self._mark_failed(request.id, f"send failed: {exc}", replied=False)
-                metrics.REQUESTS.labels("send_failed").inc()
-            else:
-                await self._retry(job, f"send failed: {exc}")
-                metrics.REQUESTS.labels("retried").inc()
-            return
+            return Problem.SEND_FAILED, f"send failed: {exc}"
+        return None, None
+
+    async def _answered(self, job: Job) -> None:
         # Recorded as soon as the send returns: the narrowest window in which a crash could
         # make another worker answer this request again (see db/queue.py).
-        await self._replies.record(request.id)
-        assert job.result is not None
-        metrics.REQUESTS.labels("answered" if job.result["faces"] else "no_face").inc()
-        age = datetime.now(UTC) - request.created_at
+        await self._replies.record(job.request.id)
+        age = datetime.now(UTC) - job.request.created_at
         metrics.REQUEST_SECONDS.observe(age.total_seconds())
 
     async def _fail(self, job: Job, error: str, apology: Reply) -> None:

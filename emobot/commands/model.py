@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from emobot.settings import Settings
+from ml.params import ARCH_NAMES, TrainConfig
 
 if TYPE_CHECKING:
     from ml.inference import Classifier
@@ -61,14 +62,21 @@ def register(subparsers: Any) -> None:
         "data is at hand, store the model with its learning-curve and confusion-matrix "
         "pictures and register it.",
     )
-    p.add_argument("--epochs", type=int, default=15, help="epochs (default 15)")
     p.add_argument(
-        "--arch", default="emonet", help="seed_cnn, emonet, emonet40 or emonet48 (default emonet)"
+        "--epochs",
+        type=int,
+        default=TrainConfig.epochs,
+        help=f"epochs (default {TrainConfig.epochs})",
+    )
+    p.add_argument(
+        "--arch",
+        default=TrainConfig.arch,
+        help=f"{', '.join(ARCH_NAMES)} (default {TrainConfig.arch})",
     )
     p.add_argument(
         "--balance",
         type=int,
-        default=0,
+        default=TrainConfig.balance,
         metavar="N",
         help="seed-style balancing: at most N training images per class (default 0: all)",
     )

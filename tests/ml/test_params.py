@@ -2,8 +2,9 @@
 
 import pytest
 
+from emobot.cli import _build
 from ml.architectures import ARCHITECTURES
-from ml.params import ARCH_NAMES, JobParams, ParamError
+from ml.params import ARCH_NAMES, JobParams, ParamError, TrainConfig
 
 
 def test_the_light_arch_list_matches_the_architectures() -> None:
@@ -33,3 +34,15 @@ def test_params_from_words() -> None:
         with pytest.raises(ParamError, match=message) as error:
             JobParams.from_text(bad)
         assert error.value.code  # the bot says it in the user's language by this code
+
+
+def test_training_defaults_have_one_source() -> None:
+    # /retrain, the queue, `emobot train` and `ml.train_archive` all start from TrainConfig.
+    default = TrainConfig()
+    assert (JobParams().epochs, JobParams().arch) == (default.epochs, default.arch)
+    train = _build()[1]["train"]
+    assert train.get_default("epochs") == default.epochs
+    assert train.get_default("arch") == default.arch
+    config = JobParams(epochs=7, arch="seed_cnn").train_config(init="v1.keras")
+    assert (config.epochs, config.arch, config.init) == (7, "seed_cnn", "v1.keras")
+    assert config.learning_rate == default.learning_rate

@@ -12,8 +12,9 @@ import pytest
 
 from ml.dataset import load_archive
 from ml.inference import shipped_model_path
+from ml.params import TrainConfig
 from ml.train_archive import MODEL_FILE
-from ml.training import TrainConfig, build_model, train
+from ml.training import build_model, train
 from tests.conftest import FIXTURE_ARCHIVE
 
 
