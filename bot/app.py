@@ -11,7 +11,6 @@ from aiogram.types import BotCommand, BotCommandScopeChat, BotCommandScopeDefaul
 
 from bot.middlewares import Database, DuplicateUpdates, Metrics, RetryAfter, Throttling
 from bot.routers import admin, common, contribute, errors, mine, predict, privacy
-from bot.services.admin import DOCUMENT_LIMIT
 from bot.services.predict import SkippedPhotos
 from bot.texts import ADMIN_COMMANDS, LANGUAGES, USER_COMMANDS, t
 from db.engine import Storage, open_storage, ping
@@ -36,7 +35,6 @@ def build_dispatcher(
     *,
     throttle_limit: int = 15,
     throttle_window: float = 10.0,
-    export_document_limit: int = DOCUMENT_LIMIT,
     extra_routers: Sequence[Router] = (),
 ) -> Dispatcher:
     """The Dispatcher with every feature; `extra_routers` go before the fallback router."""
@@ -47,7 +45,6 @@ def build_dispatcher(
         settings=settings,
         db_storage=storage,
         blobs=storage.blobs,
-        export_document_limit=export_document_limit,
         skipped=SkippedPhotos(),
     )
     # In this order: a throttled update is dropped before it opens a session.

@@ -18,6 +18,7 @@ from aiogram.types import TelegramObject, Update, User
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import metrics
+from bot.services.photos import Rejected
 from bot.texts import t
 from db.updates import forget_updates, take_update
 from db.users import upsert_user, user_language
@@ -63,8 +64,9 @@ class DuplicateUpdates(BaseMiddleware):
 
 
 class Database(BaseMiddleware):
-    """A session per update (committed when the handler succeeds), the user's row upserted,
-    and `lang` and `is_admin` for the handlers."""
+    """A session per update, the user's row upserted, and `lang` and `is_admin` for the
+    handlers. The session is committed here when the handler returns (or refuses with
+    `Rejected`): services commit only where a NOTIFY must go out before the reply."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], admin_ids: frozenset[int]):
         self.sessions = sessions
@@ -87,7 +89,13 @@ class Database(BaseMiddleware):
                 data["user"] = user
                 data["lang"] = user_language(user)
                 data["is_admin"] = sender.id in self.admin_ids
-            result = await handler(event, data)
+            try:
+                result = await handler(event, data)
+            except Rejected:
+                # A refusal is an answer (the errors router gives it), not a failure: what the
+                # update wrote stands, the user row and the update id with it.
+                await session.commit()
+                raise
             await session.commit()
             return result
 

@@ -29,7 +29,6 @@ async def export(
     bot: Bot,
     db_storage: Storage,
     settings: Settings,
-    export_document_limit: int,
     lang: str,
 ) -> None:
     try:
@@ -44,7 +43,7 @@ async def export(
         message.chat.id,
         lang,
         workdir=settings.data_dir / "exports",
-        document_limit=export_document_limit,
+        document_limit=settings.export_document_bytes,
         raw_ids=raw_ids,
         pseudonym_key=settings.pseudonym_key,
     )

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot import keyboards, metrics
 from bot.keyboards import BatchCb, ConsentCb, LabelCb
 from bot.services.contribute import Pending, check_photo, save_batch
-from bot.services.photos import Rejected, incoming_image
+from bot.services.photos import incoming_image
 from bot.states import Contribute
 from bot.texts import CONSENT_VERSION, label_name, t
 from db.blobs import BlobStore
@@ -74,19 +74,15 @@ async def photo(
     lang: str,
 ) -> None:
     pending = [Pending.from_json(p) for p in (await state.get_data()).get("pending", [])]
-    try:
-        item = await check_photo(
-            session,
-            bot,
-            incoming_image(message),
-            pending,
-            max_bytes=settings.max_photo_bytes,
-            max_pixels=settings.max_photo_pixels,
-        )
-    except Rejected as rejected:
-        metrics.refused(rejected.key)
-        await message.reply(t(lang, rejected.key, **rejected.values))
-        return
+    # A refused photo raises Rejected: the errors router answers it.
+    item = await check_photo(
+        session,
+        bot,
+        incoming_image(message),
+        pending,
+        max_bytes=settings.max_photo_bytes,
+        max_pixels=settings.max_photo_pixels,
+    )
     pending.append(item)
     await state.update_data(pending=[p.as_json() for p in pending])
     await message.reply(

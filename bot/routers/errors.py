@@ -1,12 +1,16 @@
-"""Any exception in a handler: logged with its traceback, the user gets a short apology."""
+"""Errors out of handlers. A refusal (`Rejected`: a photo that is too big, has no face, …)
+is answered with its reason; any other exception is logged with its traceback and the user
+gets a short apology."""
 
 import logging
 
 from aiogram import Bot, Router
 from aiogram.exceptions import TelegramAPIError
+from aiogram.filters import ExceptionTypeFilter
 from aiogram.types import ErrorEvent
 
 from bot import metrics
+from bot.services.photos import Rejected
 from bot.texts import DEFAULT_LANGUAGE, t
 
 log = logging.getLogger(__name__)
@@ -31,7 +35,16 @@ async def on_error(event: ErrorEvent, bot: Bot, lang: str = DEFAULT_LANGUAGE) ->
         log.exception("could not apologise in chat %s", chat_id)
 
 
+async def on_rejected(event: ErrorEvent, lang: str = DEFAULT_LANGUAGE) -> None:
+    rejected = event.exception
+    assert isinstance(rejected, Rejected)
+    metrics.refused(rejected.key)
+    if event.update.message is not None:
+        await event.update.message.reply(t(lang, rejected.key, **rejected.values))
+
+
 def make_router() -> Router:
     router = Router(name="errors")
+    router.errors.register(on_rejected, ExceptionTypeFilter(Rejected))
     router.errors.register(on_error)
     return router

@@ -7,7 +7,6 @@ from aiogram.types import Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import metrics
-from bot.services.photos import Rejected
 from bot.services.predict import SkippedPhotos, queue_photo
 from bot.states import Predict
 from bot.texts import t
@@ -36,14 +35,10 @@ async def photo(
         skipped.skip(bot, message.from_user.id, message, lang, settings.max_queued_per_user)
         return
     await bot.send_chat_action(message.chat.id, "typing")
-    try:
-        await queue_photo(
-            session, blobs, bot, message, settings.max_photo_bytes, settings.max_photo_pixels
-        )
-    except Rejected as rejected:
-        metrics.refused(rejected.key)
-        await message.reply(t(lang, rejected.key, **rejected.values))
-        return
+    # A refused photo raises Rejected: the errors router answers it.
+    await queue_photo(
+        session, blobs, bot, message, settings.max_photo_bytes, settings.max_photo_pixels
+    )
     await state.clear()
     await message.reply(t(lang, "predict.queued"))
 

@@ -37,8 +37,6 @@ from trainer.readiness import how_to_import, readiness
 
 log = logging.getLogger(__name__)
 
-# Bots may upload documents up to 50 MB; bigger exports go through the blob store.
-DOCUMENT_LIMIT = 50 * 1024 * 1024
 PROGRESS_EVERY_S = 2.0
 
 
@@ -108,7 +106,7 @@ async def export_to_chat(
     lang: str,
     *,
     workdir: Path,
-    document_limit: int = DOCUMENT_LIMIT,
+    document_limit: int,
     raw_ids: bool = False,
     pseudonym_key: SecretStr | None = None,
 ) -> None:
@@ -211,7 +209,6 @@ async def retrain(
     promotion = t(lang, "admin.retrain.promote" if params.promote else "admin.retrain.keep")
     message = await bot.send_message(chat_id, f"{queued} {promotion}")
     run.progress_message_id = message.message_id
-    await session.commit()
 
 
 async def models_text(session: AsyncSession, lang: str) -> str:
@@ -292,5 +289,7 @@ async def plan_promotion(session: AsyncSession, version: int) -> PromotePlan:
 async def promote_version(session: AsyncSession, version: int) -> ModelVersion:
     """Raises db.registry.UnknownModel."""
     model = await promote(session, version)
+    # Before the reply: the NOTIFY that makes the workers switch goes out on commit, and the
+    # admin is told the model is active only once it is.
     await session.commit()
     return model

@@ -33,5 +33,4 @@ async def withdraw(session: AsyncSession, user_id: int) -> int | None:
     None when there was no consent to withdraw."""
     if not await withdraw_consent(session, user_id):
         return None
-    await session.commit()
     return sum((await counts_by_label(session, user_id)).values())

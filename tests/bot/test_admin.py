@@ -106,7 +106,9 @@ async def test_export_small_is_sent_as_a_document(harness: BotHarness) -> None:
 
 @pytest.fixture
 async def small_limit_harness(storage: Storage, settings: Settings) -> AsyncIterator[BotHarness]:
-    async with running_harness(storage, settings, export_document_limit=100) as harness:
+    async with running_harness(
+        storage, settings.model_copy(update={"export_document_bytes": 100})
+    ) as harness:
         yield harness
 
 
