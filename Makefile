@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install test lint format run
+.PHONY: install test lint format run l10n
 
 install: $(VENV)/.installed
 
@@ -23,6 +23,14 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# The text catalogue: the keys the code names (t(lang, "key"), Rejected("key")) into
+# emobot/locales/emobot.pot for translators, and the .po files compiled into the .mo files the
+# processes read (committed; tests/test_i18n.py fails when one is stale or a key is missing).
+l10n: install
+	$(VENV)/bin/pybabel extract --no-default-keywords -k t:2 -k Rejected:1 \
+		-o emobot/locales/emobot.pot bot worker trainer emobot
+	$(VENV)/bin/pybabel compile --statistics -D emobot -d emobot/locales
 
 format: install
 	$(VENV)/bin/ruff format .

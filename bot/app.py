@@ -9,12 +9,13 @@ from aiogram.exceptions import TelegramBadRequest
 from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.types import BotCommand, BotCommandScopeChat, BotCommandScopeDefault
 
+from bot.commands import ADMIN_COMMANDS, USER_COMMANDS
 from bot.middlewares import Database, DuplicateUpdates, Metrics, RetryAfter, Throttling
 from bot.routers import admin, common, contribute, errors, mine, predict, privacy
 from bot.services.predict import SkippedPhotos
-from bot.texts import ADMIN_COMMANDS, LANGUAGES, USER_COMMANDS, t
 from db.engine import Storage, open_storage, ping
 from db.fsm import PostgresStorage
+from emobot.i18n import LANGUAGES, t
 from emobot.operations import serve_operations
 from emobot.settings import Settings
 from emobot.telegram import make_bot

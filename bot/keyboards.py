@@ -4,7 +4,7 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot.texts import LANGUAGES, label_name, t
+from emobot.i18n import LANGUAGES, label_name, t
 from emobot.labels import CLASSES
 
 

@@ -19,10 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import metrics
 from bot.services.photos import Rejected
-from bot.texts import t
 from db.updates import forget_updates, take_update
 from db.users import upsert_user, user_language
-from emobot.i18n import DEFAULT_LANGUAGE, pick_language
+from emobot.i18n import DEFAULT_LANGUAGE, pick_language, t
 
 log = logging.getLogger(__name__)
 

@@ -61,7 +61,7 @@ class User(TimestampMixin, Base):
     language: Mapped[str | None] = mapped_column(String(2))
     telegram_language: Mapped[str | None] = mapped_column(String(16))
     # When the user agreed to their photos being used, and to which version of the consent text
-    # (bot.texts.CONSENT_VERSION): a newer text is asked for again.
+    # (bot.services.privacy.CONSENT_VERSION): a newer text is asked for again.
     consent_at: Mapped[datetime | None]
     consent_version: Mapped[int | None] = mapped_column(Integer)
 
@@ -140,6 +140,8 @@ class PredictionRequest(TimestampMixin, Base):
     message_id: Mapped[int | None] = mapped_column(BigInteger)
     blob_key: Mapped[str] = mapped_column(Text)
     whole: Mapped[bool] = mapped_column(server_default=text("false"))
+    # The reply's language, decided when the request was made (emobot.i18n.pick_language).
+    language: Mapped[str] = mapped_column(String(2), server_default="ru")
     status: Mapped[str] = mapped_column(String(16), server_default="queued")
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     locked_until: Mapped[datetime | None]
@@ -198,6 +200,8 @@ class TrainingRun(TimestampMixin, Base):
     progress_message_id: Mapped[int | None] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(16), server_default="queued")
     params: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    # The report's language, decided when the run was queued.
+    language: Mapped[str] = mapped_column(String(2), server_default="ru")
     progress: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id", ondelete="SET NULL"))
     error: Mapped[str | None] = mapped_column(Text)

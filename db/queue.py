@@ -31,6 +31,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import PredictionRequest
+from emobot.i18n import DEFAULT_LANGUAGE
 
 
 async def enqueue(
@@ -41,9 +42,16 @@ async def enqueue(
     message_id: int | None,
     blob_key: str,
     whole: bool = False,
+    language: str = DEFAULT_LANGUAGE,
 ) -> PredictionRequest:
+    """Queue a request; `language` is what the reply will speak."""
     request = PredictionRequest(
-        chat_id=chat_id, user_id=user_id, message_id=message_id, blob_key=blob_key, whole=whole
+        chat_id=chat_id,
+        user_id=user_id,
+        message_id=message_id,
+        blob_key=blob_key,
+        whole=whole,
+        language=language,
     )
     session.add(request)
     await session.flush()
@@ -114,8 +122,7 @@ class Claimed:
     result: dict[str, Any] | None  # written by an earlier attempt that could not reply
     model_version: int | None
     created_at: datetime
-    language: str | None  # the user's choice (ru/en), if any
-    telegram_language: str | None
+    language: str  # what the reply speaks, decided when the request was made
 
 
 # Claimable: queued, or processing with a lease that ran out (its worker died). A queued row
@@ -148,9 +155,7 @@ SET status = 'processing', locked_by = :worker,
 FROM picked
 WHERE p.id = picked.id
 RETURNING p.id, p.chat_id, p.user_id, p.message_id, p.blob_key, p.whole, p.attempts, p.result,
-    p.model_version, p.created_at,
-    (SELECT language FROM users WHERE id = p.user_id) AS language,
-    (SELECT telegram_language FROM users WHERE id = p.user_id) AS telegram_language
+    p.model_version, p.created_at, p.language
 """)
 
 

@@ -6,7 +6,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import ModelVersion, TrainingRun, User
+from db.models import ModelVersion, TrainingRun
+from emobot.i18n import DEFAULT_LANGUAGE
 
 
 class UnknownModel(LookupError):
@@ -65,9 +66,13 @@ async def queue_training_run(
     requested_by: int | None,
     chat_id: int | None,
     params: dict[str, Any] | None = None,
+    language: str = DEFAULT_LANGUAGE,
 ) -> TrainingRun | None:
-    """Queue a run; None when one is already queued or running (a unique index decides)."""
-    run = TrainingRun(requested_by=requested_by, chat_id=chat_id, params=params or {})
+    """Queue a run; None when one is already queued or running (a unique index decides).
+    `language` is what its report will speak."""
+    run = TrainingRun(
+        requested_by=requested_by, chat_id=chat_id, params=params or {}, language=language
+    )
     try:
         async with session.begin_nested():
             session.add(run)
@@ -153,13 +158,3 @@ async def mark_run_reported(session: AsyncSession, run_id: int) -> None:
     await session.execute(
         update(TrainingRun).where(TrainingRun.id == run_id).values(reported_at=func.now())
     )
-
-
-async def requester_language(session: AsyncSession, run: TrainingRun) -> str | None:
-    """The language the person who asked for the run chose (or Telegram reports)."""
-    if run.requested_by is None:
-        return None
-    user = await session.get(User, run.requested_by)
-    if user is None:
-        return None
-    return user.language or user.telegram_language

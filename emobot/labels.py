@@ -20,19 +20,4 @@ FER_TO_CLASS: Final = {
     "neutral": "neutral",
 }
 
-DISPLAY_NAMES: Final = {
-    "ru": {
-        "negative": "негативный",
-        "happy": "счастливый",
-        "surprise": "удивлённый",
-        "neutral": "нейтральный",
-    },
-    "en": {
-        "negative": "negative",
-        "happy": "happy",
-        "surprise": "surprised",
-        "neutral": "neutral",
-    },
-}
-
 SPLITS: Final = ("train", "test")

@@ -29,10 +29,10 @@ from ml.evaluate import evaluate, evaluate_protocol
 from ml.faces import ImageError, decode_image, face_at, whole_face
 from ml.ferplus import Votes, mean_distribution
 from ml.inference import Classifier
-from ml.params import JobParams
 from ml.preprocess import FACE_SIZE
 from ml.report import confusion_png, learning_curve_png
 from ml.training import Faces, train
+from trainer.params import JobParams
 from trainer.readiness import DatasetNotReady, Readiness, readiness
 
 log = logging.getLogger(__name__)

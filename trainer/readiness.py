@@ -11,33 +11,11 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.samples import test_counts, trainable_counts
-from emobot.labels import CLASSES, DISPLAY_NAMES
+from emobot.i18n import label_name, t
+from emobot.labels import CLASSES
 
 # Where FER2013 comes from, for the messages that tell how to load it.
 FER2013_SOURCE = "https://www.kaggle.com/datasets/msambare/fer2013"
-
-TEXTS = {
-    "ru": {
-        "title": "Обучать пока не на чем:",
-        "train": "изображений для обучения по классам (нужно не меньше {min}): {counts}",
-        "test": "тестовых изображений по классам (нужно не меньше {min}): {counts}",
-        "import": "Загрузите FER2013 (обучающая и тестовая выборки): emobot import-fer2013 {path}",
-        "source": "Архив — FER-2013 в раскладке Kaggle ({source}); путь к нему — настройка "
-        "FER2013_ZIP, сейчас {archive} ({state}).",
-        "found": "файл есть",
-        "missing": "файла нет",
-    },
-    "en": {
-        "title": "Not enough data to train a model:",
-        "train": "trainable images per class (at least {min} each): {counts}",
-        "test": "test images per class (at least {min} each): {counts}",
-        "import": "Load FER2013 (train and test split): emobot import-fer2013 {path}",
-        "source": "The archive is FER-2013 in its Kaggle layout ({source}); the FER2013_ZIP "
-        "setting gives its path, now {archive} ({state}).",
-        "found": "found",
-        "missing": "no file there",
-    },
-}
 
 
 @dataclass(frozen=True)
@@ -58,28 +36,25 @@ class Readiness:
         return not any(self.train.values()) and not any(self.test.values())
 
     def explain(self, lang: str, archive: Path) -> str:
-        """What is missing and how to fix it, in `lang` (English when not supported)."""
-        texts = TEXTS.get(lang, TEXTS["en"])
-        names = DISPLAY_NAMES.get(lang, DISPLAY_NAMES["en"])
-        lines = [texts["title"]]
+        """What is missing and how to fix it, in `lang`."""
+        lines = [t(lang, "readiness.title")]
         for part, per_class, least in (
             ("train", self.train, self.min_train),
             ("test", self.test, self.min_test),
         ):
             if any(per_class.get(c, 0) < least for c in CLASSES):
-                shown = ", ".join(f"{names[c]} {per_class.get(c, 0)}" for c in CLASSES)
-                lines.append("– " + texts[part].format(min=least, counts=shown))
+                shown = ", ".join(f"{label_name(lang, c)} {per_class.get(c, 0)}" for c in CLASSES)
+                lines.append("– " + t(lang, f"readiness.{part}", min=least, counts=shown))
         lines.append(how_to_import(lang, archive))
         return "\n".join(lines)
 
 
 def how_to_import(lang: str, archive: Path) -> str:
-    texts = TEXTS.get(lang, TEXTS["en"])
-    state = texts["found" if archive.is_file() else "missing"]
+    state = t(lang, "readiness.found") if archive.is_file() else t(lang, "readiness.missing")
     return "\n".join(
         (
-            texts["import"].format(path=archive),
-            texts["source"].format(source=FER2013_SOURCE, archive=archive, state=state),
+            t(lang, "readiness.import", path=archive),
+            t(lang, "readiness.source", source=FER2013_SOURCE, archive=archive, state=state),
         )
     )
 

@@ -27,63 +27,19 @@ from db import registry
 from db.engine import Storage
 from db.models import TrainingRun
 from db.notify import LISTEN_ERRORS, listen
+from emobot.i18n import t
 from emobot.serving import Serving
 from emobot.settings import Settings
 from ml.evaluate import format_metrics
-from ml.params import JobParams
 from trainer import metrics
 from trainer.job import JobResult, run_training
+from trainer.params import JobParams
 from trainer.readiness import DatasetNotReady
 
 log = logging.getLogger(__name__)
 
 # The fixed protocol's sets, in the report's order (those whose data was at hand).
 PROTOCOL_SETS = ("test_4", "ferplus_test", "realphotos")
-
-TEXTS = {
-    "ru": {
-        "progress": "Обучение #{run} ({arch}): эпоха {epoch} из {epochs}, loss {loss:.3f}, "
-        "сбаланс. точность на валидации {val:.3f}",
-        "done": "Обучение #{run} закончено: модель v{version} ({arch}), {epochs} эпох, "
-        "{minutes} мин.",
-        "promoted": "Она стала активной: бот отвечает ею.",
-        "not_promoted": "Активной она не стала.",
-        "warm": "Начато с весов модели v{version}.",
-        "compared": "Сбаланс. точность на тестовой выборке: {new:.3f}, у активной модели "
-        "v{version} на той же выборке: {old:.3f}.",
-        "db_test": "Тестовая выборка из базы",
-        "test_4": "Протокол FER2013 test-4",
-        "ferplus_test": "Протокол FER2013, ferplus-test (метки по большинству голосов FER+)",
-        "realphotos": "Реальные фото (самое крупное лицо; фото без найденного лица — ошибка)",
-        "failed": "Обучение #{run} не удалось: {error}",
-        "refused": "Обучение #{run} не начато.",
-        "curve": "Кривые обучения",
-        "confusion": "Матрица ошибок",
-    },
-    "en": {
-        "progress": "Training #{run} ({arch}): epoch {epoch} of {epochs}, loss {loss:.3f}, "
-        "validation balanced accuracy {val:.3f}",
-        "done": "Training #{run} finished: model v{version} ({arch}), {epochs} epochs, "
-        "{minutes} min.",
-        "promoted": "It is now the active model: the bot answers with it.",
-        "not_promoted": "It was not made active.",
-        "warm": "Started from model v{version}'s weights.",
-        "compared": "Balanced accuracy on the test split: {new:.3f}; the active model "
-        "v{version} on the same split: {old:.3f}.",
-        "db_test": "Test split in the database",
-        "test_4": "FER2013 protocol, test-4",
-        "ferplus_test": "FER2013 protocol, ferplus-test (FER+ majority labels)",
-        "realphotos": "Real photos (the largest face; a photo without a face found is wrong)",
-        "failed": "Training #{run} failed: {error}",
-        "refused": "Training #{run} was not started.",
-        "curve": "Learning curves",
-        "confusion": "Confusion matrix",
-    },
-}
-
-
-def _lang(language: str | None) -> str:
-    return "en" if language and language.lower().startswith("en") else "ru"
 
 
 class Trainer:
@@ -133,9 +89,7 @@ class Trainer:
             self._listener = None
 
     async def process(self, run: TrainingRun) -> None:
-        async with self.storage.sessions() as session:
-            lang = _lang(await registry.requester_language(session, run))
-        texts = TEXTS[lang]
+        lang = run.language  # decided when the run was queued: the whole report speaks it
         log.info("run %d started with %s", run.id, run.params)
         try:
             params = JobParams.from_dict(run.params or {})
@@ -145,7 +99,9 @@ class Trainer:
                 metrics.progressed(progress)
                 async with self.storage.sessions.begin() as session:
                     await registry.record_progress(session, run.id, progress)
-                text = texts["progress"].format(
+                text = t(
+                    lang,
+                    "trainer.progress",
                     run=run.id,
                     arch=params.arch,
                     epoch=progress["epoch"],
@@ -172,8 +128,11 @@ class Trainer:
             async with self.storage.sessions.begin() as session:
                 await registry.finish_training_run(session, run.id, error=str(exc)[:2000])
             metrics.finished("refused")
-            told = [texts["refused"].format(run=run.id), exc.readiness.explain(lang, exc.archive)]
-            await self._report(run, [html.escape(part) for part in told], {}, texts)
+            told = [
+                t(lang, "trainer.refused", run=run.id),
+                exc.readiness.explain(lang, exc.archive),
+            ]
+            await self._report(run, [html.escape(part) for part in told], {}, lang)
             return
         except Exception as exc:
             log.exception("run %d failed", run.id)
@@ -181,48 +140,49 @@ class Trainer:
             async with self.storage.sessions.begin() as session:
                 await registry.finish_training_run(session, run.id, error=error)
             metrics.finished("failed")
-            await self._report(run, [texts["failed"].format(run=run.id, error=error)], {}, texts)
+            await self._report(run, [t(lang, "trainer.failed", run=run.id, error=error)], {}, lang)
             return
         async with self.storage.sessions.begin() as session:
             await registry.finish_training_run(session, run.id, model_id=result.model_id)
         metrics.finished("done", result.version, result.metrics)
         self.runs_done += 1
         log.info("run %d: model v%d registered", run.id, result.version)
-        summary = self._summary(run, params, result, texts)
-        await self._report(run, summary, result.pictures, texts)
+        summary = self._summary(run, params, result, lang)
+        await self._report(run, summary, result.pictures, lang)
 
     @staticmethod
-    def _summary(
-        run: TrainingRun, params: JobParams, result: JobResult, texts: dict[str, str]
-    ) -> list[str]:
+    def _summary(run: TrainingRun, params: JobParams, result: JobResult, lang: str) -> list[str]:
         training = result.metrics["training"]
         parts = [
-            texts["done"].format(
+            t(
+                lang,
+                "trainer.done",
                 run=run.id,
                 version=result.version,
                 arch=params.arch,
                 epochs=training["epochs_run"],
                 minutes=round(training["train_seconds"] / 60, 1),
             ),
-            texts["promoted"] if result.promoted else texts["not_promoted"],
+            t(lang, "trainer.promoted") if result.promoted else t(lang, "trainer.not_promoted"),
         ]
         if (warm := result.metrics.get("warm_start")) is not None:
-            parts.append(texts["warm"].format(version=warm))
+            parts.append(t(lang, "trainer.warm", version=warm))
         if rival := result.metrics.get("compared_with"):
             parts.append(
-                texts["compared"].format(
+                t(
+                    lang,
+                    "trainer.compared",
                     new=result.metrics["balanced_accuracy"],
                     version=rival["version"],
                     old=rival["balanced_accuracy"],
                 )
             )
-        parts.append(
-            f"{texts['db_test']}:\n<pre>{html.escape(format_metrics(result.metrics))}</pre>"
-        )
+        table = html.escape(format_metrics(result.metrics))
+        parts.append(f"{t(lang, 'trainer.db_test')}:\n<pre>{table}</pre>")
         for key in PROTOCOL_SETS:
             if key in result.metrics:
                 table = html.escape(format_metrics(result.metrics[key]))
-                parts.append(f"{texts[key]}:\n<pre>{table}</pre>")
+                parts.append(f"{t(lang, f'trainer.{key}')}:\n<pre>{table}</pre>")
         return parts
 
     async def _edit_progress(self, run: TrainingRun, text: str) -> None:
@@ -236,12 +196,15 @@ class Trainer:
             log.warning("run %d: progress message not edited: %s", run.id, exc)
 
     async def _report(
-        self, run: TrainingRun, parts: list[str], pictures: dict[str, bytes], texts: dict[str, str]
+        self, run: TrainingRun, parts: list[str], pictures: dict[str, bytes], lang: str
     ) -> None:
         """One text message (well under Telegram's 4096 characters) and the pictures."""
         if self.bot is None or run.chat_id is None:
             return
-        captions = {"learning_curve": texts["curve"], "confusion_matrix": texts["confusion"]}
+        captions = {
+            "learning_curve": t(lang, "trainer.curve"),
+            "confusion_matrix": t(lang, "trainer.confusion"),
+        }
         try:
             await self.bot.send_message(run.chat_id, "\n\n".join(parts), parse_mode="HTML")
             if pictures:

@@ -9,9 +9,9 @@ Telegram's errors mean for a request.
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import numpy as np
 from aiogram import Bot
@@ -25,8 +25,9 @@ from aiogram.exceptions import (
 )
 from aiogram.types import BufferedInputFile, ReplyParameters
 
+from emobot.i18n import label_name, t
+from emobot.labels import CLASSES
 from ml.annotate import annotate
-from worker import texts
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -68,6 +69,59 @@ async def _deliver(send: Callable[[], Awaitable[T]]) -> T:
     raise SendFailed(f"still flood-limited after {MAX_FLOOD_WAITS} waits")
 
 
+EMOJI: Final = {"negative": "😟", "happy": "😄", "surprise": "😮", "neutral": "😐"}
+UNSURE_EMOJI: Final = "🤔"
+
+
+def best_class(probs: Sequence[float]) -> str:
+    return CLASSES[max(range(len(CLASSES)), key=lambda i: probs[i])]
+
+
+def _percent(p: float) -> str:
+    return f"{round(100 * p)}%"
+
+
+def probabilities_line(probs: Sequence[float], lang: str) -> str:
+    """All four classes, most likely first: `happy 87% · neutral 8% · …`."""
+    order = sorted(range(len(CLASSES)), key=lambda i: -probs[i])
+    return " · ".join(f"{label_name(lang, CLASSES[i])} {_percent(probs[i])}" for i in order)
+
+
+def _ranked(probs: Sequence[float]) -> list[str]:
+    return [CLASSES[i] for i in sorted(range(len(CLASSES)), key=lambda i: -probs[i])]
+
+
+def verdict(probs: Sequence[float], lang: str, unsure_below: float) -> str:
+    """`😄 happy`; or, when the top probability is below `unsure_below` (a label that would
+    more often be wrong than right), `🤔 Not sure: happy or neutral`."""
+    first, second = (label_name(lang, c) for c in _ranked(probs)[:2])
+    if max(probs) < unsure_below:
+        return t(lang, "worker.unsure", emoji=UNSURE_EMOJI, first=first, second=second)
+    return t(lang, "worker.one_face", emoji=EMOJI[best_class(probs)], label=first)
+
+
+def short_label(probs: Sequence[float], lang: str, unsure_below: float) -> str:
+    """What is drawn beside a face's box: `happy`, or `happy / neutral?` when unsure."""
+    first, second = (label_name(lang, c) for c in _ranked(probs)[:2])
+    if max(probs) < unsure_below:
+        return f"{first} / {second}?"
+    return first
+
+
+def one_face(probs: Sequence[float], lang: str, unsure_below: float) -> str:
+    return f"{verdict(probs, lang, unsure_below)}\n{probabilities_line(probs, lang)}"
+
+
+def several_faces(all_probs: Sequence[Sequence[float]], lang: str, unsure_below: float) -> str:
+    """One line per face, numbered like the boxes on the picture."""
+    lines = [t(lang, "worker.faces", count=len(all_probs))]
+    for number, probs in enumerate(all_probs, start=1):
+        sure = max(probs) >= unsure_below
+        emoji = EMOJI[best_class(probs)] if sure else UNSURE_EMOJI
+        lines.append(f"{number}. {emoji} {probabilities_line(probs, lang)}")
+    return "\n".join(lines)
+
+
 def compose_reply(
     result: dict[str, Any], image: np.ndarray | None, lang: str, unsure_below: float
 ) -> Reply:
@@ -75,13 +129,13 @@ def compose_reply(
     annotated picture with numbered faces for several (`image` is the decoded photo)."""
     all_probs = [f["probs"] for f in result["faces"]]
     if not all_probs:
-        return Reply(texts.text("no_face", lang))
+        return Reply(t(lang, "worker.no_face"))
     if len(all_probs) == 1:
-        return Reply(texts.one_face(all_probs[0], lang, unsure_below))
+        return Reply(one_face(all_probs[0], lang, unsure_below))
     assert image is not None
-    labels = [texts.short_label(p, lang, unsure_below) for p in all_probs]
+    labels = [short_label(p, lang, unsure_below) for p in all_probs]
     photo = annotate(image, [f["box"] for f in result["faces"]], labels)
-    return Reply(texts.several_faces(all_probs, lang, unsure_below), photo)
+    return Reply(several_faces(all_probs, lang, unsure_below), photo)
 
 
 async def send_reply(bot: Bot, chat_id: int, reply_to: int | None, reply: Reply) -> None:

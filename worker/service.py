@@ -32,11 +32,12 @@ from db.blobs import BlobNotFound
 from db.engine import Storage
 from db.notify import LISTEN_ERRORS, listen
 from db.queue import Claimed
+from emobot.i18n import t
 from emobot.labels import CLASSES
 from emobot.serving import Serving
 from emobot.settings import Settings
 from ml.faces import Face, ImageError, UnusableShape, decode_image, find_faces, whole_face
-from worker import metrics, texts
+from worker import metrics
 from worker.models import ModelHolder
 from worker.policy import Action, Problem, decide
 from worker.replies import Reply, SendFailed, Undeliverable, compose_reply, send_reply
@@ -252,10 +253,7 @@ class Worker:
             marks[stage] = round((now - since) * 1000, 1)
             return now
 
-        jobs = [
-            Job(c, texts.language_of(c.language, c.telegram_language), result=c.result)
-            for c in batch
-        ]
+        jobs = [Job(c, c.language, result=c.result) for c in batch]
         over = [j for j in jobs if j.request.attempts > self.settings.max_attempts]
         work = [j for j in jobs if j not in over]
         await asyncio.gather(*(self._fetch(j) for j in work))
@@ -384,7 +382,7 @@ class Worker:
                     given_up = f"gave up after {self.settings.max_attempts} attempts"
                     detail = f"{given_up}; last: {detail}" if detail else given_up
                 assert decision.text is not None
-                await self._fail(job, detail or "", Reply(texts.text(decision.text, job.lang)))
+                await self._fail(job, detail or "", Reply(t(job.lang, f"worker.{decision.text}")))
             case Action.DROP:
                 await self._mark_failed(request.id, detail or "", replied=False)
 

@@ -9,11 +9,11 @@ from bot import keyboards
 from bot.filters import IsAdmin
 from bot.keyboards import PromoteCb
 from bot.services import admin
-from bot.texts import t
 from db.engine import Storage
 from db.registry import UnknownModel, active_model
+from emobot.i18n import t
 from emobot.settings import Settings
-from ml.params import JobParams, ParamError
+from trainer.params import JobParams, ParamError
 
 # Versions are PostgreSQL integers: a bigger number is no version, not an overflow.
 MAX_VERSION = 2**31 - 1

@@ -7,10 +7,11 @@ from aiogram.types import CallbackQuery, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import keyboards
+from bot.commands import command_list
 from bot.keyboards import LanguageCb
 from bot.messages import edit_text
-from bot.texts import LANGUAGES, command_list, t
 from db.users import set_language
+from emobot.i18n import LANGUAGES, t
 
 
 async def start(message: Message, lang: str, is_admin: bool) -> None:

@@ -11,11 +11,12 @@ from bot import keyboards, metrics
 from bot.keyboards import BatchCb, ConsentCb, LabelCb
 from bot.services.contribute import Pending, check_photo, save_batch
 from bot.services.photos import incoming_image
+from bot.services.privacy import CONSENT_VERSION
 from bot.states import Contribute
-from bot.texts import CONSENT_VERSION, label_name, t
 from db.blobs import BlobStore
 from db.models import User
 from db.users import give_consent, has_consent
+from emobot.i18n import label_name, t
 from emobot.labels import CLASSES
 from emobot.settings import Settings
 

@@ -11,7 +11,7 @@ from aiogram.types import ErrorEvent
 
 from bot import metrics
 from bot.services.photos import Rejected
-from bot.texts import DEFAULT_LANGUAGE, t
+from emobot.i18n import DEFAULT_LANGUAGE, t
 
 log = logging.getLogger(__name__)
 

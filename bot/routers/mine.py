@@ -9,8 +9,9 @@ from bot import keyboards
 from bot.keyboards import MineCb
 from bot.messages import edit_text
 from bot.services.mine import Page, delete, page_of
-from bot.texts import class_counts, label_name, t
 from db.blobs import BlobStore
+from emobot.i18n import label_name, t
+from emobot.labels import CLASSES
 
 
 def render(lang: str, page: Page) -> tuple[str, InlineKeyboardMarkup | None]:
@@ -21,7 +22,7 @@ def render(lang: str, page: Page) -> tuple[str, InlineKeyboardMarkup | None]:
             lang,
             "mine.header",
             total=page.total,
-            counts=class_counts(lang, page.counts),
+            counts="\n".join(f"{label_name(lang, c)}: {page.counts.get(c, 0)}" for c in CLASSES),
             page=page.page + 1,
             pages=page.pages,
         )

@@ -9,8 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot import metrics
 from bot.services.predict import SkippedPhotos, queue_photo
 from bot.states import Predict
-from bot.texts import t
 from db.blobs import BlobStore
+from emobot.i18n import t
 from emobot.settings import Settings
 
 
@@ -37,7 +37,7 @@ async def photo(
     await bot.send_chat_action(message.chat.id, "typing")
     # A refused photo raises Rejected: the errors router answers it.
     await queue_photo(
-        session, blobs, bot, message, settings.max_photo_bytes, settings.max_photo_pixels
+        session, blobs, bot, message, settings.max_photo_bytes, settings.max_photo_pixels, lang
     )
     await state.clear()
     await message.reply(t(lang, "predict.queued"))

@@ -9,10 +9,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot import keyboards
 from bot.keyboards import PrivacyCb
 from bot.services.privacy import describe, withdraw
-from bot.texts import t
 from db.blobs import BlobStore
 from db.erasure import erase_contributions, forget
 from db.models import User
+from emobot.i18n import t
 from emobot.settings import Settings
 
 

@@ -15,7 +15,6 @@ from aiogram.types import FSInputFile
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.texts import label_name, t
 from db.blobs import BlobStore
 from db.exporter import export_dataset
 from db.models import ModelVersion
@@ -30,9 +29,10 @@ from db.registry import (
 )
 from db.retention import EXPORT_LINK_SECONDS
 from db.stats import dataset_stats
+from emobot.i18n import label_name, t
 from emobot.labels import CLASSES
 from emobot.settings import Settings
-from ml.params import JobParams
+from trainer.params import JobParams
 from trainer.readiness import how_to_import, readiness
 
 log = logging.getLogger(__name__)
@@ -149,7 +149,7 @@ async def export_to_chat(
             )
             size = path.stat().st_size
             reporter.cancel()
-            ids = t(lang, "admin.export.raw" if raw_ids else "admin.export.pseudonymous")
+            ids = t(lang, "admin.export.raw") if raw_ids else t(lang, "admin.export.pseudonymous")
             mb = f"{size / 2**20:.1f}"
             await bot.edit_message_text(
                 t(lang, "admin.export.done", images=summary.images, size=mb, ids=ids),
@@ -191,7 +191,7 @@ async def retrain(
         await bot.send_message(chat_id, f"{t(lang, 'admin.retrain.refused')}\n{explained}")
         return
     run = await queue_training_run(
-        session, requested_by=user_id, chat_id=chat_id, params=params.as_dict()
+        session, requested_by=user_id, chat_id=chat_id, params=params.as_dict(), language=lang
     )
     if run is None:
         current = await current_training_run(session)
@@ -206,7 +206,9 @@ async def retrain(
         )
         return
     queued = t(lang, "admin.retrain.queued", run=run.id, arch=params.arch, epochs=params.epochs)
-    promotion = t(lang, "admin.retrain.promote" if params.promote else "admin.retrain.keep")
+    promotion = (
+        t(lang, "admin.retrain.promote") if params.promote else t(lang, "admin.retrain.keep")
+    )
     message = await bot.send_message(chat_id, f"{queued} {promotion}")
     run.progress_message_id = message.message_id
 

@@ -17,7 +17,7 @@ MB = 1024 * 1024
 
 
 class Rejected(Exception):
-    """An input the bot refuses; `key` and `values` make the reply (see bot.texts)."""
+    """An input the bot refuses; `key` and `values` make the reply (keys of emobot/locales)."""
 
     def __init__(self, key: str, **values: object) -> None:
         super().__init__(key)

@@ -11,11 +11,11 @@ from aiogram.types import Message, ReplyParameters
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.services.photos import check_header, download, incoming_image
-from bot.texts import t
 from db.blob_refs import put_photo
 from db.blobs import BlobStore
 from db.models import PredictionRequest
 from db.queue import enqueue, waiting_for
+from emobot.i18n import t
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,7 @@ async def queue_photo(
     message: Message,
     max_bytes: int,
     max_pixels: int,
+    lang: str,
 ) -> PredictionRequest:
     """Store the photo under its content hash and queue a request for the worker; committed
     here, so the NOTIFY wakes a worker before the user is told it is queued. Faces are the
@@ -42,6 +43,7 @@ async def queue_photo(
         user_id=message.from_user.id if message.from_user else None,
         message_id=message.message_id,
         blob_key=key,
+        language=lang,
     )
     await session.commit()
     return request

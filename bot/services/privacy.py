@@ -2,10 +2,14 @@
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.texts import t
 from db.contributions import counts_by_label
 from db.models import User
 from db.users import withdraw_consent
+from emobot.i18n import t
+
+# The version of the consent text (`consent.ask`): raise it when what people agree to changes,
+# and everyone is asked again on their next /contribute. Version 1 did not mention /privacy.
+CONSENT_VERSION = 2
 
 
 def describe(lang: str, user: User, retention_hours: float) -> str:

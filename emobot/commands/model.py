@@ -233,8 +233,8 @@ def train(args: argparse.Namespace, settings: Settings) -> int:
 
     from db.engine import open_storage
     from ml.evaluate import format_metrics
-    from ml.params import JobParams
     from trainer.job import run_training
+    from trainer.params import JobParams
     from trainer.readiness import DatasetNotReady
 
     try:

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.texts import CONSENT_VERSION
+from bot.services.privacy import CONSENT_VERSION
 from db.blobs import BlobStore, content_key, sha256_hex
 from db.engine import Storage
 from db.models import FsmState, User

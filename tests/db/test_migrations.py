@@ -85,6 +85,32 @@ async def test_ferplus_votes_are_added_to_existing_samples_and_removed_again(
         assert (await conn.exec_driver_sql("SELECT label FROM samples")).scalar() == "happy"
 
 
+async def test_requests_and_runs_from_before_0005_speak_their_users_language(
+    empty_engine: AsyncEngine,
+) -> None:
+    await upgrade(empty_engine, "0004")
+    async with empty_engine.begin() as conn:
+        await conn.exec_driver_sql(
+            "INSERT INTO users (id, language, telegram_language) VALUES "
+            "(1, 'en', 'ru'), (2, NULL, 'en-GB'), (3, NULL, 'de'), (4, 'ru', 'en')"
+        )
+        await conn.exec_driver_sql(
+            "INSERT INTO prediction_requests (chat_id, user_id, blob_key) VALUES "
+            "(1, 1, 'k'), (2, 2, 'k'), (3, 3, 'k'), (4, 4, 'k'), (5, NULL, 'k')"
+        )
+        await conn.exec_driver_sql(
+            "INSERT INTO training_runs (requested_by, status) VALUES (2, 'done'), (NULL, 'done')"
+        )
+    await upgrade(empty_engine, "0005")
+    async with empty_engine.connect() as conn:
+        requests = await conn.exec_driver_sql(
+            "SELECT language FROM prediction_requests ORDER BY chat_id"
+        )
+        assert requests.scalars().all() == ["en", "en", "ru", "ru", "ru"]
+        runs = await conn.exec_driver_sql("SELECT language FROM training_runs ORDER BY id")
+        assert runs.scalars().all() == ["en", "ru"]
+
+
 async def test_models_and_migrations_agree(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         diff = await conn.run_sync(

@@ -21,10 +21,10 @@ from emobot.labels import CLASS_INDEX
 from ml.faces import decode_image, find_faces
 from ml.ferplus import COLUMNS, read_votes
 from ml.inference import Classifier, shipped_model_path
-from ml.params import JobParams
 from tests.conftest import FIXTURE_ARCHIVE
 from tests.ml.test_ferplus import fake_votes
 from trainer.job import load_training_data, run_training, sample_face, sample_target
+from trainer.params import JobParams
 from trainer.readiness import DatasetNotReady
 
 PHOTOS = Path(__file__).parents[1] / "data" / "faces"

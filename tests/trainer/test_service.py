@@ -174,7 +174,7 @@ async def test_a_failing_run_is_marked_and_the_chat_told_woken_by_notify(
         told_again = await emulator.wait_for(ADMIN, timeout=15, after=told.seq)
     assert f"#{run_id}" in (told.text or "") and "resnet" in (told.text or "")
     run = await get_run(storage, run_id)
-    assert run.status == "failed" and "unknown arch" in (run.error or "")
+    assert run.status == "failed" and "no arch" in (run.error or "")
     assert run.finished_at is not None and run.model_id is None
     # An empty dataset is refused, in the requester's language (Russian: no language known),
     # naming what is missing and how to load FER2013; no model is registered.

@@ -107,10 +107,16 @@ async def enqueue_photo(
     chat_id: int,
     user_id: int | None = None,
     message_id: int | None = None,
+    language: str = "ru",
 ) -> int:
     _, key = await storage.blobs.put_content(data)
     return await enqueue_key(
-        storage.sessions, key, chat_id=chat_id, user_id=user_id, message_id=message_id
+        storage.sessions,
+        key,
+        chat_id=chat_id,
+        user_id=user_id,
+        message_id=message_id,
+        language=language,
     )
 
 
@@ -121,10 +127,16 @@ async def enqueue_key(
     chat_id: int,
     user_id: int | None = None,
     message_id: int | None = None,
+    language: str = "ru",
 ) -> int:
     async with sessions.begin() as session:
         request = await queue.enqueue(
-            session, chat_id=chat_id, user_id=user_id, message_id=message_id, blob_key=key
+            session,
+            chat_id=chat_id,
+            user_id=user_id,
+            message_id=message_id,
+            blob_key=key,
+            language=language,
         )
         return request.id
 

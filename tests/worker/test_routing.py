@@ -24,6 +24,7 @@ from sqlalchemy import select
 
 from db.engine import Storage
 from db.models import PredictionRequest
+from emobot.i18n import pick_language, t
 from emobot.labels import CLASSES
 from emobot.settings import Settings
 from ml.faces import decode_image, find_faces
@@ -31,12 +32,12 @@ from ml.inference import Classifier
 from playground.botapi import BotAPIEmulator, BotAPIServer, BotCall
 from tests.conftest import FIXTURE_ARCHIVE
 from tests.worker.conftest import enqueue_photo, photo
-from worker import texts
+from worker import replies
 from worker.models import ModelHolder
 from worker.service import Worker
 
 API = tuple[BotAPIEmulator, BotAPIServer]
-LANG = texts.language_of(None, None)  # the requests have no user: the default language
+LANG = pick_language(None, None)  # the requests have no user: the default language
 UNSURE_BELOW = Settings().unsure_below
 
 
@@ -108,16 +109,16 @@ def _check_reply(call: BotCall, result: dict, image_size: tuple[int, int]) -> No
     """The reply shows exactly the stored result of the chat's own request."""
     all_probs = [f["probs"] for f in result["faces"]]
     if not all_probs:
-        assert (call.method, call.text) == ("sendMessage", texts.text("no_face", LANG))
+        assert (call.method, call.text) == ("sendMessage", t(LANG, "worker.no_face"))
     elif len(all_probs) == 1:
         assert (call.method, call.text) == (
             "sendMessage",
-            texts.one_face(all_probs[0], LANG, UNSURE_BELOW),
+            replies.one_face(all_probs[0], LANG, UNSURE_BELOW),
         )
     else:
         assert (call.method, call.text) == (
             "sendPhoto",
-            texts.several_faces(all_probs, LANG, UNSURE_BELOW),
+            replies.several_faces(all_probs, LANG, UNSURE_BELOW),
         )
         with Image.open(io.BytesIO(call.files["photo"])) as picture:
             assert picture.size == image_size  # drawn on the chat's own photo

@@ -15,11 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from db import registry
 from db.engine import Storage
 from db.models import PredictionRequest, User
+from emobot.i18n import t
 from emobot.settings import Settings
 from playground.botapi import BotAPIEmulator, BotAPIError, BotAPIServer
 from tests.conftest import fer_face
 from tests.worker.conftest import enqueue_key, enqueue_photo, photo, running
-from worker import texts
+from worker import replies
 from worker.service import Worker
 
 API = tuple[BotAPIEmulator, BotAPIServer]
@@ -53,15 +54,20 @@ async def _wait_status(
         await asyncio.sleep(0.05)
 
 
-async def test_a_queued_face_gets_its_emotion_in_the_users_language(
+async def test_a_queued_face_gets_its_emotion_in_the_requests_language(
     worker_settings: Settings, storage: Storage, bot: Bot, botapi: API
 ) -> None:
     emulator, _ = botapi
     async with storage.sessions.begin() as session:
-        session.add(User(id=501, telegram_language="en-US"))
-        session.add(User(id=502, telegram_language="en", language="ru"))
-    english = await enqueue_photo(storage, fer_face(), chat_id=501, user_id=501, message_id=7)
-    russian = await enqueue_photo(storage, fer_face(), chat_id=502, user_id=502, message_id=8)
+        # The users' languages now differ from the requests': the request's decides.
+        session.add(User(id=501, language="ru"))
+        session.add(User(id=502, language="en"))
+    english = await enqueue_photo(
+        storage, fer_face(), chat_id=501, user_id=501, message_id=7, language="en"
+    )
+    russian = await enqueue_photo(
+        storage, fer_face(), chat_id=502, user_id=502, message_id=8, language="ru"
+    )
     async with running(Worker(worker_settings, storage, bot)):
         reply_en = await emulator.wait_for(501, timeout=30)
         reply_ru = await emulator.wait_for(502, timeout=30)
@@ -95,7 +101,7 @@ async def test_several_faces_get_a_numbered_picture_and_no_face_gets_advice(
         await _wait_status(storage.sessions, [group, empty])
 
     assert picture.method == "sendPhoto"
-    assert picture.text == texts.several_faces(
+    assert picture.text == replies.several_faces(
         [[0.01, 0.97, 0.01, 0.01]] * 3, "ru", worker_settings.unsure_below
     )
     line = "😄 счастливый 97% · негативный 1% · удивлённый 1% · нейтральный 1%"
@@ -103,7 +109,7 @@ async def test_several_faces_get_a_numbered_picture_and_no_face_gets_advice(
     with Image.open(io.BytesIO(picture.files["photo"])) as image:
         assert image.format == "JPEG" and image.size == (512, 512)
     assert advice.method == "sendMessage"
-    assert advice.text == texts.text("no_face", "ru")
+    assert advice.text == t("ru", "worker.no_face")
     row = await _request(storage.sessions, group)
     assert len(row.result["faces"]) == 3 and row.status == "done"
     assert (await _request(storage.sessions, empty)).result["faces"] == []
@@ -129,10 +135,10 @@ async def test_an_unsure_face_is_answered_with_its_two_likeliest_emotions(
 
 def test_unsure_texts_in_both_languages() -> None:
     probs = [0.30, 0.45, 0.05, 0.20]
-    assert texts.verdict(probs, "en", 0.5) == "🤔 Not sure: happy or negative"
-    assert texts.verdict(probs, "en", 0.4) == "😄 happy"
-    assert texts.short_label(probs, "ru", 0.5) == "счастливый / негативный?"
-    assert texts.short_label(probs, "ru", 0.4) == "счастливый"
+    assert replies.verdict(probs, "en", 0.5) == "🤔 Not sure: happy or negative"
+    assert replies.verdict(probs, "en", 0.4) == "😄 happy"
+    assert replies.short_label(probs, "ru", 0.5) == "счастливый / негативный?"
+    assert replies.short_label(probs, "ru", 0.4) == "счастливый"
 
 
 async def test_missing_or_corrupt_photos_fail_cleanly_and_the_rest_of_the_batch_is_answered(
@@ -157,7 +163,7 @@ async def test_missing_or_corrupt_photos_fail_cleanly_and_the_rest_of_the_batch_
     assert errors[good] == ("done", None, True)
     for chat in (701, 702, 703):
         [call] = [c for c in emulator.calls if c.chat_id == chat]
-        assert call.text == texts.text("unreadable", "ru")
+        assert call.text == t("ru", "worker.unreadable")
         assert errors[{701: missing, 702: corrupt, 703: not_image}[chat]][2]  # replied
 
 
@@ -311,7 +317,7 @@ async def test_a_request_that_keeps_failing_gets_an_apology_and_fails(
     async with running(Worker(worker_settings, storage, bot)):
         [row] = await _wait_status(storage.sessions, [request])
         reply = await emulator.wait_for(1201, timeout=30)
-    assert reply.text == texts.text("gave_up", "ru")
+    assert reply.text == t("ru", "worker.gave_up")
     assert row.status == "failed" and row.replied_at is not None
     assert row.error == f"gave up after {worker_settings.max_attempts} attempts"
     assert row.result is None  # the photo was not processed again

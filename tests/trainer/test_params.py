@@ -4,7 +4,8 @@ import pytest
 
 from emobot.cli import _build
 from ml.architectures import ARCHITECTURES
-from ml.params import ARCH_NAMES, JobParams, ParamError, TrainConfig
+from ml.params import ARCH_NAMES, TrainConfig
+from trainer.params import JobParams, ParamError
 
 
 def test_the_light_arch_list_matches_the_architectures() -> None:
@@ -25,11 +26,11 @@ def test_params_from_words() -> None:
     assert JobParams.from_text("promote=Yes").promote
     for bad, message in (
         ("epochs", "not understood"),
-        ("epochs=-3", "must be 1–500, not -3"),
+        ("epochs=-3", "must be 1 to 500, not -3"),
         ("epochs=x", "whole number from 1 to 500"),
-        ("epochs=99999999999999999999", "must be 1–500"),
+        ("epochs=99999999999999999999", "must be 1 to 500"),
         ("promote=maybe", "yes or no"),
-        ("arch=vgg", "unknown arch"),
+        ("arch=vgg", "no arch"),
     ):
         with pytest.raises(ParamError, match=message) as error:
             JobParams.from_text(bad)
