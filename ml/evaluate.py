@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from emobot.labels import CLASS_INDEX, CLASSES
+from emobot.labels import CLASS_INDEX
 from ml.dataset import to_face
 from ml.faces import ImageError, decode_image, find_faces
 from ml.fer2013 import IMAGE_SUFFIXES, iter_archive
@@ -142,25 +142,3 @@ def evaluate_protocol(
         crops, labels = real_photo_faces(read_labelled_photos(photos))
         metrics["realphotos"] = evaluate_real(classifier, crops, labels)
     return metrics
-
-
-def format_metrics(metrics: dict[str, Any]) -> str:
-    """Accuracy, balanced accuracy, per-class recall, seed-balanced accuracy and the confusion
-    matrix as a plain-text table (the CLI and the trainer's chat report use it)."""
-    lines = [
-        f"images                  {metrics['n']:>8,}",
-        f"accuracy                {metrics['accuracy']:>8.4f}",
-        f"balanced accuracy       {metrics['balanced_accuracy']:>8.4f}",
-    ]
-    if "face_found" in metrics:
-        lines.append(f"face found              {metrics['face_found']:>8.4f}")
-    if "seed_balanced_accuracy" in metrics:
-        lines.append(f"seed-balanced accuracy  {metrics['seed_balanced_accuracy']:>8.4f}")
-    lines.append("recall")
-    lines += [f"  {name:<22}{metrics['recall'][name]:>8.4f}" for name in CLASSES]
-    width = max(len(c) for c in CLASSES) + 1
-    lines.append("confusion (rows true, columns predicted)")
-    lines.append(" " * (width + 2) + "".join(f"{c[:8]:>9}" for c in CLASSES))
-    for name, row in zip(CLASSES, metrics["confusion_matrix"], strict=True):
-        lines.append(f"  {name:<{width}}" + "".join(f"{v:>9}" for v in row))
-    return "\n".join(lines)

@@ -28,9 +28,9 @@ from db.engine import Storage
 from db.models import TrainingRun
 from db.notify import LISTEN_ERRORS, listen
 from emobot.i18n import t
+from emobot.report import metrics_table
 from emobot.serving import Serving
 from emobot.settings import Settings
-from ml.evaluate import format_metrics
 from trainer import metrics
 from trainer.job import JobResult, run_training
 from trainer.params import JobParams
@@ -177,11 +177,11 @@ class Trainer:
                     old=rival["balanced_accuracy"],
                 )
             )
-        table = html.escape(format_metrics(result.metrics))
+        table = html.escape(metrics_table(result.metrics, lang))
         parts.append(f"{t(lang, 'trainer.db_test')}:\n<pre>{table}</pre>")
         for key in PROTOCOL_SETS:
             if key in result.metrics:
-                table = html.escape(format_metrics(result.metrics[key]))
+                table = html.escape(metrics_table(result.metrics[key], lang))
                 parts.append(f"{t(lang, f'trainer.{key}')}:\n<pre>{table}</pre>")
         return parts
 

@@ -201,7 +201,8 @@ PROTOCOL_SETS = {
 
 
 def evaluate(args: argparse.Namespace, settings: Settings) -> int:
-    from ml.evaluate import evaluate_protocol, format_metrics
+    from emobot.report import metrics_table
+    from ml.evaluate import evaluate_protocol
 
     archive = args.archive or settings.fer2013_zip
     ferplus = args.ferplus or settings.ferplus_csv
@@ -222,7 +223,7 @@ def evaluate(args: argparse.Namespace, settings: Settings) -> int:
     for key, title in PROTOCOL_SETS.items():
         if key in metrics:
             print(f"\n{title}")
-            print(format_metrics(metrics[key]))
+            print(metrics_table(metrics[key]))
         else:
             print(f"\n{title}: left out, its data is missing")
     return 0
@@ -232,7 +233,7 @@ def train(args: argparse.Namespace, settings: Settings) -> int:
     import time
 
     from db.engine import open_storage
-    from ml.evaluate import format_metrics
+    from emobot.report import metrics_table
     from trainer.job import run_training
     from trainer.params import JobParams
     from trainer.readiness import DatasetNotReady
@@ -275,11 +276,11 @@ def train(args: argparse.Namespace, settings: Settings) -> int:
             f"{', promoted' if result.promoted else ''}"
         )
         print("test split in the database:")
-        print(format_metrics(result.metrics))
+        print(metrics_table(result.metrics))
         for key, title in PROTOCOL_SETS.items():
             if key in result.metrics:
                 print(f"\n{title}")
-                print(format_metrics(result.metrics[key]))
+                print(metrics_table(result.metrics[key]))
         return 0
 
     try:
