@@ -23,8 +23,8 @@ from moto.server import ThreadedMotoServer
 
 from db.blobs import BlobStore, LocalBlobStore, S3BlobStore
 from db.engine import make_engine, make_sessionmaker
-from db.importer import import_archive
 from db.migrate import upgrade
+from emobot.importer import import_archive
 
 logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto logs every request
 PG_ADMIN_DSN = os.environ.get("TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")

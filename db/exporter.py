@@ -23,9 +23,9 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.blobs import BlobStore
-from db.importer import MANIFEST
 from db.models import Sample
 from db.samples import export_query
+from emobot.importer import MANIFEST
 
 RAW_ID, PSEUDONYM = "contributor_id", "contributor_key"
 

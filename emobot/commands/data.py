@@ -114,7 +114,7 @@ def import_fer2013(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
     from db.engine import open_storage
-    from db.importer import import_archive, import_votes
+    from emobot.importer import import_archive, import_votes
 
     if not args.archive.is_file():
         print(f"no such archive: {args.archive}")
@@ -145,7 +145,7 @@ def import_fer2013(args: argparse.Namespace, settings: Settings) -> int:
 
 def import_ferplus(args: argparse.Namespace, settings: Settings) -> int:
     from db.engine import open_storage
-    from db.importer import import_votes
+    from emobot.importer import import_votes
 
     votes = _read_votes(args.votes)
     if votes is None:

@@ -13,11 +13,11 @@ from db.blobs import BlobStore
 from db.contributions import Contribution, add_contribution
 from db.engine import Storage
 from db.erasure import forget
-from db.importer import import_archive
 from db.models import FsmState, PredictionRequest, Sample, TrainingRun
 from db.samples import dataset_version
 from db.training_set import train_refs
 from db.users import give_consent, upsert_user
+from emobot.importer import import_archive
 from tests.conftest import FIXTURE_ARCHIVE
 
 Sessions = async_sessionmaker[AsyncSession]

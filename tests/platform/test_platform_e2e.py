@@ -22,8 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from db import queue, registry
 from db.blobs import sha256_hex
 from db.engine import Storage
-from db.importer import import_archive
 from db.models import PredictionRequest, Sample
+from emobot.importer import import_archive
 from emobot.settings import Settings
 from playground.botapi import BotAPIEmulator, BotAPIServer, BotCall, FakeUser
 from tests.conftest import FIXTURE_ARCHIVE, child_env

@@ -14,9 +14,9 @@ from PIL import Image
 import trainer.job
 from db import registry
 from db.engine import Storage
-from db.importer import import_archive, import_votes
 from db.samples import insert_samples, trainable_counts
 from db.training_set import SampleRef, train_refs
+from emobot.importer import import_archive, import_votes
 from emobot.labels import CLASS_INDEX
 from ml.faces import decode_image, find_faces
 from ml.ferplus import COLUMNS, read_votes

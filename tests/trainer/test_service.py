@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db import registry
 from db.engine import Storage
-from db.importer import import_archive
 from db.models import TrainingRun
 from db.samples import ensure_users
+from emobot.importer import import_archive
 from emobot.settings import Settings
 from emobot.telegram import make_bot
 from playground.botapi import BotAPIEmulator, BotAPIServer

@@ -1,5 +1,8 @@
 """Importing a dataset archive (FER2013's layout or the platform's own export) into the
-database and the blob store. Idempotent: what is already stored is skipped."""
+database and the blob store. Idempotent: what is already stored is skipped.
+
+Here, not in db/: it joins both sides, reading archives with ml/ and writing with db/, and
+db/ imports nothing of ml/ but the class vocabulary."""
 
 import asyncio
 import csv
