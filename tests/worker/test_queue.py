@@ -133,17 +133,21 @@ async def test_failed_request_keeps_its_error_and_leaves_the_queue(
         assert await queue.depth(session) == 0
 
 
-async def test_claim_brings_the_users_languages(
+async def test_claim_brings_the_language_decided_when_the_request_was_made(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     async with sessions.begin() as session:
-        session.add(User(id=7, language=None, telegram_language="en-GB"))
-    await _enqueue(sessions, 1, user_id=7)
-    await _enqueue(sessions, 1)
+        session.add_all([User(id=7, language="ru"), User(id=8, language="en")])
+        await session.flush()
+        # Both users changed their language after asking: the row decides.
+        await queue.enqueue(
+            session, chat_id=7, user_id=7, message_id=1, blob_key="images/7", language="en"
+        )
+        await queue.enqueue(session, chat_id=8, user_id=8, message_id=1, blob_key="images/8")
     async with sessions.begin() as session:
-        known, anonymous = await queue.claim(session, worker="a", limit=2, lease_s=60)
-    assert (known.language, known.telegram_language) == (None, "en-GB")
-    assert (anonymous.user_id, anonymous.telegram_language) == (None, None)
+        first, second = await queue.claim(session, worker="a", limit=2, lease_s=60)
+    assert (first.chat_id, first.language) == (7, "en")
+    assert (second.chat_id, second.language) == (8, "ru")
 
 
 async def test_claims_take_every_users_oldest_before_anyones_next(
