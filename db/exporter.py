@@ -25,9 +25,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from db.blobs import BlobStore
 from db.models import Sample
 from db.samples import export_query
-from emobot.importer import MANIFEST
 
 RAW_ID, PSEUDONYM = "contributor_id", "contributor_key"
+
+# The export's list of files with their metadata (emobot.importer reads it back).
+MANIFEST = "manifest.csv"
 
 
 def manifest_fields(raw_ids: bool) -> tuple[str, ...]:

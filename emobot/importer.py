@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.blobs import BlobStore, content_key
+from db.exporter import MANIFEST
 from db.samples import ensure_users, existing_shas, fer2013_origins, insert_samples, set_votes
 from emobot.labels import CLASSES
 from ml.fer2013 import (
@@ -31,7 +32,6 @@ from ml.fer2013 import (
 )
 from ml.ferplus import Votes
 
-MANIFEST = "manifest.csv"
 ROWS_PER_INSERT = 1000
 
 Progress = Callable[[int], None]
