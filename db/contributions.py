@@ -9,6 +9,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Sample
+from db.samples import near_copy_of
+from ml.near_dupes import FaceHash
 
 
 class Added(StrEnum):
@@ -27,6 +29,7 @@ class Contribution:
     height: int
     size_bytes: int
     origin: str  # the Telegram file_unique_id
+    face: FaceHash | None = None  # None: never matched as a near-copy
 
 
 async def is_in_dataset(session: AsyncSession, sha256: str) -> bool:
@@ -37,7 +40,21 @@ async def is_in_dataset(session: AsyncSession, sha256: str) -> bool:
     return found is not None
 
 
+async def near_copy_labels(session: AsyncSession, face: FaceHash) -> set[str]:
+    """The labels of the active samples whose face is a near-copy of this one."""
+    return set(
+        await session.scalars(
+            select(Sample.label).distinct().where(near_copy_of(face), Sample.status == "active")
+        )
+    )
+
+
 async def add_contribution(session: AsyncSession, contributor_id: int, item: Contribution) -> Added:
+    """Store a contributed photo. A near-copy of an active sample with the same label is not
+    stored again (DUPLICATE, as for the same bytes); one with another label is stored, and it
+    and the samples it copies are flagged `near_conflict`: left out of training."""
+    if item.face is not None and item.label in await near_copy_labels(session, item.face):
+        return Added.DUPLICATE
     values = {
         "blob_key": item.blob_key,
         "label": item.label,
@@ -50,6 +67,9 @@ async def add_contribution(session: AsyncSession, contributor_id: int, item: Con
         "size_bytes": item.size_bytes,
         "origins": [item.origin],
         "status": "active",
+        "phash": item.face.phash if item.face else None,
+        "block_hash": item.face.block if item.face else None,
+        "near_conflict": False,
     }
     inserted = await session.scalar(
         insert(Sample)
@@ -57,15 +77,36 @@ async def add_contribution(session: AsyncSession, contributor_id: int, item: Con
         .on_conflict_do_nothing(index_elements=[Sample.sha256])
         .returning(Sample.id)
     )
-    if inserted is not None:
-        return Added.NEW
-    restored = await session.scalar(
+    if inserted is None:
+        inserted = await session.scalar(
+            update(Sample)
+            .where(Sample.sha256 == item.sha256, Sample.status == "deleted")
+            .values(**values)
+            .returning(Sample.id)
+        )
+        if inserted is None:
+            return Added.DUPLICATE
+        outcome = Added.RESTORED
+    else:
+        outcome = Added.NEW
+    if item.face is not None:
+        await _flag_conflicts(session, inserted, item.face, item.label)
+    return outcome
+
+
+async def _flag_conflicts(
+    session: AsyncSession, sample_id: int, face: FaceHash, label: str
+) -> None:
+    copies = await session.scalars(
         update(Sample)
-        .where(Sample.sha256 == item.sha256, Sample.status == "deleted")
-        .values(**values)
+        .where(near_copy_of(face), Sample.status == "active", Sample.label != label)
+        .values(near_conflict=True)
         .returning(Sample.id)
     )
-    return Added.DUPLICATE if restored is None else Added.RESTORED
+    if copies.first() is not None:
+        await session.execute(
+            update(Sample).where(Sample.id == sample_id).values(near_conflict=True)
+        )
 
 
 async def counts_by_label(session: AsyncSession, contributor_id: int) -> dict[str, int]:

@@ -3,12 +3,23 @@
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, Select, cast, func, literal, literal_column, select, update
-from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    cast,
+    func,
+    literal,
+    literal_column,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import BIT, JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import Sample, User
+from db.models import Bits, Sample, User
 from ml.labels import FER_TO_CLASS
+from ml.near_dupes import BLOCK_BITS, BLOCK_MAX, PHASH_BITS, PHASH_MAX, FaceHash
 
 
 async def existing_shas(session: AsyncSession, shas: Iterable[str]) -> set[str]:
@@ -61,14 +72,26 @@ async def set_votes(session: AsyncSession, votes: dict[int, dict[str, list[int]]
 
 
 def trainable() -> Any:
-    """Samples training may use: active, train split, no copy in test, one label, not blank."""
+    """Samples training may use: active, train split, no copy in test, one label (no
+    near-copy labelled otherwise either), not blank."""
     return (
         (Sample.status == "active")
         & (Sample.split == "train")
         & ~Sample.leak
         & ~Sample.label_conflict
+        & ~Sample.near_conflict
         & ~Sample.blank
     )
+
+
+def near_copy_of(face: FaceHash) -> ColumnElement[bool]:
+    """Samples whose face crop is a near-copy of `face` (ml.near_dupes), by the stored hashes.
+    The bigint pHash test comes first: it rules out nearly every row before the 256 bits of
+    BlockMean are compared (a full scan of FER2013's 35,000 rows takes a few milliseconds)."""
+    phash_bits = func.bit_count(cast(Sample.phash.op("#")(face.phash), BIT(PHASH_BITS)))
+    block = literal(face.block, Bits(BLOCK_BITS))
+    block_bits = func.bit_count(Sample.block_hash.op("#", return_type=BIT(BLOCK_BITS))(block))
+    return Sample.phash.is_not(None) & (phash_bits <= PHASH_MAX) & (block_bits <= BLOCK_MAX)
 
 
 async def counts(session: AsyncSession) -> list[tuple[str, str, str, str, int]]:
@@ -102,10 +125,11 @@ async def flag_counts(session: AsyncSession) -> dict[str, int]:
                 func.count().filter(Sample.leak),
                 func.count().filter(Sample.label_conflict),
                 func.count().filter(Sample.blank),
+                func.count().filter(Sample.near_conflict & (Sample.status == "active")),
             )
         )
     ).one()
-    return {"leak": row[0], "label_conflict": row[1], "blank": row[2]}
+    return {"leak": row[0], "label_conflict": row[1], "blank": row[2], "near_conflict": row[3]}
 
 
 async def archive_file_counts(session: AsyncSession) -> dict[tuple[str, str], int]:
