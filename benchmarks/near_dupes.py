@@ -3,8 +3,9 @@
 False matches: every distinct image of the archive (byte-identical copies collapsed) is hashed
 and compared with every other; a face with a match is either a real near-copy in FER2013 or a
 false match (the first pairs are written to the JSON; the first 16, looked at by eye, were
-all real: the same photo cut, toned or compressed differently, or the next frame of a series). False matches are measured against faces that cannot be copies: every face of
-realphotos-dev (another source) is compared with all of FER2013. Copies caught: N random
+all real: the same photo cut, toned or compressed differently, or the next frame of a series).
+False matches are measured against faces that cannot be copies: every face of realphotos-dev
+(another source) is compared with all of FER2013. Copies caught: N random
 distinct FER2013 faces, and every realphotos-dev photo, are edited, sent through the same crop
 the platform cuts from a contributed photo (`ml.faces.find_faces`: detection and alignment for
 a photo), and compared with their original.
