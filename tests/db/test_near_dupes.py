@@ -1,0 +1,74 @@
+"""Near-copies in SQL (db.samples.near_copy_of, db.contributions) on PostgreSQL: the bit
+arithmetic agrees with ml.near_dupes at the thresholds, and what a contribution does to its
+copies."""
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from db.contributions import Added, Contribution, add_contribution, near_copy_labels
+from db.models import Sample
+from db.samples import ensure_users, trainable_counts
+from ml.near_dupes import BLOCK_MAX, PHASH_MAX, FaceHash
+
+Sessions = async_sessionmaker[AsyncSession]
+BASE = FaceHash(-0x0123456789ABCDEF, bytes(range(32)))
+
+
+def flipped(face: FaceHash, phash_bits: int, block_bits: int) -> FaceHash:
+    """`face` with its lowest (highest, for the sign) bits flipped."""
+    phash = face.phash ^ ((1 << phash_bits) - 1)
+    if phash_bits == 64:
+        phash = ~face.phash
+    block = int.from_bytes(face.block) ^ ((1 << block_bits) - 1) << (256 - block_bits)
+    return FaceHash(phash, block.to_bytes(32))
+
+
+def contribution(n: int, label: str, face: FaceHash | None) -> Contribution:
+    sha = f"{n:064x}"
+    return Contribution(sha, f"images/{sha}", label, (0, 0, 64, 64), 64, 64, 100, f"u{n}", face)
+
+
+async def store(session: AsyncSession, n: int, label: str, face: FaceHash | None) -> Added:
+    await ensure_users(session, [7])
+    return await add_contribution(session, 7, contribution(n, label, face))
+
+
+@pytest.mark.parametrize(
+    ("phash_bits", "block_bits", "copy"),
+    [
+        (0, 0, True),
+        (PHASH_MAX, BLOCK_MAX, True),
+        (PHASH_MAX + 1, 0, False),
+        (0, BLOCK_MAX + 1, False),
+        (64, 256, False),
+    ],
+)
+async def test_sql_matches_the_python_rule(
+    sessions: Sessions, phash_bits: int, block_bits: int, copy: bool
+) -> None:
+    other = flipped(BASE, phash_bits, block_bits)
+    assert BASE.distance(other) == (phash_bits, block_bits)
+    assert BASE.is_copy(other) is copy
+    async with sessions.begin() as session:
+        await store(session, 1, "happy", BASE)
+        assert await near_copy_labels(session, other) == ({"happy"} if copy else set())
+        [stored] = await session.scalars(select(Sample))
+        assert (stored.phash, stored.block_hash) == (BASE.phash, BASE.block)
+
+
+async def test_contributions_and_their_near_copies(sessions: Sessions) -> None:
+    close = flipped(BASE, 3, 10)
+    async with sessions.begin() as session:
+        assert await store(session, 1, "happy", BASE) is Added.NEW
+        assert await store(session, 2, "happy", close) is Added.DUPLICATE
+        assert await store(session, 3, "neutral", None) is Added.NEW  # no hash: never a copy
+        assert await store(session, 4, "negative", close) is Added.NEW
+        assert await store(session, 5, "happy", flipped(BASE, 20, 0)) is Added.NEW
+    async with sessions() as session:
+        rows = {s.sha256[-1]: s for s in await session.scalars(select(Sample))}
+        assert {k: r.near_conflict for k, r in rows.items()} == {
+            "1": True, "3": False, "4": True, "5": False
+        }  # fmt: skip
+        assert await trainable_counts(session) == {"neutral": 1, "happy": 1}
+        assert await near_copy_labels(session, close) == {"happy", "negative"}
