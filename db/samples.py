@@ -22,14 +22,23 @@ from ml.labels import FER_TO_CLASS
 from ml.near_dupes import BLOCK_BITS, BLOCK_MAX, PHASH_BITS, PHASH_MAX, FaceHash
 
 
-async def existing_shas(session: AsyncSession, shas: Iterable[str]) -> set[str]:
+async def _stored_shas(session: AsyncSession, shas: Iterable[str], *where: Any) -> set[str]:
     shas = list(shas)
     found: set[str] = set()
     for start in range(0, len(shas), 5000):
         chunk = shas[start : start + 5000]
-        result = await session.scalars(select(Sample.sha256).where(Sample.sha256.in_(chunk)))
+        result = await session.scalars(select(Sample.sha256).where(Sample.sha256.in_(chunk), *where))
         found.update(result)
     return found
+
+
+async def existing_shas(session: AsyncSession, shas: Iterable[str]) -> set[str]:
+    return await _stored_shas(session, shas)
+
+
+async def unhashed_shas(session: AsyncSession, shas: Iterable[str]) -> set[str]:
+    """Of `shas`, those stored without near-copy hashes."""
+    return await _stored_shas(session, shas, Sample.phash.is_(None))
 
 
 async def insert_samples(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> int:
