@@ -27,8 +27,8 @@ async def _stored_shas(session: AsyncSession, shas: Iterable[str], *where: Any) 
     found: set[str] = set()
     for start in range(0, len(shas), 5000):
         chunk = shas[start : start + 5000]
-        result = await session.scalars(select(Sample.sha256).where(Sample.sha256.in_(chunk), *where))
-        found.update(result)
+        statement = select(Sample.sha256).where(Sample.sha256.in_(chunk), *where)
+        found.update(await session.scalars(statement))
     return found
 
 
