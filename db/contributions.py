@@ -9,7 +9,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Sample
-from db.samples import near_copy_of
+from db.samples import hashes_of, near_copy_of, settle_near_conflicts
 from ml.near_dupes import FaceHash
 
 
@@ -141,10 +141,11 @@ async def delete_contributions(
     statement = (
         update(Sample)
         .where(Sample.contributor_id == contributor_id, Sample.status == "active")
-        .values(status="deleted")
-        .returning(Sample.blob_key)
+        .values(status="deleted", near_conflict=False)
+        .returning(Sample.blob_key, Sample.phash, Sample.block_hash)
     )
     if sample_id is not None:
         statement = statement.where(Sample.id == sample_id)
-    keys = list(await session.scalars(statement))
-    return len(keys), keys
+    rows = (await session.execute(statement)).all()
+    await settle_near_conflicts(session, hashes_of(rows))
+    return len(rows), [key for key, _, _ in rows]

@@ -16,6 +16,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import BIT, JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from db.models import Bits, Sample, User
 from ml.labels import FER_TO_CLASS
@@ -93,14 +94,49 @@ def trainable() -> Any:
     )
 
 
+def _near(phash: Any, block: Any, other_phash: Any, other_block: Any) -> ColumnElement[bool]:
+    # The bigint pHash test comes first: it rules out nearly every row before the 256 bits of
+    # BlockMean are compared (a scan of FER2013's 34,000 rows: about 27 ms on 2 busy cores).
+    phash_bits = func.bit_count(cast(phash.op("#")(other_phash), BIT(PHASH_BITS)))
+    block_bits = func.bit_count(block.op("#", return_type=BIT(BLOCK_BITS))(other_block))
+    return phash.is_not(None) & (phash_bits <= PHASH_MAX) & (block_bits <= BLOCK_MAX)
+
+
 def near_copy_of(face: FaceHash) -> ColumnElement[bool]:
-    """Samples whose face crop is a near-copy of `face` (ml.near_dupes), by the stored hashes.
-    The bigint pHash test comes first: it rules out nearly every row before the 256 bits of
-    BlockMean are compared (a full scan of FER2013's 35,000 rows takes a few milliseconds)."""
-    phash_bits = func.bit_count(cast(Sample.phash.op("#")(face.phash), BIT(PHASH_BITS)))
-    block = literal(face.block, Bits(BLOCK_BITS))
-    block_bits = func.bit_count(Sample.block_hash.op("#", return_type=BIT(BLOCK_BITS))(block))
-    return Sample.phash.is_not(None) & (phash_bits <= PHASH_MAX) & (block_bits <= BLOCK_MAX)
+    """Samples whose face crop is a near-copy of `face` (ml.near_dupes), by the stored hashes."""
+    return _near(
+        Sample.phash,
+        Sample.block_hash,
+        literal(face.phash, BigInteger),
+        literal(face.block, Bits(BLOCK_BITS)),
+    )
+
+
+def hashes_of(rows: Iterable[Sequence[Any]]) -> list[FaceHash]:
+    """The hashes of (…, phash, block_hash) rows that have them."""
+    return [FaceHash(row[-2], row[-1]) for row in rows if row[-2] is not None]
+
+
+async def settle_near_conflicts(session: AsyncSession, faces: Iterable[FaceHash]) -> None:
+    """Samples that stopped being active (deleted, erased) no longer hold their near-copies out
+    of training: a copy flagged `near_conflict` is trainable again unless another active
+    near-copy with another label is left."""
+    other = aliased(Sample)
+    still = (
+        select(other.id)
+        .where(
+            other.status == "active",
+            other.label != Sample.label,
+            _near(other.phash, other.block_hash, Sample.phash, Sample.block_hash),
+        )
+        .exists()
+    )
+    for face in faces:
+        await session.execute(
+            update(Sample)
+            .where(Sample.near_conflict, Sample.status == "active", near_copy_of(face), ~still)
+            .values(near_conflict=False)
+        )
 
 
 async def counts(session: AsyncSession) -> list[tuple[str, str, str, str, int]]:

@@ -6,7 +6,14 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db.contributions import Added, Contribution, add_contribution, near_copy_labels
+from db.contributions import (
+    Added,
+    Contribution,
+    add_contribution,
+    delete_contributions,
+    near_copy_labels,
+)
+from db.erasure import erase_rows
 from db.models import Sample
 from db.samples import ensure_users, trainable_counts
 from ml.near_dupes import BLOCK_MAX, PHASH_MAX, FaceHash
@@ -72,3 +79,23 @@ async def test_contributions_and_their_near_copies(sessions: Sessions) -> None:
         }  # fmt: skip
         assert await trainable_counts(session) == {"neutral": 1, "happy": 1}
         assert await near_copy_labels(session, close) == {"happy", "negative"}
+
+
+async def test_a_deleted_or_erased_copy_no_longer_holds_the_others_out_of_training(
+    sessions: Sessions,
+) -> None:
+    async with sessions.begin() as session:
+        await ensure_users(session, [8])
+        await store(session, 1, "happy", BASE)
+        await add_contribution(session, 8, contribution(2, "negative", flipped(BASE, 2, 5)))
+        await add_contribution(session, 8, contribution(3, "surprise", flipped(BASE, 4, 9)))
+    flags = select(Sample.sha256, Sample.near_conflict).order_by(Sample.sha256)
+    async with sessions.begin() as session:
+        [negative] = await session.scalars(select(Sample.id).where(Sample.label == "negative"))
+        assert await delete_contributions(session, 8, negative) == (1, [f"images/{2:064x}"])
+        # The surprised copy still disagrees with the happy one: both stay out.
+        assert [f for _, f in (await session.execute(flags)).all()] == [True, False, True]
+    async with sessions.begin() as session:
+        await erase_rows(session, 8)
+        assert [f for _, f in (await session.execute(flags)).all()] == [False]
+        assert await trainable_counts(session) == {"happy": 1}
