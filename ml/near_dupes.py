@@ -38,6 +38,15 @@ class FaceHash:
         return phash <= PHASH_MAX and block <= BLOCK_MAX
 
 
+def photo_hash(data: bytes, box: list[int] | None) -> FaceHash:
+    """The hashes of a stored photo's face: the crop training cuts at its stored box
+    (ml.train_job.sample_face). ImageError when the bytes are no readable image."""
+    from ml.faces import decode_image, face_at, whole_face  # the detector, only when needed
+
+    image = decode_image(data)
+    return face_hash(face_at(image, box).crop if box else whole_face(image).crop)
+
+
 def face_hash(crop: np.ndarray) -> FaceHash:
     """The hashes of a 2-D uint8 face crop."""
     # The hashers are stateless between calls but not documented thread-safe: one per call

@@ -7,9 +7,10 @@ Create Date: 2026-12-02 10:00:00.000000
 `phash` (64 bits as a bigint) and `block_hash` (bit(256)) of each sample's face crop
 (ml.near_dupes), and `near_conflict`: a near-copy of another sample with a different label.
 No backfill here: the hashes need the images (blob store) and the face detector, which a
-schema change should not depend on. FER2013 rows get them when `emobot import-fer2013` runs
-again (it reads the archive anyway and fills in what is missing); rows without hashes are
-never matched.
+schema change should not depend on. Contributed photos get them when the platform is prepared
+after the migrations (`emobot run`, compose's migrate: db.contributions.hash_old_contributions),
+FER2013 rows when `emobot import-fer2013` runs again (it reads the archive anyway and fills in
+what is missing). Rows without hashes are never matched.
 """
 
 from collections.abc import Sequence

@@ -2,21 +2,27 @@
 arithmetic agrees with ml.near_dupes at the thresholds, and what a contribution does to its
 copies."""
 
+import cv2
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.services.contribute import find_one_face
+from db.blob_refs import put_photo
 from db.contributions import (
     Added,
     Contribution,
     add_contribution,
     delete_contributions,
+    hash_old_contributions,
     near_copy_labels,
 )
+from db.engine import Storage
 from db.erasure import erase_rows
 from db.models import Sample
 from db.samples import ensure_users, trainable_counts
 from ml.near_dupes import BLOCK_MAX, PHASH_MAX, FaceHash
+from tests.bot.conftest import FACES, different_faces
 
 Sessions = async_sessionmaker[AsyncSession]
 BASE = FaceHash(-0x0123456789ABCDEF, bytes(range(32)))
@@ -99,3 +105,29 @@ async def test_a_deleted_or_erased_copy_no_longer_holds_the_others_out_of_traini
         await erase_rows(session, 8)
         assert [f for _, f in (await session.execute(flags)).all()] == [False]
         assert await trainable_counts(session) == {"happy": 1}
+
+
+async def test_contributions_stored_before_hashes_get_them_when_the_platform_is_prepared(
+    storage: Storage,
+) -> None:
+    """As rows written before schema 0005: photos in the blob store, rows without hashes."""
+    astronaut = cv2.imread(str(FACES / "astronaut.jpg"))
+    smaller = cv2.resize(astronaut, (307, 307), interpolation=cv2.INTER_AREA)
+    labelled = [((FACES / "astronaut.jpg").read_bytes(), "happy"),
+                (cv2.imencode(".jpg", smaller)[1].tobytes(), "negative"),
+                (different_faces()[1], "neutral")]  # fmt: skip
+    async with storage.sessions.begin() as session:
+        await ensure_users(session, [9])
+        for n, (data, label) in enumerate(labelled):
+            sha, key = await put_photo(session, storage.blobs, data)
+            box, width, height, _ = find_one_face(data, 40_000_000)
+            item = Contribution(sha, key, label, box, width, height, len(data), f"f{n}")
+            assert await add_contribution(session, 9, item) is Added.NEW
+    assert await hash_old_contributions(storage) == 3
+    assert await hash_old_contributions(storage) == 0
+    async with storage.sessions() as session:
+        rows = {s.label: s for s in await session.scalars(select(Sample))}
+        assert {label: s.near_conflict for label, s in rows.items()} == {
+            "happy": True, "negative": True, "neutral": False
+        }  # fmt: skip
+        assert all(s.phash is not None for s in rows.values())
