@@ -56,6 +56,8 @@ TEXTS: dict[str, dict[str, str]] = {
             "на каждом — ровно одно лицо. Когда закончите, нажмите «Готово»."
         ),
         "contribute.accepted": "Фото принято ({count} в этой подборке). Ещё фото или «Готово».",
+        "contribute.conflicting_copy": "Копия этого фото уже есть в датасете с другим классом. "
+        "Сохраню его, но ни это фото, ни копию не буду использовать для обучения.",
         "contribute.done": "Готово",
         "contribute.nothing": "Пока нет ни одного принятого фото. Пришлите фото или /cancel.",
         "contribute.summary": "{count} фото с классом «{label}». Сохранить?",
@@ -86,6 +88,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "reject.many_faces": "На фото {faces} лица(лиц), а нужно ровно одно. Обрежьте фото.",
         "reject.known": "Это фото уже есть в датасете — второй раз не добавляю.",
         "reject.repeat": "Это фото уже есть в этой подборке.",
+        "reject.repeat_copy": "Копия этого фото (пересжатая, уменьшенная или чуть изменённая) "
+        "уже есть в этой подборке.",
+        "reject.known_copy": "Копия этого фото (пересжатая, уменьшенная или чуть изменённая) уже "
+        "есть в датасете с тем же классом — второй раз не добавляю.",
         "reject.download": "Не получилось скачать файл из Telegram. Попробуйте ещё раз.",
         "predict.ask": "Пришлите фото — распознаю эмоции на всех лицах.",
         "predict.queued": "Фото получено, распознаю… Ответ придёт следующим сообщением.",
@@ -170,6 +176,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "admin.models.accuracy": " · точн. {accuracy}",
         "admin.models.active": " · АКТИВНА",
         "admin.stats.empty": "Датасет пуст.",
+        "admin.stats.near_conflicts": "Почти одинаковые фото с разными классами (не идут в "
+        "обучение): {count}.",
         "admin.stats.no_fer": "FER2013 не загружен: в датасете только присланные фото.",
         "admin.retrain.bad.not_understood": "Не понял «{word}»: пишите ключ=значение, ключи: "
         "{keys}.",
@@ -244,6 +252,8 @@ TEXTS: dict[str, dict[str, str]] = {
             "one face on each. Press “Done” when finished."
         ),
         "contribute.accepted": "Photo accepted ({count} in this batch). More photos or “Done”.",
+        "contribute.conflicting_copy": "A copy of this photo is in the dataset with another "
+        "class. I will keep it, but neither it nor the copy will be used for training.",
         "contribute.done": "Done",
         "contribute.nothing": "No photo accepted yet. Send a photo or /cancel.",
         "contribute.summary": "{count} photo(s) labelled “{label}”. Save them?",
@@ -274,6 +284,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "reject.many_faces": "I see {faces} faces; exactly one is needed. Please crop the photo.",
         "reject.known": "This photo is already in the dataset: not adding it twice.",
         "reject.repeat": "This photo is already in this batch.",
+        "reject.repeat_copy": "A copy of this photo (re-encoded, resized or slightly edited) is "
+        "already in this batch.",
+        "reject.known_copy": "A copy of this photo (re-encoded, resized or slightly edited) is "
+        "already in the dataset with the same class: not adding it twice.",
         "reject.download": "Could not download the file from Telegram. Please try again.",
         "predict.ask": "Send a photo and I'll recognise the emotion of every face.",
         "predict.queued": "Got it, working on it… The answer comes in the next message.",
@@ -359,6 +373,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "admin.models.accuracy": " · acc {accuracy}",
         "admin.models.active": " · ACTIVE",
         "admin.stats.empty": "The dataset is empty.",
+        "admin.stats.near_conflicts": "Near-identical photos with different classes (left out "
+        "of training): {count}.",
         "admin.stats.no_fer": "FER2013 is not loaded: the dataset holds contributed photos only.",
         "admin.retrain.bad.not_understood": "“{word}” is not understood: write key=value, with "
         "a key of {keys}.",

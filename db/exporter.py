@@ -34,6 +34,7 @@ def manifest_fields(raw_ids: bool) -> tuple[str, ...]:
     return (
         "sha256", "class", "split", "source", "fer_emotion", RAW_ID if raw_ids else PSEUDONYM,
         "created_at", "origins", "leak", "label_conflict", "blank", "ferplus_votes",
+        "near_conflict",
     )  # fmt: skip
 
 
@@ -82,6 +83,7 @@ def _manifest_row(sample: Sample, column: str, contributor: str) -> dict[str, st
         "label_conflict": str(int(sample.label_conflict)),
         "blank": str(int(sample.blank)),
         "ferplus_votes": json.dumps(sample.ferplus_votes) if sample.ferplus_votes else "",
+        "near_conflict": str(int(sample.near_conflict)),
     }
 
 

@@ -5,6 +5,7 @@ import logging
 import signal
 import sys
 
+from emobot.logs import setup_logging
 from emobot.settings import Settings, get_settings
 
 
@@ -49,9 +50,5 @@ def main(settings: Settings) -> int:
 
 if __name__ == "__main__":
     settings = get_settings()
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(settings.log_level)
     sys.exit(main(settings))
