@@ -22,6 +22,9 @@ Measured:
 
     .venv/bin/python -m benchmarks.faces [--json PATH] [--seconds 3] [--detectors a,b]
         [--realphotos ZIP] [--fer2013 ZIP]
+    .venv/bin/python -m benchmarks.faces --sheet benchmarks/results/alignment.png
+
+`--sheet` only draws every face of the public-domain test photos before and after alignment.
 
 Sets whose data is missing are skipped with the reason printed.
 """
@@ -364,6 +367,50 @@ def speed(detectors: dict[str, Detector], seconds: float) -> dict[str, dict[str,
     return result
 
 
+def contact_sheet(path: Path) -> None:
+    """Every face of the public-domain test photos (two of them turned 20° and −30°), cut
+    before (BlazeFace's box as a FER2013-like square) and after alignment, side by side at 3×."""
+    astronaut = cv2.imread(str(PHOTOS / "astronaut.jpg"))
+    centre = (astronaut.shape[1] / 2, astronaut.shape[0] / 2)
+    turned = [
+        cv2.warpAffine(
+            astronaut,
+            cv2.getRotationMatrix2D(centre, angle, 1.0),
+            astronaut.shape[1::-1],
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        for angle in (20, -30)
+    ]
+    photos = [astronaut, *turned] + [
+        cv2.imread(str(PHOTOS / name)) for name in ("three_faces.jpg", "group_three.jpg")
+    ]
+    tile, gap = 3 * FACE_SIZE, 8
+    pairs = [
+        np.hstack(
+            [
+                cv2.resize(crop, (tile, tile), interpolation=cv2.INTER_NEAREST)
+                for crop in (fer_square(photo, face.box, 1.18, 0.09), face.crop)
+            ]
+        )
+        for photo in photos
+        for face in find_faces(photo)
+    ]
+    header = np.full((28, 2 * tile), 255, np.uint8)
+    for x, text in ((8, "before"), (tile + 8, "after")):
+        cv2.putText(header, text, (x, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, 0, 1, cv2.LINE_AA)
+    columns = 4
+    cells = [np.vstack([header, pair]) for pair in pairs]
+    cells += [np.full_like(cells[0], 255)] * (-len(cells) % columns)
+    spacer = np.full((cells[0].shape[0], gap), 255, np.uint8)
+    rows = [
+        np.hstack([c for cell in cells[i : i + columns] for c in (cell, spacer)][:-1])
+        for i in range(0, len(cells), columns)
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.vstack(rows))
+    print(f"\n{len(pairs)} faces, before and after alignment: {path}")
+
+
 # Report ------------------------------------------------------------------------------------
 
 
@@ -374,7 +421,11 @@ def main() -> None:
     parser.add_argument("--detectors", default=",".join(DETECTORS), help="which to compare")
     parser.add_argument("--realphotos", type=Path, default=SHARED / "realphotos-dev.zip")
     parser.add_argument("--fer2013", type=Path, default=SHARED / "fer2013.zip")
+    parser.add_argument("--sheet", type=Path, metavar="PNG", help="write the alignment sheet here")
     args = parser.parse_args()
+    if args.sheet:
+        contact_sheet(args.sheet)
+        return
 
     cv2.setNumThreads(1)  # one core: the worker runs one detection per core
     detectors = {}

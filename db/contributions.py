@@ -1,6 +1,8 @@
 """Photos contributed through the bot: stored as `samples` (source telegram, split train),
 listed and deleted by their contributor."""
 
+import asyncio
+import logging
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -8,7 +10,13 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db.engine import Storage
 from db.models import Sample
+from db.samples import hashes_of, near_copy_of, settle_near_conflicts
+from ml.faces import ImageError
+from ml.near_dupes import FaceHash, photo_hash
+
+log = logging.getLogger(__name__)
 
 
 class Added(StrEnum):
@@ -27,6 +35,7 @@ class Contribution:
     height: int
     size_bytes: int
     origin: str  # the Telegram file_unique_id
+    face: FaceHash | None = None  # None: never matched as a near-copy
 
 
 async def is_in_dataset(session: AsyncSession, sha256: str) -> bool:
@@ -37,7 +46,21 @@ async def is_in_dataset(session: AsyncSession, sha256: str) -> bool:
     return found is not None
 
 
+async def near_copy_labels(session: AsyncSession, face: FaceHash) -> set[str]:
+    """The labels of the active samples whose face is a near-copy of this one."""
+    return set(
+        await session.scalars(
+            select(Sample.label).distinct().where(near_copy_of(face), Sample.status == "active")
+        )
+    )
+
+
 async def add_contribution(session: AsyncSession, contributor_id: int, item: Contribution) -> Added:
+    """Store a contributed photo. A near-copy of an active sample with the same label is not
+    stored again (DUPLICATE, as for the same bytes); one with another label is stored, and it
+    and the samples it copies are flagged `near_conflict`: left out of training."""
+    if item.face is not None and item.label in await near_copy_labels(session, item.face):
+        return Added.DUPLICATE
     values = {
         "blob_key": item.blob_key,
         "label": item.label,
@@ -50,6 +73,9 @@ async def add_contribution(session: AsyncSession, contributor_id: int, item: Con
         "size_bytes": item.size_bytes,
         "origins": [item.origin],
         "status": "active",
+        "phash": item.face.phash if item.face else None,
+        "block_hash": item.face.block if item.face else None,
+        "near_conflict": False,
     }
     inserted = await session.scalar(
         insert(Sample)
@@ -57,15 +83,68 @@ async def add_contribution(session: AsyncSession, contributor_id: int, item: Con
         .on_conflict_do_nothing(index_elements=[Sample.sha256])
         .returning(Sample.id)
     )
-    if inserted is not None:
-        return Added.NEW
-    restored = await session.scalar(
+    if inserted is None:
+        inserted = await session.scalar(
+            update(Sample)
+            .where(Sample.sha256 == item.sha256, Sample.status == "deleted")
+            .values(**values)
+            .returning(Sample.id)
+        )
+        if inserted is None:
+            return Added.DUPLICATE
+        outcome = Added.RESTORED
+    else:
+        outcome = Added.NEW
+    if item.face is not None:
+        await _flag_conflicts(session, inserted, item.face, item.label)
+    return outcome
+
+
+async def hash_old_contributions(storage: Storage) -> int:
+    """Give the contributed photos stored before near-copies were tracked (schema 0005) their
+    face's hashes, and flag those that conflict with a copy; returns how many got them. Run
+    where the platform is prepared (`emobot run`, compose's migrate), after the migrations:
+    it needs the blob store and the face detector, which a schema revision should not. Copies
+    with the same label already stored twice stay (they were accepted before this check)."""
+    async with storage.sessions() as session:
+        rows = (
+            await session.execute(
+                select(Sample.id, Sample.blob_key, Sample.face_box, Sample.label).where(
+                    Sample.source == "telegram", Sample.status == "active", Sample.phash.is_(None)
+                )
+            )
+        ).all()
+    hashed = 0
+    for sample_id, key, box, label in rows:
+        try:
+            face = await asyncio.to_thread(photo_hash, await storage.blobs.get(key), box)
+        except ImageError as exc:  # stays without hashes: never matched
+            log.warning("sample %s: no hashes, the photo cannot be read: %s", sample_id, exc)
+            continue
+        async with storage.sessions.begin() as session:
+            await session.execute(
+                update(Sample)
+                .where(Sample.id == sample_id)
+                .values(phash=face.phash, block_hash=face.block)
+            )
+            await _flag_conflicts(session, sample_id, face, label)
+        hashed += 1
+    return hashed
+
+
+async def _flag_conflicts(
+    session: AsyncSession, sample_id: int, face: FaceHash, label: str
+) -> None:
+    copies = await session.scalars(
         update(Sample)
-        .where(Sample.sha256 == item.sha256, Sample.status == "deleted")
-        .values(**values)
+        .where(near_copy_of(face), Sample.status == "active", Sample.label != label)
+        .values(near_conflict=True)
         .returning(Sample.id)
     )
-    return Added.DUPLICATE if restored is None else Added.RESTORED
+    if copies.first() is not None:
+        await session.execute(
+            update(Sample).where(Sample.id == sample_id).values(near_conflict=True)
+        )
 
 
 async def counts_by_label(session: AsyncSession, contributor_id: int) -> dict[str, int]:
@@ -100,10 +179,11 @@ async def delete_contributions(
     statement = (
         update(Sample)
         .where(Sample.contributor_id == contributor_id, Sample.status == "active")
-        .values(status="deleted")
-        .returning(Sample.blob_key)
+        .values(status="deleted", near_conflict=False)
+        .returning(Sample.blob_key, Sample.phash, Sample.block_hash)
     )
     if sample_id is not None:
         statement = statement.where(Sample.id == sample_id)
-    keys = list(await session.scalars(statement))
-    return len(keys), keys
+    rows = (await session.execute(statement)).all()
+    await settle_near_conflicts(session, hashes_of(rows))
+    return len(rows), [key for key, _, _ in rows]

@@ -15,6 +15,7 @@ from db.blobs import BlobStore
 from db.fsm import delete_user_states
 from db.models import PredictionRequest, Sample, TrainingRun, User
 from db.retention import EXPORTS
+from db.samples import hashes_of, settle_near_conflicts
 
 
 @dataclass
@@ -29,11 +30,15 @@ class Erased:
 
 async def erase_rows(session: AsyncSession, user_id: int) -> tuple[Erased, set[str]]:
     """Delete every row about the person; returns the counts and the blob keys those rows used."""
-    samples = list(
-        await session.scalars(
-            delete(Sample).where(Sample.contributor_id == user_id).returning(Sample.blob_key)
+    deleted = (
+        await session.execute(
+            delete(Sample)
+            .where(Sample.contributor_id == user_id)
+            .returning(Sample.blob_key, Sample.phash, Sample.block_hash)
         )
-    )
+    ).all()
+    await settle_near_conflicts(session, hashes_of(deleted))
+    samples = [key for key, _, _ in deleted]
     # chat_id too: a request from a private chat is the person's even without a user id.
     requests = list(
         await session.scalars(
@@ -74,10 +79,11 @@ async def erase_contributions(session: AsyncSession, blobs: BlobStore, user_id: 
         await session.execute(
             delete(Sample)
             .where(Sample.contributor_id == user_id)
-            .returning(Sample.blob_key, Sample.status)
+            .returning(Sample.blob_key, Sample.status, Sample.phash, Sample.block_hash)
         )
     ).all()
+    await settle_near_conflicts(session, hashes_of(rows))
     await session.commit()
-    await release(session, blobs, {key for key, _ in rows})
+    await release(session, blobs, {row[0] for row in rows})
     await session.commit()
-    return sum(status == "active" for _, status in rows)
+    return sum(row[1] == "active" for row in rows)

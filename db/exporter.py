@@ -46,6 +46,7 @@ def manifest_fields(raw_ids: bool) -> tuple[str, ...]:
         "label_conflict",
         "blank",
         "ferplus_votes",
+        "near_conflict",
     )
 
 
@@ -100,6 +101,7 @@ def _manifest_row(sample: Sample, column: str, contributor: str) -> dict[str, st
         "label_conflict": str(int(sample.label_conflict)),
         "blank": str(int(sample.blank)),
         "ferplus_votes": json.dumps(sample.ferplus_votes) if sample.ferplus_votes else "",
+        "near_conflict": str(int(sample.near_conflict)),
     }
 
 

@@ -1,6 +1,5 @@
 """Running Alembic from code: `emobot migrate`, the supervisor and the tests use this."""
 
-import logging
 from pathlib import Path
 
 from alembic import command
@@ -9,10 +8,6 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
-
-# Alembic announces each of its plugins at INFO on every run; the revisions it applies are what
-# an operator wants to read.
-logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 def alembic_config(connection: Connection | None = None, url: str | None = None) -> Config:

@@ -16,8 +16,10 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import BIT, JSONB, BitString
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
 from emobot.labels import CLASSES, FER_EMOTIONS
 
@@ -66,6 +68,24 @@ class User(TimestampMixin, Base):
     consent_version: Mapped[int | None] = mapped_column(Integer)
 
 
+class Bits(TypeDecorator[bytes]):
+    """A fixed-length PostgreSQL bit string, seen from Python as bytes: bit strings, unlike
+    bytea, have XOR (`#`) and `bit_count`, which near-duplicate lookups need."""
+
+    impl = BIT
+    cache_ok = True
+
+    def __init__(self, length: int) -> None:
+        super().__init__(length)
+        self.length = length
+
+    def process_bind_param(self, value: bytes | None, dialect: Dialect) -> Any:
+        return None if value is None else BitString.from_bytes(value, self.length)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> bytes | None:
+        return None if value is None else BitString(value).to_bytes(self.length // 8)
+
+
 SAMPLE_STATUSES = ("active", "deleted")
 SAMPLE_SOURCES = ("fer2013", "telegram")
 
@@ -108,6 +128,12 @@ class Sample(TimestampMixin, Base):
     # FER+ crowd votes of a FER2013 image, per archive path (byte-identical copies were voted
     # on one by one): {path: [10 counts in ml.ferplus.COLUMNS order]}; None when not known.
     ferplus_votes: Mapped[dict[str, Any] | None]
+    # Perceptual hashes of the face crop (ml.near_dupes), to find re-encoded, resized or lightly
+    # edited copies; None where not computed (a large photo re-imported from an export).
+    phash: Mapped[int | None] = mapped_column(BigInteger)
+    block_hash: Mapped[bytes | None] = mapped_column(Bits(256))
+    # A near-copy of another sample with a different label: both are left out of training.
+    near_conflict: Mapped[bool] = mapped_column(server_default=text("false"))
 
 
 REQUEST_STATUSES = ("queued", "processing", "done", "failed")

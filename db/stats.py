@@ -42,7 +42,8 @@ class DatasetStats:
             "images stored; trainable: what training uses",
             f"test images with a copy in train: {self.flags['leak']:,}; "
             f"conflicting labels: {self.flags['label_conflict']:,}; "
-            f"blank: {self.flags['blank']:,}",
+            f"blank: {self.flags['blank']:,}; "
+            f"near-copies with conflicting labels: {self.flags['near_conflict']:,}",
         ]
         return "\n".join(lines)
 

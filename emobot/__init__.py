@@ -1,1 +1,9 @@
 """Emotion bot platform: settings and the `emobot` command line shared by every process."""
+
+import os
+
+# TensorFlow's C++ side prints its CPU-feature and oneDNN notices at INFO when it is first
+# imported, and reads this variable only then: every entry point imports this package before
+# anything imports TensorFlow (and `emobot run` hands it on to its children). Warnings and
+# errors still show; a value set by the operator wins.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")

@@ -2,12 +2,12 @@
 
 import argparse
 import importlib
-import logging
 import pkgutil
 import sys
 from collections.abc import Sequence
 
 import emobot.commands
+from emobot.logs import setup_logging
 from emobot.settings import get_settings
 
 
@@ -31,13 +31,6 @@ def command_names() -> set[str]:
 def main(argv: Sequence[str] | None = None) -> None:
     args = _build()[0].parse_args(argv)
     settings = get_settings()
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    if settings.log_level != "DEBUG":
-        # aiogram logs every handled update at INFO: a line per message, nothing to act on.
-        logging.getLogger("aiogram.event").setLevel(logging.WARNING)
+    setup_logging(settings.log_level)
     # Every subcommand sets `handler(args, settings) -> int | None`.
     sys.exit(args.handler(args, settings) or 0)

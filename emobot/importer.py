@@ -16,21 +16,34 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import bindparam, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.blobs import BlobStore, content_key
 from db.exporter import MANIFEST
-from db.samples import ensure_users, existing_shas, fer2013_origins, insert_samples, set_votes
+from db.models import Sample
+from db.samples import (
+    ensure_users,
+    existing_shas,
+    fer2013_origins,
+    insert_samples,
+    set_votes,
+    unhashed_shas,
+)
 from emobot.labels import CLASSES
+from ml.faces import looks_like_crop, whole_face
 from ml.fer2013 import (
     ArchiveReport,
     Distinct,
+    NearCopies,
     decode_grey,
+    find_near_copies,
     group_by_content,
     is_blank,
     iter_archive,
 )
 from ml.ferplus import Votes
+from ml.near_dupes import FaceHash, face_hash
 
 ROWS_PER_INSERT = 1000
 
@@ -43,6 +56,7 @@ class ImportSummary:
     added: int
     already: int
     seconds: float
+    hashed: int = 0  # stored images that got their near-copy hashes now
 
     def table(self) -> str:
         r = self.report
@@ -64,7 +78,14 @@ class ImportSummary:
             f"duplicate groups with conflicting labels: {r.conflicts_7:,} "
             f"({r.conflicts_4:,} across the 4 classes; excluded from training)",
             f"blank images: {r.blanks:,} (excluded from training)",
+            f"near-copies (re-encoded, resized or edited; not byte-identical): "
+            f"{r.near_images:,} images in {r.near_groups:,} groups, {r.near_leak_groups:,} of "
+            f"them across train and test",
+            f"near-copy groups with conflicting labels: {r.near_conflict_groups:,} "
+            f"({r.near_conflict_images:,} images; excluded from training)",
         ]
+        if self.hashed:
+            lines.append(f"near-copy hashes added to {self.hashed:,} images stored before")
         if not self.added:
             lines.append("Nothing new: every image of this archive is already stored.")
         return "\n".join(lines)
@@ -85,6 +106,8 @@ class _Scan:
     report: ArchiveReport
     sizes: dict[str, tuple[int, int]]
     blank: set[str]
+    hashes: dict[str, FaceHash]
+    near: NearCopies
 
 
 def _scan(path: Path) -> _Scan:
@@ -93,6 +116,7 @@ def _scan(path: Path) -> _Scan:
     groups = group_by_content(files)
     sizes: dict[str, tuple[int, int]] = {}
     blank: set[str] = set()
+    hashes: dict[str, FaceHash] = {}
     for group in groups:
         image = decode_grey(group.first.data)
         if image is None:
@@ -100,14 +124,27 @@ def _scan(path: Path) -> _Scan:
         sizes[group.sha256] = (image.shape[1], image.shape[0])
         if is_blank(image):
             blank.add(group.sha256)
-    report = ArchiveReport.build(files, groups, blank)
-    return _Scan([g for g in groups if g.sha256 in sizes], report, sizes, blank)
+        elif looks_like_crop(image):
+            # A face crop already (FER2013's 48×48): hashed as the crop a contributed copy of
+            # it gives. A larger photo (a contribution in an export) would need the detector:
+            # left without hashes, never matched.
+            hashes[group.sha256] = face_hash(whole_face(image).crop)
+    near = find_near_copies(groups, hashes)
+    report = ArchiveReport.build(files, groups, blank, near)
+    return _Scan([g for g in groups if g.sha256 in sizes], report, sizes, blank, hashes, near)
 
 
-def _row(
-    group: Distinct, size: tuple[int, int], blank: bool, manifest: dict[str, str] | None
-) -> dict[str, Any]:
-    width, height = size
+def _hash_values(scan: _Scan, sha: str) -> dict[str, Any]:
+    face = scan.hashes.get(sha)
+    return {
+        "phash": face.phash if face else None,
+        "block_hash": face.block if face else None,
+        "near_conflict": sha in scan.near.conflicting,
+    }
+
+
+def _row(group: Distinct, scan: _Scan, manifest: dict[str, str] | None) -> dict[str, Any]:
+    width, height = scan.sizes[group.sha256]
     row: dict[str, Any] = {
         "sha256": group.sha256,
         "blob_key": content_key(group.sha256),
@@ -122,7 +159,8 @@ def _row(
         "size_bytes": len(group.first.data),
         "leak": group.leak,
         "label_conflict": group.conflict,
-        "blank": blank,
+        "blank": group.sha256 in scan.blank,
+        **_hash_values(scan, group.sha256),
     }
     if manifest:
         # Re-importing an export: the manifest knows what the single stored copy cannot tell.
@@ -131,6 +169,8 @@ def _row(
         row["origins"] = manifest["origins"].split(";") if manifest["origins"] else []
         for flag in ("leak", "label_conflict", "blank"):
             row[flag] = manifest[flag] == "1"
+        # Exports made before near-copies were flagged have no such column.
+        row["near_conflict"] = row["near_conflict"] or manifest.get("near_conflict") == "1"
         if manifest.get("contributor_id"):
             row["contributor_id"] = int(manifest["contributor_id"])
         if manifest.get("created_at"):
@@ -169,17 +209,35 @@ async def import_archive(
     for start in range(0, len(new), ROWS_PER_INSERT):
         chunk = new[start : start + ROWS_PER_INSERT]
         await asyncio.gather(*(upload(g) for g in chunk))
-        rows = [
-            _row(g, scan.sizes[g.sha256], g.sha256 in scan.blank, manifest.get(g.sha256))
-            for g in chunk
-        ]
+        rows = [_row(g, scan, manifest.get(g.sha256)) for g in chunk]
         async with sessions.begin() as session:
             await ensure_users(
                 session, (r["contributor_id"] for r in rows if "contributor_id" in r)
             )
             added += await insert_samples(session, rows)
+    async with sessions.begin() as session:
+        hashed = await _hash_stored(session, scan, stored)
     elapsed = time.perf_counter() - started
-    return ImportSummary(scan.report, added, len(scan.groups) - added, elapsed)
+    return ImportSummary(scan.report, added, len(scan.groups) - added, elapsed, hashed)
+
+
+async def _hash_stored(session: AsyncSession, scan: _Scan, stored: set[str]) -> int:
+    """Give the images stored before hashes were kept (schema 0005) their hashes and near-copy
+    flags: this import is where FER2013's rows are backfilled."""
+    missing = await unhashed_shas(session, stored & scan.hashes.keys())
+    table = Sample.__table__
+    if missing:
+        await session.execute(
+            update(table)
+            .where(table.c.sha256 == bindparam("sha"))
+            .values(
+                phash=bindparam("phash"),
+                block_hash=bindparam("block_hash"),
+                near_conflict=bindparam("near_conflict"),
+            ),
+            [{"sha": sha, **_hash_values(scan, sha)} for sha in sorted(missing)],
+        )
+    return len(missing)
 
 
 @dataclass

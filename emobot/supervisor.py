@@ -79,13 +79,17 @@ class EmbeddedPostgres:
 
 
 async def prepare_database(settings: Settings) -> None:
-    """Apply migrations; register and activate the shipped model when the registry is empty."""
+    """Apply migrations (and fill in what they need the blob store for); register and activate
+    the shipped model when the registry is empty."""
+    from db.contributions import hash_old_contributions
     from db.engine import open_storage
     from db.migrate import upgrade
     from db.registry import list_models, promote, register_model
 
     async with open_storage(settings) as storage:
         await upgrade(storage.engine)
+        if hashed := await hash_old_contributions(storage):
+            log.info("near-copy hashes added to %d contributed photos stored before", hashed)
         async with storage.sessions() as session, session.begin():
             if await list_models(session):
                 return

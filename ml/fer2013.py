@@ -17,6 +17,8 @@ import cv2
 import numpy as np
 
 from emobot.labels import CLASSES, FER_TO_CLASS, SPLITS
+from ml.near_dupes import FaceHash, near_pairs
+from ml.near_dupes import groups as linked_groups
 
 # A blank image: every pixel within this distance of the image's mean.
 _BLANK_SPREAD = 3
@@ -121,6 +123,30 @@ def group_by_content(files: list[ArchiveFile]) -> list[Distinct]:
 
 
 @dataclass
+class NearCopies:
+    """Distinct images that are near-copies of each other (ml.near_dupes): re-encoded, resized
+    or lightly edited versions of one face, which byte comparison cannot see."""
+
+    groups: list[list[str]]  # sha256 of the images of each group (two or more)
+    conflicting: set[str]  # images of groups whose labels differ: left out of training
+
+    @property
+    def images(self) -> int:
+        return sum(len(g) for g in self.groups)
+
+
+def find_near_copies(groups: list[Distinct], hashes: dict[str, FaceHash]) -> NearCopies:
+    """The groups of near-copies among the distinct images that have hashes."""
+    hashed = [g for g in groups if g.sha256 in hashes]
+    pairs = near_pairs([hashes[g.sha256] for g in hashed])
+    found = [[hashed[i] for i in members] for members in linked_groups(len(hashed), pairs)]
+    conflicting = {
+        g.sha256 for members in found if len({g.label for g in members}) > 1 for g in members
+    }
+    return NearCopies([[g.sha256 for g in members] for members in found], conflicting)
+
+
+@dataclass
 class ArchiveReport:
     """What the archive holds and which of its flaws were found."""
 
@@ -133,12 +159,28 @@ class ArchiveReport:
     conflicts_7: int = 0
     conflicts_4: int = 0
     blanks: int = 0
+    near_groups: int = 0
+    near_images: int = 0
+    near_conflict_groups: int = 0
+    near_conflict_images: int = 0
+    near_leak_groups: int = 0  # near-copy groups with images in both splits
 
     @classmethod
     def build(
-        cls, files: list[ArchiveFile], groups: list[Distinct], blank: set[str]
+        cls,
+        files: list[ArchiveFile],
+        groups: list[Distinct],
+        blank: set[str],
+        near: NearCopies | None = None,
     ) -> "ArchiveReport":
         report = cls(files=len(files), distinct=len(groups))
+        if near is not None:
+            split = {g.sha256: g.split for g in groups}
+            report.near_groups = len(near.groups)
+            report.near_images = near.images
+            report.near_conflict_groups = sum(g[0] in near.conflicting for g in near.groups)
+            report.near_conflict_images = len(near.conflicting)
+            report.near_leak_groups = sum(len({split[s] for s in g}) > 1 for g in near.groups)
         report.blanks = sum(len(g.files) for g in groups if g.sha256 in blank)
         for f in files:
             report.per_class[(f.split, f.label)] += 1

@@ -16,6 +16,8 @@ from ml.ferplus import COLUMNS
 from tests.conftest import FIXTURE_ARCHIVE, child_env
 from tests.ml.test_ferplus import fake_votes
 
+FACES = Path(__file__).parent / "data" / "faces"
+
 
 def emobot(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {
@@ -119,3 +121,35 @@ def test_invalid_setting_names_the_variable(settings: Settings) -> None:
         [sys.executable, "-m", "emobot", "stats"], env=env, capture_output=True, text=True
     )
     assert result.returncode != 0 and "BATCH_SIZE" in result.stderr
+
+
+# What libraries print on every start (TensorFlow's C++ notices, Alembic's plugins and context,
+# a setuptools warning): none of it may reach a process's stderr.
+BANNERS = (
+    "cpu_feature_guard",
+    "oneDNN",
+    "absl::InitializeLog",
+    "rebuild TensorFlow",
+    "setup plugin",
+    "Context impl",
+    "Will assume",
+    "setuptools",
+    "Setuptools",
+)
+# LiteRT's C++ prints this once per process when the face detector first runs; ai_edge_litert
+# has no setting for it (its minimum log severity is not exported), and doing without its
+# XNNPACK delegate would make detection about 3 times slower.
+LITERT_NOTICE = "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+
+
+async def test_processes_start_without_library_banners(
+    settings: Settings, sessions: object
+) -> None:
+    migrate = emobot(settings, "migrate")
+    predict = emobot(settings, "predict", str(FACES / "astronaut.jpg"))
+    assert migrate.returncode == 0 and predict.returncode == 0, migrate.stderr + predict.stderr
+    assert "1 face" in predict.stdout
+    for result in (migrate, predict):
+        assert not [line for line in result.stderr.splitlines() if any(b in line for b in BANNERS)]
+    assert migrate.stderr == ""  # the schema is up to date: nothing to say but on stdout
+    assert [line for line in predict.stderr.splitlines() if line != LITERT_NOTICE] == []

@@ -74,21 +74,24 @@ async def photo(
     settings: Settings,
     lang: str,
 ) -> None:
-    pending = [Pending.from_json(p) for p in (await state.get_data()).get("pending", [])]
+    data = await state.get_data()
+    pending = [Pending.from_json(p) for p in data.get("pending", [])]
     # A refused photo raises Rejected: the errors router answers it.
-    item = await check_photo(
+    item, conflicting = await check_photo(
         session,
         bot,
         incoming_image(message),
         pending,
+        data["label"],
         max_bytes=settings.max_photo_bytes,
         max_pixels=settings.max_photo_pixels,
     )
     pending.append(item)
     await state.update_data(pending=[p.as_json() for p in pending])
-    await message.reply(
-        t(lang, "contribute.accepted", count=len(pending)), reply_markup=keyboards.done(lang)
-    )
+    text = t(lang, "contribute.accepted", count=len(pending))
+    if conflicting:
+        text = f"{t(lang, 'contribute.conflicting_copy')}\n{text}"
+    await message.reply(text, reply_markup=keyboards.done(lang))
 
 
 async def not_a_photo(message: Message, lang: str) -> None:

@@ -83,6 +83,8 @@ async def stats_text(session: AsyncSession, lang: str, settings: Settings) -> st
     )
     ready = await readiness(session, settings.min_train_per_class, settings.min_test_per_class)
     notes = [t(lang, "admin.stats.empty")] if ready.empty else []
+    if stats.flags["near_conflict"]:
+        notes.append(t(lang, "admin.stats.near_conflicts", count=stats.flags["near_conflict"]))
     if not ready.ready:
         notes.append(ready.explain(lang, settings.fer2013_zip))
     elif not any(source == "fer2013" for source, _, _ in stats.stored):

@@ -10,9 +10,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.services.photos import IncomingImage, Rejected, check_header, download
 from db.blob_refs import put_photo
 from db.blobs import BlobStore, sha256_hex
-from db.contributions import Added, Contribution, add_contribution, is_in_dataset
+from db.contributions import (
+    Added,
+    Contribution,
+    add_contribution,
+    is_in_dataset,
+    near_copy_labels,
+)
 from ml.faces import ImageError, decode_image, find_faces, grey
 from ml.fer2013 import is_blank
+from ml.near_dupes import FaceHash, face_hash
 from ml.upright import best_turn
 
 log = logging.getLogger(__name__)
@@ -32,6 +39,16 @@ class Pending:
     width: int
     height: int
     size: int
+    # The face crop's perceptual hashes (ml.near_dupes), block as hex; None in batches checked
+    # before hashes were kept.
+    phash: int | None = None
+    block: str | None = None
+
+    @property
+    def face(self) -> FaceHash | None:
+        if self.phash is None or self.block is None:
+            return None
+        return FaceHash(self.phash, bytes.fromhex(self.block))
 
     def as_json(self) -> dict[str, object]:
         return asdict(self)
@@ -47,9 +64,11 @@ MIN_FACE_SIDE = 48
 MAX_ROLL_DEGREES = 45
 
 
-def find_one_face(data: bytes, max_pixels: int) -> tuple[tuple[int, int, int, int], int, int]:
-    """The face box and the image size; Rejected unless there is exactly one plausible face:
-    upright, big enough, not a blank image taken whole."""
+def find_one_face(
+    data: bytes, max_pixels: int
+) -> tuple[tuple[int, int, int, int], int, int, FaceHash]:
+    """The face box, the image size and the hashes of the face crop; Rejected unless there is
+    exactly one plausible face: upright, big enough, not a blank image taken whole."""
     check_header(data, max_pixels)
     try:
         image = decode_image(data, max_pixels)
@@ -72,7 +91,9 @@ def find_one_face(data: bytes, max_pixels: int) -> tuple[tuple[int, int, int, in
     side = min(face.box[2:])
     if side < MIN_FACE_SIDE:
         raise Rejected("reject.small_face", size=side, least=MIN_FACE_SIDE)
-    return face.box, image.shape[1], image.shape[0]
+    # The crop training cuts from this photo (ml.train_job.sample_face finds the same face
+    # again at the stored box): copies are judged by the face they train on.
+    return face.box, image.shape[1], image.shape[0], face_hash(face.crop)
 
 
 async def check_photo(
@@ -80,11 +101,14 @@ async def check_photo(
     bot: Bot,
     image: IncomingImage,
     pending: list[Pending],
+    label: str,
     *,
     max_bytes: int,
     max_pixels: int,
-) -> Pending:
-    """Download and check one photo of the batch; Rejected with the reason otherwise."""
+) -> tuple[Pending, bool]:
+    """Download and check one photo of the batch; Rejected with the reason otherwise. True
+    with it when a near-copy of it is in the dataset with another label: it is kept, but
+    neither is trained on."""
     data = await download(bot, image, max_bytes)
     sha = sha256_hex(data)
     if any(p.sha256 == sha for p in pending):
@@ -92,10 +116,25 @@ async def check_photo(
     if await is_in_dataset(session, sha):
         raise Rejected("reject.known")
     # Detection is CPU work: off the event loop, so other chats are served meanwhile.
-    box, width, height = await asyncio.to_thread(find_one_face, data, max_pixels)
-    return Pending(
-        image.file_id, image.unique_id, sha, image.content_type, box, width, height, len(data)
+    box, width, height, face = await asyncio.to_thread(find_one_face, data, max_pixels)
+    if any(p.face is not None and p.face.is_copy(face) for p in pending):
+        raise Rejected("reject.repeat_copy")
+    labels = await near_copy_labels(session, face)
+    if label in labels:
+        raise Rejected("reject.known_copy")
+    item = Pending(
+        image.file_id,
+        image.unique_id,
+        sha,
+        image.content_type,
+        box,
+        width,
+        height,
+        len(data),
+        face.phash,
+        face.block.hex(),
     )
+    return item, bool(labels)
 
 
 @dataclass
@@ -129,9 +168,21 @@ async def save_batch(
         if sha256_hex(data) != item.sha256:  # Telegram served other bytes than were checked
             saved.failed += 1
             continue
+        # A copy saved since the check (another batch): known, and no blob stored for it.
+        if item.face is not None and label in await near_copy_labels(session, item.face):
+            saved.known += 1
+            continue
         sha, key = await put_photo(session, blobs, data, item.content_type)
         contribution = Contribution(
-            sha, key, label, item.box, item.width, item.height, len(data), item.unique_id
+            sha,
+            key,
+            label,
+            item.box,
+            item.width,
+            item.height,
+            len(data),
+            item.unique_id,
+            item.face,
         )
         outcome = await add_contribution(session, contributor_id, contribution)
         if outcome is Added.DUPLICATE:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
+import matplotlib
 import numpy as np
 import pytest
 from aiogram import Bot, Dispatcher, Router
@@ -19,6 +20,7 @@ from db.engine import Storage
 from db.models import Sample
 from emobot.settings import Settings
 from playground.botapi import BotAPIEmulator, BotAPIServer, BotCall, FakeUser
+from tests.conftest import fer_face
 
 FACES = Path(__file__).parents[1] / "data" / "faces"
 ADMIN = 1000  # the `settings` fixture's ADMIN_IDS
@@ -29,13 +31,32 @@ class Photos:
     one_face: bytes
     no_face: bytes
     three_faces: bytes
-    variants: list[bytes] = field(default_factory=list)  # distinct bytes, one face each
+    variants: list[bytes] = field(default_factory=list)  # one face each, four different faces
+    # one_face re-encoded at JPEG quality 40, at 60 % of its size, brighter: near-copies of its
+    # face (at quality 30 the detector finds a second, false face; at half size the face is
+    # under the 48 px a contribution needs).
+    copies: list[bytes] = field(default_factory=list)
 
 
 def _jpeg(image: np.ndarray, quality: int) -> bytes:
     ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     assert ok
     return data.tobytes()
+
+
+def different_faces() -> list[bytes]:
+    """Four one-face photos, no two of them near-copies (ml.near_dupes) of each other or of
+    astronaut.jpg: the astronaut mirrored, Grace Hopper (matplotlib's sample), Grace Hopper
+    cropped and mirrored, a FER2013 face at 96×96 (taken whole as a face crop)."""
+    astronaut = cv2.imread(str(FACES / "astronaut.jpg"))
+    hopper = cv2.imread(str(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"))
+    face = cv2.imdecode(np.frombuffer(fer_face(), np.uint8), cv2.IMREAD_GRAYSCALE)
+    return [
+        _jpeg(cv2.flip(astronaut, 1), 90),
+        _jpeg(hopper, 90),
+        _jpeg(cv2.flip(hopper[40:480, 40:480], 1), 90),
+        _jpeg(cv2.resize(face, (96, 96), interpolation=cv2.INTER_CUBIC), 95),
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -45,8 +66,12 @@ def photos() -> Photos:
         one_face=(FACES / "astronaut.jpg").read_bytes(),
         no_face=(FACES / "coffee.jpg").read_bytes(),
         three_faces=(FACES / "three_faces.jpg").read_bytes(),
-        # Re-encoded at other qualities: other bytes (other sha256), the same single face.
-        variants=[_jpeg(astronaut, q) for q in (80, 84, 92, 95)],
+        variants=different_faces(),
+        copies=[
+            _jpeg(astronaut, 40),
+            _jpeg(cv2.resize(astronaut, (307, 307), interpolation=cv2.INTER_AREA), 90),
+            _jpeg(cv2.add(astronaut, np.full_like(astronaut, 30)), 90),
+        ],
     )
 
 

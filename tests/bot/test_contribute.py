@@ -6,8 +6,10 @@ from sqlalchemy import select
 
 from db.blobs import content_key, sha256_hex
 from db.models import FsmState, User
+from db.samples import trainable_counts
+from db.training_set import train_refs
 from playground.botapi import FakeUser
-from tests.bot.conftest import BotHarness, Photos, png_bytes, text_has
+from tests.bot.conftest import ADMIN, BotHarness, Photos, png_bytes, text_has
 
 
 async def open_batch(harness: BotHarness, user: FakeUser, label: str = "happy") -> None:
@@ -228,3 +230,56 @@ async def test_two_users_in_dialogs_at_once(harness: BotHarness, photos: Photos)
     by_user = {(s.contributor_id, s.label) for s in await harness.samples()}
     assert by_user == {(29, "happy"), (30, "neutral")}
     assert len(await harness.samples()) == 3
+
+
+async def test_near_copies_with_the_same_class_are_not_stored_again(
+    harness: BotHarness, photos: Photos
+) -> None:
+    ann = harness.user(26, "Ann", "en")
+    await open_batch(harness, ann)
+    ann.send_photo(photos.one_face)
+    await accept(harness, ann, 1)
+    ann.send_photo(photos.copies[0])
+    assert "A copy of this photo" in (await harness.reply(ann, text_has("this batch"))).text
+    assert "Photos saved: 1" in await finish(harness, ann)
+
+    bob = harness.user(27, "Bob", "en")
+    await open_batch(harness, bob)
+    for copy in photos.copies:  # re-encoded, smaller, brighter
+        bob.send_photo(copy)
+        reply = await harness.reply(bob, text_has("dataset"))
+        assert "already in the dataset with the same class" in reply.text
+    [sample] = await harness.samples()
+    assert (sample.contributor_id, sample.near_conflict) == (26, False)
+    assert sample.phash is not None and sample.block_hash is not None
+    assert len(sample.block_hash) == 32
+
+
+async def test_a_near_copy_with_another_class_is_kept_and_both_are_left_out_of_training(
+    harness: BotHarness, photos: Photos
+) -> None:
+    ann = harness.user(28, "Ann", "en")
+    await open_batch(harness, ann, "happy")
+    ann.send_photo(photos.one_face)
+    await accept(harness, ann, 1)
+    await finish(harness, ann)
+    bob = harness.user(29, "Bob", "en")
+    await open_batch(harness, bob, "negative")
+    bob.send_photo(photos.copies[1])
+    accepted = await harness.reply(bob, text_has("(1 "))
+    assert "in the dataset with another class" in accepted.text
+    bob.send_photo(photos.variants[1])  # another face: no conflict
+    assert "another class" not in (await harness.reply(bob, text_has("(2 "))).text
+    assert "Photos saved: 2" in await finish(harness, bob)
+
+    samples = {s.contributor_id: s for s in await harness.samples() if s.near_conflict}
+    assert {(i, s.label) for i, s in samples.items()} == {(28, "happy"), (29, "negative")}
+    async with harness.storage.sessions() as session:
+        assert await trainable_counts(session) == {"negative": 1}  # Grace Hopper only
+        assert [r.blob_key for r in await train_refs(session)] == [
+            content_key(sha256_hex(photos.variants[1]))
+        ]
+    admin = harness.user(ADMIN, "Admin", "en")
+    admin.send_text("/stats")
+    stats = await harness.reply(admin, text_has("Dataset"))
+    assert "Near-identical photos with different classes (left out of training): 2." in stats.text

@@ -85,10 +85,10 @@ async def test_ferplus_votes_are_added_to_existing_samples_and_removed_again(
         assert (await conn.exec_driver_sql("SELECT label FROM samples")).scalar() == "happy"
 
 
-async def test_requests_and_runs_from_before_0005_speak_their_users_language(
+async def test_requests_and_runs_from_before_0006_speak_their_users_language(
     empty_engine: AsyncEngine,
 ) -> None:
-    await upgrade(empty_engine, "0004")
+    await upgrade(empty_engine, "0005")
     async with empty_engine.begin() as conn:
         await conn.exec_driver_sql(
             "INSERT INTO users (id, language, telegram_language) VALUES "
@@ -101,7 +101,7 @@ async def test_requests_and_runs_from_before_0005_speak_their_users_language(
         await conn.exec_driver_sql(
             "INSERT INTO training_runs (requested_by, status) VALUES (2, 'done'), (NULL, 'done')"
         )
-    await upgrade(empty_engine, "0005")
+    await upgrade(empty_engine, "0006")
     async with empty_engine.connect() as conn:
         requests = await conn.exec_driver_sql(
             "SELECT language FROM prediction_requests ORDER BY chat_id"

@@ -14,7 +14,6 @@ import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import cv2
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -26,6 +25,7 @@ from db.models import PredictionRequest, Sample
 from emobot.importer import import_archive
 from emobot.settings import Settings
 from playground.botapi import BotAPIEmulator, BotAPIServer, BotCall, FakeUser
+from tests.bot.conftest import different_faces
 from tests.conftest import FIXTURE_ARCHIVE, child_env
 
 FACES = Path(__file__).parents[1] / "data" / "faces"
@@ -157,12 +157,8 @@ async def drained(sessions: async_sessionmaker[AsyncSession], seconds: float = 6
 
 
 def variants(count: int) -> list[bytes]:
-    """The one-face photo re-encoded at other JPEG qualities: other bytes, the same face."""
-    image = cv2.imread(str(FACES / "astronaut.jpg"))
-    encoded = [
-        cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 80 + i])[1] for i in range(count)
-    ]
-    return [e.tobytes() for e in encoded]
+    """One-face photos of different faces (copies of one face would be refused as such)."""
+    return different_faces()[:count]
 
 
 async def test_contribute_predict_and_export_through_the_bot_process(

@@ -1,0 +1,34 @@
+"""Logging for every process: one format on stderr, and what libraries announce on every start
+kept out of the log, so that a process start is the platform's own line."""
+
+import logging
+import sys
+
+# Messages libraries log at INFO on every start, nothing an operator acts on; by logger, the
+# beginnings of the messages left out (the revisions Alembic applies are kept).
+BANNERS = {
+    "alembic.runtime.plugins": ("setup plugin",),
+    "alembic.runtime.migration": ("Context impl", "Will assume"),
+    "aiogram.dispatcher": ("Start polling",),  # "Run polling for bot @name" follows it
+}
+
+
+class _LeaveOut(logging.Filter):
+    def __init__(self, beginnings: tuple[str, ...]):
+        super().__init__()
+        self.beginnings = beginnings
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.beginnings)
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    if level == "DEBUG":
+        return
+    # aiogram logs every handled update at INFO: a line per message, nothing to act on.
+    logging.getLogger("aiogram.event").setLevel(logging.WARNING)
+    for name, beginnings in BANNERS.items():
+        logging.getLogger(name).addFilter(_LeaveOut(beginnings))
