@@ -24,9 +24,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from emobot.face_hash import BLOCK_MAX, PHASH_MAX
 from ml.faces import decode_image, find_faces
 from ml.fer2013 import decode_grey, group_by_content, is_blank, iter_archive
-from ml.near_dupes import BLOCK_MAX, PHASH_MAX, face_hash, groups, near_pairs
+from ml.near_dupes import face_hash, groups, near_pairs
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -1,8 +1,6 @@
 """Photos contributed through the bot: stored as `samples` (source telegram, split train),
 listed and deleted by their contributor."""
 
-import asyncio
-import logging
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -10,13 +8,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.engine import Storage
 from db.models import Sample
 from db.samples import hashes_of, near_copy_of, settle_near_conflicts
-from ml.faces import ImageError
-from ml.near_dupes import FaceHash, photo_hash
-
-log = logging.getLogger(__name__)
+from emobot.face_hash import FaceHash
 
 
 class Added(StrEnum):
@@ -96,45 +90,14 @@ async def add_contribution(session: AsyncSession, contributor_id: int, item: Con
     else:
         outcome = Added.NEW
     if item.face is not None:
-        await _flag_conflicts(session, inserted, item.face, item.label)
+        await flag_near_conflicts(session, inserted, item.face, item.label)
     return outcome
 
 
-async def hash_old_contributions(storage: Storage) -> int:
-    """Give the contributed photos stored before near-copies were tracked (schema 0005) their
-    face's hashes, and flag those that conflict with a copy; returns how many got them. Run
-    where the platform is prepared (`emobot run`, compose's migrate), after the migrations:
-    it needs the blob store and the face detector, which a schema revision should not. Copies
-    with the same label already stored twice stay (they were accepted before this check)."""
-    async with storage.sessions() as session:
-        rows = (
-            await session.execute(
-                select(Sample.id, Sample.blob_key, Sample.face_box, Sample.label).where(
-                    Sample.source == "telegram", Sample.status == "active", Sample.phash.is_(None)
-                )
-            )
-        ).all()
-    hashed = 0
-    for sample_id, key, box, label in rows:
-        try:
-            face = await asyncio.to_thread(photo_hash, await storage.blobs.get(key), box)
-        except ImageError as exc:  # stays without hashes: never matched
-            log.warning("sample %s: no hashes, the photo cannot be read: %s", sample_id, exc)
-            continue
-        async with storage.sessions.begin() as session:
-            await session.execute(
-                update(Sample)
-                .where(Sample.id == sample_id)
-                .values(phash=face.phash, block_hash=face.block)
-            )
-            await _flag_conflicts(session, sample_id, face, label)
-        hashed += 1
-    return hashed
-
-
-async def _flag_conflicts(
+async def flag_near_conflicts(
     session: AsyncSession, sample_id: int, face: FaceHash, label: str
 ) -> None:
+    """Flag the sample and its near-copies with another label: left out of training."""
     copies = await session.scalars(
         update(Sample)
         .where(near_copy_of(face), Sample.status == "active", Sample.label != label)

@@ -19,8 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from db.models import Bits, Sample, User
+from emobot.face_hash import BLOCK_BITS, BLOCK_MAX, PHASH_BITS, PHASH_MAX, FaceHash
 from emobot.labels import FER_TO_CLASS
-from ml.near_dupes import BLOCK_BITS, BLOCK_MAX, PHASH_BITS, PHASH_MAX, FaceHash
 
 
 async def _stored_shas(session: AsyncSession, shas: Iterable[str], *where: Any) -> set[str]:

@@ -1,5 +1,6 @@
 """Importing a dataset archive (FER2013's layout or the platform's own export) into the
-database and the blob store. Idempotent: what is already stored is skipped.
+database and the blob store. Idempotent: what is already stored is skipped. And the hashes of
+contributed photos stored before near-copies were tracked.
 
 Here, not in db/: it joins both sides, reading archives with ml/ and writing with db/, and
 db/ imports nothing of ml/ but the class vocabulary."""
@@ -8,6 +9,7 @@ import asyncio
 import csv
 import io
 import json
+import logging
 import time
 import zipfile
 from collections.abc import Callable, Iterable, Mapping
@@ -16,10 +18,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.blobs import BlobStore, content_key
+from db.contributions import flag_near_conflicts
+from db.engine import Storage
 from db.exporter import MANIFEST
 from db.models import Sample
 from db.samples import (
@@ -30,8 +34,9 @@ from db.samples import (
     set_votes,
     unhashed_shas,
 )
+from emobot.face_hash import FaceHash
 from emobot.labels import CLASSES
-from ml.faces import looks_like_crop, whole_face
+from ml.faces import ImageError, looks_like_crop, whole_face
 from ml.fer2013 import (
     ArchiveReport,
     Distinct,
@@ -43,11 +48,13 @@ from ml.fer2013 import (
     iter_archive,
 )
 from ml.ferplus import Votes
-from ml.near_dupes import FaceHash, face_hash
+from ml.near_dupes import face_hash, photo_hash
 
 ROWS_PER_INSERT = 1000
 
 Progress = Callable[[int], None]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -285,3 +292,35 @@ async def import_votes(
                 changed[sample_id] = new
         await set_votes(session, changed)
     return VotesSummary(len(votes), len(changed), already, len(votes.keys() - matched), without)
+
+
+async def hash_old_contributions(storage: Storage) -> int:
+    """Give the contributed photos stored before near-copies were tracked (schema 0005) their
+    face's hashes, and flag those that conflict with a copy; returns how many got them. Run
+    where the platform is prepared (`emobot run`, compose's migrate), after the migrations:
+    it needs the blob store and the face detector, which a schema revision should not. Copies
+    with the same label already stored twice stay (they were accepted before this check)."""
+    async with storage.sessions() as session:
+        rows = (
+            await session.execute(
+                select(Sample.id, Sample.blob_key, Sample.face_box, Sample.label).where(
+                    Sample.source == "telegram", Sample.status == "active", Sample.phash.is_(None)
+                )
+            )
+        ).all()
+    hashed = 0
+    for sample_id, key, box, label in rows:
+        try:
+            face = await asyncio.to_thread(photo_hash, await storage.blobs.get(key), box)
+        except ImageError as exc:  # stays without hashes: never matched
+            log.warning("sample %s: no hashes, the photo cannot be read: %s", sample_id, exc)
+            continue
+        async with storage.sessions.begin() as session:
+            await session.execute(
+                update(Sample)
+                .where(Sample.id == sample_id)
+                .values(phash=face.phash, block_hash=face.block)
+            )
+            await flag_near_conflicts(session, sample_id, face, label)
+        hashed += 1
+    return hashed

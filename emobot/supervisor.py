@@ -81,10 +81,10 @@ class EmbeddedPostgres:
 async def prepare_database(settings: Settings) -> None:
     """Apply migrations (and fill in what they need the blob store for); register and activate
     the shipped model when the registry is empty."""
-    from db.contributions import hash_old_contributions
     from db.engine import open_storage
     from db.migrate import upgrade
     from db.registry import list_models, promote, register_model
+    from emobot.importer import hash_old_contributions
 
     async with open_storage(settings) as storage:
         await upgrade(storage.engine)

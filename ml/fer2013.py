@@ -16,9 +16,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from emobot.face_hash import FaceHash
 from emobot.labels import CLASSES, FER_TO_CLASS, SPLITS
-from ml.near_dupes import FaceHash, near_pairs
 from ml.near_dupes import groups as linked_groups
+from ml.near_dupes import near_pairs
 
 # A blank image: every pixel within this distance of the image's mean.
 _BLANK_SPREAD = 3

@@ -11,31 +11,11 @@ FER2013 (numbers in benchmarks/README.md).
 """
 
 from collections import defaultdict
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-PHASH_MAX = 8  # bits of 64
-BLOCK_MAX = 24  # bits of 256
-PHASH_BITS = 64
-BLOCK_BITS = 256
-
-
-@dataclass(frozen=True)
-class FaceHash:
-    phash: int  # the 64 bits as a signed integer: a PostgreSQL bigint holds it as it is
-    block: bytes  # 32 bytes
-
-    def distance(self, other: "FaceHash") -> tuple[int, int]:
-        """Differing bits of pHash and of BlockMean."""
-        phash = ((self.phash ^ other.phash) & (2**PHASH_BITS - 1)).bit_count()
-        block = (int.from_bytes(self.block) ^ int.from_bytes(other.block)).bit_count()
-        return phash, block
-
-    def is_copy(self, other: "FaceHash") -> bool:
-        phash, block = self.distance(other)
-        return phash <= PHASH_MAX and block <= BLOCK_MAX
+from emobot.face_hash import BLOCK_MAX, PHASH_MAX, FaceHash
 
 
 def photo_hash(data: bytes, box: list[int] | None) -> FaceHash:

@@ -17,9 +17,10 @@ from db.contributions import (
     is_in_dataset,
     near_copy_labels,
 )
+from emobot.face_hash import FaceHash
 from ml.faces import ImageError, decode_image, find_faces, grey
 from ml.fer2013 import is_blank
-from ml.near_dupes import FaceHash, face_hash
+from ml.near_dupes import face_hash
 from ml.upright import best_turn
 
 log = logging.getLogger(__name__)

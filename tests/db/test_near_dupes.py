@@ -14,14 +14,14 @@ from db.contributions import (
     Contribution,
     add_contribution,
     delete_contributions,
-    hash_old_contributions,
     near_copy_labels,
 )
 from db.engine import Storage
 from db.erasure import erase_rows
 from db.models import Sample
 from db.samples import ensure_users, trainable_counts
-from ml.near_dupes import BLOCK_MAX, PHASH_MAX, FaceHash
+from emobot.face_hash import BLOCK_MAX, PHASH_MAX, FaceHash
+from emobot.importer import hash_old_contributions
 from tests.bot.conftest import FACES, different_faces
 
 Sessions = async_sessionmaker[AsyncSession]

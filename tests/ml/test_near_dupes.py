@@ -4,8 +4,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from emobot.face_hash import FaceHash
 from ml.faces import decode_image, find_faces
-from ml.near_dupes import FaceHash, face_hash, groups, near_pairs
+from ml.near_dupes import face_hash, groups, near_pairs
 from tests.conftest import FIXTURE_ARCHIVE
 
 ASTRONAUT = Path(__file__).parents[1] / "data" / "faces" / "astronaut.jpg"
