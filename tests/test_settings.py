@@ -1,6 +1,9 @@
+import json
+
 import pytest
 
 from emobot.settings import Settings, SettingsError, get_settings
+from ml.inference import shipped_model_path
 
 
 def test_admin_ids_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -38,3 +41,11 @@ def test_empty_variables_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.database_url is None
     assert settings.telegram_api_url is None
     assert settings.admin_ids == frozenset()
+
+
+def test_the_unsure_threshold_is_the_one_the_shipped_model_was_calibrated_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("UNSURE_BELOW", raising=False)
+    card = json.loads((shipped_model_path().parent / "model_card.json").read_text())
+    assert Settings(_env_file=None).unsure_below == card["calibration"]["unsure_below"]
