@@ -1,7 +1,10 @@
+import json
+
 import keras
 import numpy as np
 import pytest
 
+from ml.architectures import emonet
 from ml.calibration import (
     calibrated,
     expected_calibration_error,
@@ -43,7 +46,7 @@ def test_unsure_faces_are_those_more_often_wrong_than_right() -> None:
 
 
 def test_the_calibrated_model_divides_the_logits_and_saves_as_any_model(tmp_path) -> None:
-    model = keras.models.load_model(shipped_model_path(), compile=False)
+    model = emonet()  # as training leaves it: a Dense softmax head
     x = np.random.default_rng(1).normal(size=(6, 48, 48, 1)).astype(np.float32)
     probs = model.predict(x, verbose=0)
     cooled = calibrated(model, 1.6)
@@ -53,3 +56,10 @@ def test_the_calibrated_model_divides_the_logits_and_saves_as_any_model(tmp_path
     assert np.allclose(loaded.predict(x, verbose=0), scaled(probs, 1.6), atol=1e-5)
     with pytest.raises(ValueError, match="Dense softmax"):
         calibrated(cooled, 2.0)  # already ends in a Softmax layer
+
+
+def test_the_shipped_model_is_calibrated_with_its_card_s_temperature() -> None:
+    model = keras.models.load_model(shipped_model_path(), compile=False)
+    card = json.loads((shipped_model_path().parent / "model_card.json").read_text())
+    scale = model.get_layer("temperature").scale
+    assert scale == pytest.approx(1 / card["calibration"]["temperature"], rel=1e-3)
