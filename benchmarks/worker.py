@@ -43,6 +43,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db import queue
+from db.blob_refs import put_photo
 from db.blobs import LocalBlobStore
 from db.engine import make_engine, make_sessionmaker
 from db.migrate import upgrade
@@ -110,7 +111,8 @@ class TimedEmulator(BotAPIEmulator):
 class Bench:
     emulator: TimedEmulator
     sessions: async_sessionmaker[AsyncSession]
-    blob_keys: dict[str, str]  # by photo kind
+    blobs: LocalBlobStore
+    photos: dict[str, bytes]  # by kind
     env: dict[str, str]
     next_chat: int = 1
 
@@ -132,7 +134,7 @@ async def environment(photos: list[str], shipped: Path, log_level: str) -> Async
                 LocalBlobStore(Path(tmp) / "blobs") as blobs,
                 BotAPIServer(emulator) as server,
             ):
-                keys = {kind: (await blobs.put_content(PHOTOS[kind]()))[1] for kind in photos}
+                data = {kind: PHOTOS[kind]() for kind in photos}
                 env = {
                     "DATABASE_URL": url,
                     "BLOB_STORE_URL": f"file://{Path(tmp) / 'blobs'}",
@@ -142,7 +144,7 @@ async def environment(photos: list[str], shipped: Path, log_level: str) -> Async
                     "MODEL_PATH": str(shipped),
                     "LOG_LEVEL": log_level,
                 }
-                yield Bench(emulator, make_sessionmaker(engine), keys, env)
+                yield Bench(emulator, make_sessionmaker(engine), blobs, data, env)
     finally:
         await engine.dispose()
         await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
@@ -155,16 +157,12 @@ async def _enqueue(bench: Bench, kind: str, count: int) -> list[tuple[int, float
     bench.next_chat += count
     at = time.perf_counter()
     async with bench.sessions.begin() as session:
+        # Stored with each transaction, as the bot stores each photo: the worker lets a photo
+        # go once its requests are answered (PREDICTION_RETENTION_HOURS 0).
+        _, key = await put_photo(session, bench.blobs, bench.photos[kind])
         if count == 1:
-            await queue.enqueue(
-                session,
-                chat_id=chats[0],
-                user_id=None,
-                message_id=1,
-                blob_key=bench.blob_keys[kind],
-            )
+            await queue.enqueue(session, chat_id=chats[0], user_id=None, message_id=1, blob_key=key)
         else:
-            key = bench.blob_keys[kind]
             rows = [{"chat_id": c, "message_id": 1, "blob_key": key} for c in chats]
             await session.execute(insert(PredictionRequest), rows)
     return [(c, at) for c in chats]
