@@ -103,9 +103,9 @@ class Settings(BaseSettings):
         return value
 
     def model_file(self, version: int) -> Path:
-        """Where a registered model version is cached: Keras loads from a file, and the
-        processes sharing DATA_DIR download each version once."""
-        return self.data_dir / "models" / f"v{version}.keras"
+        """Where a registered model version's flatbuffer is cached: LiteRT loads from a file,
+        and the processes sharing DATA_DIR download each version once."""
+        return self.data_dir / "models" / f"v{version}.tflite"
 
 
 class SettingsError(SystemExit):

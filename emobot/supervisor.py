@@ -18,15 +18,20 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from emobot.cli import command_names
 from emobot.settings import Settings
+
+if TYPE_CHECKING:
+    from db.engine import Storage
+    from db.models import ModelVersion
 
 log = logging.getLogger("emobot.run")
 
@@ -85,18 +90,23 @@ async def prepare_database(settings: Settings) -> None:
     from db.migrate import upgrade
     from db.registry import list_models, promote, register_model
     from emobot.importer import hash_old_contributions
+    from ml.inference import flatbuffer_key, flatbuffer_path
 
     async with open_storage(settings) as storage:
         await upgrade(storage.engine)
         if hashed := await hash_old_contributions(storage):
             log.info("near-copy hashes added to %d contributed photos stored before", hashed)
         async with storage.sessions() as session, session.begin():
-            if await list_models(session):
+            if models := await list_models(session):
+                await add_flatbuffers(storage, models)
                 return
             if not SHIPPED_MODEL.is_file():
                 log.warning("no model registered and no shipped model at %s", SHIPPED_MODEL)
                 return
             _, key = await storage.blobs.put_content(SHIPPED_MODEL.read_bytes(), prefix="models")
+            await storage.blobs.put(
+                flatbuffer_key(key), flatbuffer_path(SHIPPED_MODEL).read_bytes()
+            )
             card_path = SHIPPED_MODEL.with_name("model_card.json")
             card: dict[str, Any] = json.loads(card_path.read_text()) if card_path.is_file() else {}
             model = await register_model(
@@ -109,6 +119,25 @@ async def prepare_database(settings: Settings) -> None:
             )
             await promote(session, model.version)
             log.info("registered the shipped model as version %d (active)", model.version)
+
+
+async def add_flatbuffers(storage: "Storage", models: "list[ModelVersion]") -> None:
+    """Models registered before serving ran LiteRT get their flatbuffer, converted once here
+    (the only place besides training that loads TensorFlow, and only when one is missing)."""
+    from ml.inference import flatbuffer_key
+
+    for model in models:
+        key = flatbuffer_key(model.blob_key)
+        if await storage.blobs.exists(key):
+            continue
+        from ml.keras_classifier import convert_file
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "model.keras"
+            path.write_bytes(await storage.blobs.get(model.blob_key))
+            flatbuffer = await asyncio.to_thread(convert_file, path)
+            await storage.blobs.put(key, flatbuffer.read_bytes())
+        log.info("model %d: LiteRT flatbuffer added", model.version)
 
 
 @dataclass

@@ -8,6 +8,7 @@ import numpy as np
 
 from emobot.labels import CLASS_INDEX
 from ml.faces import align, detect
+from ml.faceset import Faces
 from ml.fer2013 import (
     ArchiveFile,
     ArchiveReport,
@@ -18,7 +19,6 @@ from ml.fer2013 import (
 )
 from ml.ferplus import Votes, mean_distribution
 from ml.preprocess import FACE_SIZE
-from ml.training import Faces
 
 
 @dataclass

@@ -20,11 +20,11 @@ import numpy as np
 from emobot.labels import CLASS_INDEX
 from ml.dataset import to_face
 from ml.faces import ImageError, decode_image, find_faces
+from ml.faceset import Faces
 from ml.fer2013 import IMAGE_SUFFIXES, iter_archive
 from ml.ferplus import Votes, read_votes
-from ml.inference import Classifier
+from ml.inference import Predictor
 from ml.metrics import summarise, summarise_predictions
-from ml.training import Faces
 
 
 def read_test_split(archive: Path) -> Faces:
@@ -104,7 +104,7 @@ def real_photo_faces(photos: list[LabelledPhoto]) -> tuple[list[np.ndarray | Non
 
 
 def evaluate_real(
-    classifier: Classifier, crops: list[np.ndarray | None], labels: np.ndarray
+    classifier: Predictor, crops: list[np.ndarray | None], labels: np.ndarray
 ) -> dict[str, Any]:
     """Balanced accuracy and the rest over real photos; a photo without a face is wrong."""
     found = [c for c in crops if c is not None]
@@ -117,7 +117,7 @@ def evaluate_real(
 
 
 def evaluate(
-    classifier: Classifier, test: Faces, seed_balanced: bool = True, mirrored: bool = False
+    classifier: Predictor, test: Faces, seed_balanced: bool = True, mirrored: bool = False
 ) -> dict[str, Any]:
     """`summarise` over the classifier's answers on `test`; `mirrored` averages each face's
     probabilities with its mirror image's (test-time augmentation, for comparison only)."""
@@ -128,7 +128,7 @@ def evaluate(
 
 
 def evaluate_protocol(
-    classifier: Classifier, archive: Path | None, ferplus: Path | None, photos: Path | None
+    classifier: Predictor, archive: Path | None, ferplus: Path | None, photos: Path | None
 ) -> dict[str, Any]:
     """The fixed protocol on whatever of its data is at hand: `test_4` (the FER2013 archive),
     `ferplus_test` (and the FER+ votes), `realphotos` (a labelled photo set)."""

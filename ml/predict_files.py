@@ -9,7 +9,7 @@ import numpy as np
 
 from emobot.labels import CLASSES
 from ml.faces import Face, ImageError, decode_image, find_faces, whole_face
-from ml.inference import Classifier
+from ml.inference import Predictor
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 
@@ -64,7 +64,7 @@ def _faces_of(path: Path, whole: bool, max_pixels: int) -> tuple[np.ndarray, lis
 
 
 def predict_files(
-    classifier: Classifier,
+    classifier: Predictor,
     paths: Iterable[Path],
     *,
     whole: bool = False,

@@ -48,7 +48,8 @@ from ml.evaluate import (
     real_photo_faces,
 )
 from ml.ferplus import read_votes
-from ml.inference import Classifier
+from ml.inference import Classifier, Predictor
+from ml.keras_classifier import KerasClassifier, save_for_serving
 from ml.params import TrainConfig
 from ml.training import (
     Faces,
@@ -80,7 +81,7 @@ def inference_copy(model: keras.Model, arch: str) -> keras.Model:
 
 
 def _protocol(
-    classifier: Classifier, test: Faces, archive: Path, ferplus: Path | None, photos: Path | None
+    classifier: Predictor, test: Faces, archive: Path, ferplus: Path | None, photos: Path | None
 ) -> dict[str, Any]:
     """The fixed protocol, and test-4 averaged over each face and its mirror image."""
     metrics = evaluate_protocol(classifier, archive, ferplus, photos)
@@ -95,7 +96,7 @@ def calibrate(
     split carved from train and the real photos' faces), the expected calibration error
     before and after on each set, and the top probability below which a reply is unsure."""
     fit_on = [val] + ([real] if real is not None else [])
-    classifier = Classifier(model, None, model.name)
+    classifier = KerasClassifier(model, None, model.name)
     probs = np.concatenate([classifier.predict(f.x) for f in fit_on])
     y = np.concatenate([f.y for f in fit_on])
     temperature = fit_temperature(probs, y)
@@ -242,8 +243,9 @@ def package(
         real_validation(realphotos) if realphotos else None,
         read_ferplus_test(zip_path, read_votes(ferplus)) if ferplus else None,
     )
-    release.mkdir(parents=True, exist_ok=True)
-    model.save(release / MODEL_FILE)
+    # The flatbuffer is what serves, so it is what the protocol measures.
+    save_for_serving(model, release / MODEL_FILE)
+    served = Classifier.load(release / MODEL_FILE)
     # The epoch kept: the best by the score the checkpoint was chosen on.
     chosen_by = history.get("val_score") or history["val_bal_acc"]
     card = {
@@ -262,9 +264,7 @@ def package(
         "training": summary,
         "history": history,
         "calibration": calibration,
-        "metrics": _protocol(
-            Classifier(model, None, model.name), data.test, zip_path, ferplus, realphotos
-        ),
+        "metrics": _protocol(served, data.test, zip_path, ferplus, realphotos),
         "archive": {
             "files": data.report.files,
             "distinct": data.report.distinct,

@@ -5,7 +5,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -15,47 +15,13 @@ import numpy as np
 
 from emobot.labels import CLASSES
 from ml.architectures import ARCHITECTURES
-from ml.inference import Classifier
+from ml.faceset import Faces
+from ml.keras_classifier import KerasClassifier
 from ml.metrics import summarise
 from ml.params import TrainConfig
 from ml.preprocess import FACE_SIZE, standardise
 
 EpochCallback = Callable[[int, dict[str, float]], None]
-
-
-@dataclass
-class Faces:
-    """uint8 faces (N, 48, 48) and their class indices (N,).
-
-    `targets` (N, 4), where given, are soft training targets (FER+ vote shares) whose most
-    likely class is `y`; without them the target is `y` alone. `aligned` (N, 48, 48), where
-    given, holds the same faces as inference crops them (ml.faces.align): training shows each
-    face either way, at random.
-    """
-
-    x: np.ndarray
-    y: np.ndarray
-    targets: np.ndarray | None = None
-    aligned: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def take(self, idx: np.ndarray) -> "Faces":
-        return Faces(
-            self.x[idx],
-            self.y[idx],
-            None if self.targets is None else self.targets[idx],
-            None if self.aligned is None else self.aligned[idx],
-        )
-
-    def soft_targets(self) -> np.ndarray:
-        if self.targets is not None:
-            return self.targets.astype(np.float32)
-        return np.eye(len(CLASSES), dtype=np.float32)[self.y]
-
-    def counts(self) -> dict[str, int]:
-        return {c: int((self.y == i).sum()) for i, c in enumerate(CLASSES)}
 
 
 def split_validation(train: Faces, fraction: float, seed: int) -> tuple[Faces, Faces]:
@@ -167,7 +133,7 @@ class ValidationMetrics(keras.callbacks.Callback):
         logs["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
     def _balanced_accuracy(self, faces: Faces) -> float:
-        probs = Classifier(self.model, None, self.model.name).predict(faces.x)
+        probs = KerasClassifier(self.model, None, self.model.name).predict(faces.x)
         return summarise(faces.y, probs, seed_balanced=False)["balanced_accuracy"]
 
 

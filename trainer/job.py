@@ -28,7 +28,8 @@ from ml.dataset import to_face
 from ml.evaluate import evaluate, evaluate_protocol
 from ml.faces import ImageError, decode_image, face_at, whole_face
 from ml.ferplus import Votes, mean_distribution
-from ml.inference import Classifier
+from ml.inference import Predictor, flatbuffer_key
+from ml.keras_classifier import KerasClassifier, save_for_serving
 from ml.preprocess import FACE_SIZE
 from ml.report import confusion_png, learning_curve_png
 from ml.training import Faces, train
@@ -233,7 +234,7 @@ async def run_training(
     config = params.train_config(**warm)
     reporter = _epoch_reporter(on_progress, params.epochs, asyncio.get_running_loop())
     model, history, summary = await asyncio.to_thread(train, data.train, config, workdir, reporter)
-    classifier = Classifier(model, None, params.arch)
+    classifier = KerasClassifier(model, None, params.arch)
     metrics = await asyncio.to_thread(_measure, classifier, data)
     metrics.update(await asyncio.to_thread(evaluate_protocol, classifier, archive, ferplus, photos))
     # Looked up again, not reused from the warm start: an admin may have promoted another
@@ -256,18 +257,19 @@ async def run_training(
         },
     )
     # Files and pictures in threads: the event loop goes on editing progress and listening.
-    model_bytes = await asyncio.to_thread(_saved, model, workdir / "final.keras")
+    files = await asyncio.to_thread(_saved, model, workdir / "final.keras")
     title = f"{params.arch}, {summary['epochs_run']} epochs"
     pictures = await asyncio.to_thread(_pictures, history, metrics, title)
-    result = await _register(storage, params, model_bytes, metrics, pictures, data.version)
+    result = await _register(storage, params, files, metrics, pictures, data.version)
     await asyncio.to_thread(shutil.rmtree, workdir, ignore_errors=True)
     keras.backend.clear_session()  # the trainer lives on; free this run's graphs
     return result
 
 
-def _saved(model: keras.Model, path: Path) -> bytes:
-    model.save(path)
-    return path.read_bytes()
+def _saved(model: keras.Model, path: Path) -> tuple[bytes, bytes]:
+    """The Keras file (warm starts) and its flatbuffer (serving), checked to agree."""
+    flatbuffer = save_for_serving(model, path)
+    return path.read_bytes(), flatbuffer.read_bytes()
 
 
 def _pictures(
@@ -316,12 +318,12 @@ async def _measure_active(
     active = await _fetch_active(storage, workdir)
     if active is None:
         return None
-    classifier = await asyncio.to_thread(Classifier.load, active.path, active.version)
+    classifier = await asyncio.to_thread(KerasClassifier.load, active.path, active.version)
     measured = await asyncio.to_thread(_measure, classifier, data)
     return {"version": active.version, "balanced_accuracy": measured["balanced_accuracy"]}
 
 
-def _measure(classifier: Classifier, data: TrainingData) -> dict[str, Any]:
+def _measure(classifier: Predictor, data: TrainingData) -> dict[str, Any]:
     """Metrics on the database's test split (never empty: run_training refuses without one)."""
     return evaluate(classifier, data.test, seed_balanced=False)
 
@@ -329,7 +331,7 @@ def _measure(classifier: Classifier, data: TrainingData) -> dict[str, Any]:
 async def _register(
     storage: Storage,
     params: JobParams,
-    model_bytes: bytes,
+    files: tuple[bytes, bytes],
     metrics: dict[str, Any],
     pictures: dict[str, bytes],
     version_of_data: str,
@@ -348,7 +350,11 @@ async def _register(
         )
         model.blob_key = f"models/{model.version}.keras"
         artifacts = {name: f"models/{model.version}/{name}.png" for name in pictures}
-        await storage.blobs.put(model.blob_key, model_bytes, "application/octet-stream")
+        keras_file, flatbuffer = files
+        await storage.blobs.put(model.blob_key, keras_file, "application/octet-stream")
+        await storage.blobs.put(
+            flatbuffer_key(model.blob_key), flatbuffer, "application/octet-stream"
+        )
         for name, png in pictures.items():
             await storage.blobs.put(artifacts[name], png, "image/png")
         model.artifacts = artifacts

@@ -13,7 +13,7 @@ import numpy as np
 from db import registry
 from db.engine import Storage
 from emobot.settings import Settings
-from ml.inference import Classifier, shipped_model_path
+from ml.inference import Classifier, flatbuffer_key, shipped_model_path
 from ml.preprocess import FACE_SIZE
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,8 @@ class ModelHolder:
         return await asyncio.to_thread(_load_warm, path, None)
 
     async def _load_registered(self, version: int, blob_key: str) -> Classifier:
-        path = await self.storage.blobs.fetch_to(blob_key, self.settings.model_file(version))
+        key = flatbuffer_key(blob_key)
+        path = await self.storage.blobs.fetch_to(key, self.settings.model_file(version))
         return await asyncio.to_thread(_load_warm, path, version)
 
 

@@ -14,8 +14,8 @@ if TYPE_CHECKING:
     from ml.inference import Classifier
 
 MODEL_HELP = (
-    "a .keras file, a registry version number, or 'active' for the registry's active model "
-    "(default: MODEL_PATH, else the shipped model)"
+    "a model file (.tflite, or .keras with its .tflite beside it), a registry version number, "
+    "or 'active' for the registry's active model (default: MODEL_PATH, else the shipped model)"
 )
 
 
@@ -91,6 +91,15 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=train)
 
     p = subparsers.add_parser(
+        "convert",
+        help="write a Keras model's LiteRT flatbuffer beside it (what serving runs)",
+        description="Convert MODEL.keras to MODEL.tflite (float32) and check that both give "
+        "the same probabilities; nothing is written when they do not.",
+    )
+    p.add_argument("model", type=Path, help="a .keras file")
+    p.set_defaults(handler=convert)
+
+    p = subparsers.add_parser(
         "trainer",
         help="run queued training runs (from /retrain) one at a time",
         description="Wait for queued training runs (NOTIFY training_runs, polling every "
@@ -101,7 +110,7 @@ def register(subparsers: Any) -> None:
 
 
 def load_classifier(spec: str | None, settings: Settings) -> "Classifier":
-    from ml.inference import Classifier, shipped_model_path
+    from ml.inference import Classifier, MissingFlatbuffer, shipped_model_path
 
     if spec is None:
         return Classifier.load(settings.model_path or shipped_model_path())
@@ -110,13 +119,16 @@ def load_classifier(spec: str | None, settings: Settings) -> "Classifier":
     path = Path(spec)
     if not path.is_file():
         raise SystemExit(f"no such model file: {path}")
-    return Classifier.load(path)
+    try:
+        return Classifier.load(path)
+    except MissingFlatbuffer as exc:
+        raise SystemExit(str(exc)) from None
 
 
 async def _load_registered(spec: str, settings: Settings) -> "Classifier":
     from db import registry
     from db.engine import open_storage
-    from ml.inference import Classifier
+    from ml.inference import Classifier, flatbuffer_key
 
     async with open_storage(settings) as storage:
         async with storage.sessions() as session:
@@ -130,8 +142,24 @@ async def _load_registered(spec: str, settings: Settings) -> "Classifier":
                 except registry.UnknownModel:
                     raise SystemExit(f"no model version {spec} in the registry") from None
         # The workers' cache: each version downloaded once.
-        path = await storage.blobs.fetch_to(model.blob_key, settings.model_file(model.version))
+        key = flatbuffer_key(model.blob_key)
+        path = await storage.blobs.fetch_to(key, settings.model_file(model.version))
     return Classifier.load(path, model.version)
+
+
+def convert(args: argparse.Namespace, settings: Settings) -> int:
+    from ml.keras_classifier import ParityError, convert_file
+
+    if args.model.suffix != ".keras" or not args.model.is_file():
+        print(f"not a .keras file: {args.model}", file=sys.stderr)
+        return 2
+    try:
+        flatbuffer = convert_file(args.model)
+    except ParityError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(flatbuffer)
+    return 0
 
 
 def predict(args: argparse.Namespace, settings: Settings) -> int:

@@ -8,7 +8,21 @@ import pytest
 from emobot.labels import CLASSES
 from ml.architectures import seed_cnn
 from ml.faces import decode_image, find_faces
-from ml.inference import BUCKETS, Classifier, bucket, shipped_model_path
+from ml.inference import (
+    BUCKETS,
+    Classifier,
+    MissingFlatbuffer,
+    bucket,
+    flatbuffer_path,
+    shipped_model_path,
+)
+from ml.keras_classifier import (
+    PARITY_TOLERANCE,
+    KerasClassifier,
+    ParityError,
+    check_parity,
+    save_for_serving,
+)
 from tests.conftest import FIXTURE_ARCHIVE
 
 
@@ -61,19 +75,45 @@ def test_wrong_shapes_are_refused(shipped: Classifier) -> None:
 
 
 def test_buckets() -> None:
-    assert [bucket(n) for n in (1, 2, 8, 9, 64, 65, 256)] == [1, 8, 8, 32, 64, 128, 256]
+    assert [bucket(n) for n in (1, 2, 8, 9, 33, 64, 65)] == [1, 8, 8, 32, 64, 64, 64]
+
+
+def test_the_shipped_flatbuffer_answers_as_the_shipped_keras_model(shipped: Classifier) -> None:
+    faces = fixture_faces()
+    keras_probs = KerasClassifier.load(shipped_model_path()).predict(faces)
+    lite_probs = shipped.predict(faces)
+    assert np.abs(keras_probs - lite_probs).max() <= PARITY_TOLERANCE
+    assert (keras_probs.argmax(1) == lite_probs.argmax(1)).all()
 
 
 def test_a_registry_model_file_loads_with_its_version(tmp_path: Path) -> None:
+    model = seed_cnn()
     path = tmp_path / "3.keras"
-    seed_cnn().save(path)
+    assert save_for_serving(model, path) == flatbuffer_path(path) == tmp_path / "3.tflite"
     classifier = Classifier.load(path, version=3)
-    assert classifier.version == 3 and classifier.name == "seed_cnn v3"
-    assert classifier.predict(fixture_faces()[:2]).shape == (2, 4)
+    assert classifier.version == 3 and classifier.name == "v3"
+    faces = fixture_faces()[:2]
+    assert np.allclose(classifier.predict(faces), KerasClassifier(model, 3, "k").predict(faces))
+
+
+def test_a_model_file_without_its_flatbuffer_is_refused(tmp_path: Path) -> None:
+    seed_cnn().save(tmp_path / "bare.keras")
+    with pytest.raises(MissingFlatbuffer, match="emobot convert"):
+        Classifier.load(tmp_path / "bare.keras")
+
+
+def test_a_flatbuffer_that_disagrees_with_its_model_is_refused(tmp_path: Path) -> None:
+    save_for_serving(seed_cnn(), tmp_path / "a.keras")
+    other = seed_cnn()  # the same network, other random weights
+    with pytest.raises(ParityError, match="differs"):
+        check_parity(other, tmp_path / "a.tflite")
 
 
 def test_a_model_with_other_outputs_is_refused(tmp_path: Path) -> None:
     inputs = keras.Input((48, 48, 1))
     model = keras.Model(inputs, keras.layers.Dense(7)(keras.layers.Flatten()(inputs)))
     with pytest.raises(ValueError, match="7 outputs"):
-        Classifier(model, None, "seven")
+        KerasClassifier(model, None, "seven")
+    model.export(str(tmp_path / "seven.tflite"), format="litert", verbose=False)
+    with pytest.raises(ValueError, match="7 outputs"):
+        Classifier.load(tmp_path / "seven.tflite")

@@ -19,7 +19,7 @@ from db.engine import Storage
 from db.registry import register_model
 from emobot.labels import CLASS_INDEX, CLASSES, FER_TO_CLASS
 from emobot.settings import Settings
-from ml.inference import shipped_model_path
+from ml.inference import flatbuffer_path, shipped_model_path
 from ml.metrics import summarise
 from tests.conftest import FIXTURE_ARCHIVE, child_env, first_image
 from tests.ml.test_ferplus import fake_votes
@@ -211,15 +211,16 @@ def _file_size_limit(limit: int) -> Callable[[], None]:
 async def test_a_download_cut_short_leaves_no_half_model_in_the_shared_cache(
     settings: Settings, storage: Storage
 ) -> None:
-    data = shipped_model_path().read_bytes()
-    await storage.blobs.put("models/v1.keras", data)
+    await storage.blobs.put("models/v1.keras", shipped_model_path().read_bytes())
+    data = flatbuffer_path(shipped_model_path()).read_bytes()
+    await storage.blobs.put("models/v1.tflite", data)
     async with storage.sessions.begin() as session:
         await register_model(session, blob_key="models/v1.keras", arch="emonet", metrics={})
     env = child_env(settings, DATA_DIR=str(settings.data_dir))
     predict = ("predict", "--model", "1", str(PHOTOS / "coffee.jpg"))
     cut = emobot(*predict, env=env, preexec_fn=_file_size_limit(len(data) // 2))
     assert cut.returncode != 0
-    # Workers load v1.keras from this folder: half a file there would break every one of them.
+    # Workers load v1.tflite from this folder: half a file there would break every one of them.
     assert not settings.model_file(1).exists()
     assert [p.name for p in settings.model_file(1).parent.iterdir()] == []
     whole = emobot(*predict, env=env)

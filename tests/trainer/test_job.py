@@ -20,7 +20,7 @@ from emobot.importer import import_archive, import_votes
 from emobot.labels import CLASS_INDEX
 from ml.faces import decode_image, find_faces
 from ml.ferplus import COLUMNS, read_votes
-from ml.inference import Classifier, shipped_model_path
+from ml.inference import Classifier, flatbuffer_key, shipped_model_path
 from tests.conftest import FIXTURE_ARCHIVE
 from tests.ml.test_ferplus import fake_votes
 from trainer.job import load_training_data, run_training, sample_face, sample_target
@@ -140,8 +140,10 @@ async def test_train_register_and_promote(
     for key in row.artifacts.values():
         png = Image.open(io.BytesIO(await storage.blobs.get(key)))
         assert png.format == "PNG" and png.width > 300
-    model_file = tmp_path / "v1.keras"
-    model_file.write_bytes(await storage.blobs.get(row.blob_key))
+    # Served from its flatbuffer, stored beside the Keras file warm starts read.
+    assert (await storage.blobs.get(row.blob_key))[:2] == b"PK"
+    model_file = tmp_path / "v1.tflite"
+    model_file.write_bytes(await storage.blobs.get(flatbuffer_key(row.blob_key)))
     assert Classifier.load(model_file, 1).predict(np.zeros((2, 48, 48), np.uint8)).shape == (2, 4)
 
     # The shipped model becomes active, registered as `emobot run` does, with no metric of the

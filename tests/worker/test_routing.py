@@ -59,6 +59,8 @@ def random_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A valid emotion model with fixed random weights: each face gets its own probabilities."""
     import keras
 
+    from ml.keras_classifier import save_for_serving
+
     inputs = keras.Input((48, 48, 1))
     dense = keras.layers.Dense(len(CLASSES), activation="softmax")
     model = keras.Model(inputs, dense(keras.layers.Flatten()(inputs)), name="random")
@@ -70,7 +72,7 @@ def random_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ]
     )
     path = tmp_path_factory.mktemp("routing") / "random.keras"
-    model.save(path)
+    save_for_serving(model, path)
     return path
 
 
@@ -84,7 +86,7 @@ class SlowClassifier(Classifier):
     """The same model, slower than the lease: a batch then outlives its first lease."""
 
     def __init__(self, inner: Classifier, seconds: float):
-        super().__init__(inner.model, inner.version, inner.name)
+        super().__init__(inner.flatbuffer, inner.version, inner.name)
         self.seconds = seconds
         self.predicting = asyncio.Event()
         self._loop = asyncio.get_running_loop()

@@ -17,6 +17,7 @@ from db.engine import Storage
 from db.models import PredictionRequest, User
 from emobot.i18n import t
 from emobot.settings import Settings
+from ml.inference import flatbuffer_key, flatbuffer_path
 from playground.botapi import BotAPIEmulator, BotAPIError, BotAPIServer
 from tests.conftest import fer_face
 from tests.worker.conftest import enqueue_key, enqueue_photo, photo, running
@@ -201,9 +202,9 @@ async def test_a_promoted_model_answers_from_the_next_batch_without_a_restart(
         first = await enqueue_photo(storage, fer_face(), chat_id=901)
         assert (await emulator.wait_for(901, timeout=30)).text.startswith("😄")
 
-        _, key = await storage.blobs.put_content(
-            constant_model("surprise").read_bytes(), prefix="models"
-        )
+        surprise = constant_model("surprise")
+        _, key = await storage.blobs.put_content(surprise.read_bytes(), prefix="models")
+        await storage.blobs.put(flatbuffer_key(key), flatbuffer_path(surprise).read_bytes())
         async with storage.sessions.begin() as session:
             model = await registry.register_model(session, blob_key=key, arch="test", metrics={})
             await registry.promote(session, model.version)
