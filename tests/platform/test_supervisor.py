@@ -10,12 +10,15 @@ from pathlib import Path
 
 import aiohttp
 import asyncpg
+import numpy as np
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.blobs import S3BlobStore
 from db.registry import list_models
 from emobot.settings import Settings
 from emobot.supervisor import SHIPPED_MODEL, Child, Supervisor
+from ml.inference import Classifier, flatbuffer_key, flatbuffer_path
+from ml.keras_classifier import PARITY_TOLERANCE, parity_faces
 from tests.conftest import child_env, free_port
 from tests.platform.conftest import start_emobot_run
 
@@ -129,7 +132,10 @@ def test_run_refuses_unknown_process_names() -> None:
 
 
 async def test_prepare_only_registers_the_shipped_model_once_in_postgres_and_s3(
-    settings: Settings, sessions: async_sessionmaker[AsyncSession], s3_store: S3BlobStore
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    s3_store: S3BlobStore,
+    tmp_path: Path,
 ) -> None:
     env = {
         **child_env(settings),
@@ -141,3 +147,16 @@ async def test_prepare_only_registers_the_shipped_model_once_in_postgres_and_s3(
         models = await list_models(session)
     assert [(m.version, m.is_active) for m in models] == [(1, True)]
     assert await s3_store.get(models[0].blob_key) == SHIPPED_MODEL.read_bytes()
+    lite_key = flatbuffer_key(models[0].blob_key)
+    assert await s3_store.get(lite_key) == flatbuffer_path(SHIPPED_MODEL).read_bytes()
+
+    # A model registered before serving ran LiteRT has no flatbuffer: preparing adds it.
+    await s3_store.delete(lite_key)
+    result = _emobot(env, "run", "--prepare-only")
+    assert result.returncode == 0, result.stderr
+    assert "model 1: LiteRT flatbuffer added" in result.stderr
+    added = tmp_path / "added.tflite"
+    added.write_bytes(await s3_store.get(lite_key))
+    faces = parity_faces()
+    expected = Classifier.load(SHIPPED_MODEL).predict(faces)
+    assert np.abs(Classifier.load(added).predict(faces) - expected).max() <= PARITY_TOLERANCE
