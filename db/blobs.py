@@ -15,10 +15,6 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlparse
 
-from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
-from botocore.exceptions import ClientError
-
 from emobot.settings import Settings
 
 
@@ -177,8 +173,8 @@ class S3BlobStore(BlobStore):
             "endpoint_url": endpoint_url,
             "aws_access_key_id": access_key_id,
             "aws_secret_access_key": secret_access_key,
-            "config": AioConfig(max_pool_connections=max_connections),
         }
+        self._max_connections = max_connections
         self._stack: AsyncExitStack | None = None
         self._client: Any = None
 
@@ -189,9 +185,16 @@ class S3BlobStore(BlobStore):
         return self._client
 
     async def open(self) -> None:
+        # Imported here: botocore costs a process about 35 MB, and a platform on a local
+        # folder (the default) never needs it.
+        from aiobotocore.config import AioConfig
+        from aiobotocore.session import get_session
+        from botocore.exceptions import ClientError
+
+        config = AioConfig(max_pool_connections=self._max_connections)
         self._stack = AsyncExitStack()
         self._client = await self._stack.enter_async_context(
-            get_session().create_client("s3", **self._client_args)
+            get_session().create_client("s3", config=config, **self._client_args)
         )
         try:
             await self._client.head_bucket(Bucket=self.bucket)
@@ -208,6 +211,8 @@ class S3BlobStore(BlobStore):
         await self.client.put_object(Bucket=self.bucket, Key=_check_key(key), Body=data, **extra)
 
     async def get(self, key: str) -> bytes:
+        from botocore.exceptions import ClientError
+
         try:
             response = await self.client.get_object(Bucket=self.bucket, Key=_check_key(key))
         except ClientError as exc:
@@ -218,6 +223,8 @@ class S3BlobStore(BlobStore):
             return await stream.read()
 
     async def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
         try:
             await self.client.head_object(Bucket=self.bucket, Key=_check_key(key))
         except ClientError as exc:

@@ -251,8 +251,14 @@ async def run_platform(
             url = await asyncio.to_thread(embedded.start)
             log.info("embedded PostgreSQL in %s", embedded.pgdata)
             env["DATABASE_URL"] = url
-            settings = settings.model_copy(update={"database_url": url})
-        await prepare_database(settings)
+        # In a process of its own: migrations, the importer's hashing and a model conversion
+        # load libraries the supervisor would otherwise hold on to for its whole life.
+        prepare = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "emobot", "run", "--prepare-only", env=env
+        )
+        if await prepare.wait() != 0:
+            log.error("preparing the database failed (exit code %d)", prepare.returncode)
+            return 1
 
         if settings.bot_token is None:
             from playground.web import Playground

@@ -1,10 +1,10 @@
 """Drawing numbered face boxes and their labels on a photo, for replies with several faces."""
 
+import importlib.util
 import io
 from functools import cache
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
@@ -14,8 +14,12 @@ COLOURS = ((46, 204, 113), (52, 152, 219), (231, 76, 60), (241, 196, 15), (155, 
 
 @cache
 def _font_path() -> Path:
-    # DejaVu Sans comes with matplotlib and has Cyrillic, which OpenCV's fonts lack.
-    return Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans-Bold.ttf"
+    # DejaVu Sans comes with matplotlib and has Cyrillic, which OpenCV's fonts lack. Found
+    # without importing matplotlib, which would cost the worker about 40 MB for a file name.
+    spec = importlib.util.find_spec("matplotlib")
+    assert spec is not None and spec.submodule_search_locations, "matplotlib is a dependency"
+    package = Path(spec.submodule_search_locations[0])
+    return package / "mpl-data" / "fonts" / "ttf" / "DejaVuSans-Bold.ttf"
 
 
 Box = tuple[int, int, int, int] | list[int]  # x, y, w, h

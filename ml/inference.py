@@ -17,9 +17,10 @@ from emobot.labels import CLASSES
 from ml.preprocess import FACE_SIZE, standardise
 
 # Batches are padded up to one of these sizes: one interpreter per size is planned once,
-# instead of re-planning for every batch length the worker happens to collect. A crowd of
-# more faces goes in several calls.
-BUCKETS = (1, 8, 32, 64)
+# instead of re-planning for every batch length the worker happens to collect, and more faces
+# go in several calls. Larger batches are no faster through XNNPACK on a CPU, while each
+# interpreter's buffers grow with its batch (about 13 MB at 8 faces, 41 MB at 64).
+BUCKETS = (1, 8, 16)
 FLATBUFFER_SUFFIX = ".tflite"
 # The model runs on a thread of the worker beside the detection threads; two threads halve a
 # batch's time on two cores and cost nothing while idle.
