@@ -109,6 +109,17 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=trainer)
 
 
+def need_training_libraries() -> None:
+    """Training and conversion need TensorFlow and Keras, which a serving install lacks."""
+    import importlib.util
+
+    if importlib.util.find_spec("keras") is None or importlib.util.find_spec("tensorflow") is None:
+        raise SystemExit(
+            "training and model conversion need TensorFlow and Keras: "
+            "pip install 'emobot[train]' (the serving install leaves them out)"
+        )
+
+
 def load_classifier(spec: str | None, settings: Settings) -> "Classifier":
     from ml.inference import Classifier, MissingFlatbuffer, shipped_model_path
 
@@ -148,6 +159,7 @@ async def _load_registered(spec: str, settings: Settings) -> "Classifier":
 
 
 def convert(args: argparse.Namespace, settings: Settings) -> int:
+    need_training_libraries()
     from ml.keras_classifier import ParityError, convert_file
 
     if args.model.suffix != ".keras" or not args.model.is_file():
@@ -260,6 +272,8 @@ def evaluate(args: argparse.Namespace, settings: Settings) -> int:
 def train(args: argparse.Namespace, settings: Settings) -> int:
     import time
 
+    need_training_libraries()
+
     from db.engine import open_storage
     from emobot.report import metrics_table
     from trainer.job import run_training
@@ -322,6 +336,7 @@ def train(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def trainer(args: argparse.Namespace, settings: Settings) -> None:
+    need_training_libraries()
     from trainer.service import serve
 
     serve(settings)

@@ -224,11 +224,17 @@ def test_kubectl_kustomize_renders_the_example_overlay(tmp_path: Path) -> None:
         names[doc["kind"]].add(doc["metadata"]["name"])
         if doc["kind"] != "Namespace":
             assert doc["metadata"]["namespace"] == "emobot"
-    # Generated names carry a content hash; every reference was rewritten to it.
+    # Generated names carry a content hash; every reference was rewritten to it. Bot and
+    # worker run the serving image (no TensorFlow), trainer and migrate the training one.
     for doc in rendered:
         if doc["kind"] in ("Deployment", "Job"):
+            image = (
+                "train"
+                if doc["metadata"]["name"] in ("emobot-trainer", "emobot-migrate")
+                else "serve"
+            )
             for spec in doc["spec"]["template"]["spec"]["containers"]:
-                assert spec["image"] == "registry.example.org/emobot:0.1.0"
+                assert spec["image"] == f"registry.example.org/emobot:0.1.0-{image}"
                 for ref in spec["envFrom"]:
                     kind = "ConfigMap" if "configMapRef" in ref else "Secret"
                     assert next(iter(ref.values()))["name"] in names[kind]
