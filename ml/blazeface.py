@@ -16,6 +16,7 @@ relative to the anchor's centre. Decoding follows MediaPipe's `face_detection_sh
 graph; the weights are MediaPipe's (Apache 2.0, `ml/shipped/LICENSE-mediapipe`).
 """
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,8 @@ COARSE_SIDE = 128  # the network's own input size: faces of ≥ 16 % of the long
 # Faces from about 20–30 px here: ≥ 5–7 % of the long side (60–90 px in a 1280×960 photo). The
 # network's time grows with the pixels: 448 is what fits detection in 15 ms on one core.
 FINE_SIDE = 448
+# Interpreters kept per detector (input sizes): the coarse one and a few photo shapes.
+MAX_NETWORKS = 4
 # Scores: MediaPipe keeps ≥ 0.5 at 128 px. The fine pass sees far more background per face, so
 # it asks for more: on synthetic group photos made with FER2013 *training* faces (the test
 # faces are kept for benchmarks/faces.py), false boxes fell from 26 to 3 between 0.5 and 0.6
@@ -108,12 +111,19 @@ class BlazeFace:
     """Faces in a photo, largest range of sizes for the time. One instance per thread."""
 
     def __init__(self) -> None:
-        self._networks: dict[tuple[int, int], _Network] = {}
+        self._networks: OrderedDict[tuple[int, int], _Network] = OrderedDict()
 
     def _network(self, height: int, width: int) -> _Network:
+        """The interpreter for this input size. The fine pass's size follows each photo's
+        shape, and an interpreter holds about 26 MB at 448 × 336: only the most recently used
+        few are kept, or a worker would grow with every new aspect ratio it is sent."""
         key = (height, width)
-        if key not in self._networks:
+        if key in self._networks:
+            self._networks.move_to_end(key)
+        else:
             self._networks[key] = _Network(height, width)
+            while len(self._networks) > MAX_NETWORKS:
+                self._networks.popitem(last=False)
         return self._networks[key]
 
     def detect(self, bgr: np.ndarray) -> list[Detection]:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ml.blazeface import MAX_NETWORKS, BlazeFace
 from ml.faces import (
     TEMPLATE,
     ImageError,
@@ -256,3 +257,14 @@ def test_too_many_pixels_is_refused_before_decoding() -> None:
         decode_image(bomb)
     with pytest.raises(TooManyPixels):
         decode_image(photo("astronaut.jpg"), max_pixels=512 * 511)
+
+
+def test_a_detector_keeps_a_few_interpreters_whatever_shapes_it_is_sent() -> None:
+    """The fine pass sizes its input to each photo's shape; a detector that kept one
+    interpreter per shape (26 MB each) would grow with every new aspect ratio."""
+    detector = BlazeFace()
+    astronaut = decode_image(photo("astronaut.jpg"))
+    for width in range(600, 1400, 100):  # eight aspect ratios, each a fine pass of its own
+        resized = cv2.resize(astronaut, (width, 512))
+        assert len(detector.detect(resized)) == 1
+    assert len(detector._networks) <= 4 == MAX_NETWORKS
