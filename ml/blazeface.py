@@ -60,11 +60,16 @@ LAYERS = ((8, 2), (16, 6))
 
 @dataclass(frozen=True)
 class Detection:
-    """A face in photo pixels: box (x, y, w, h), score, keypoints (6, 2) as (x, y)."""
+    """A face in photo pixels: box (x, y, w, h), score, keypoints (6, 2) as (x, y).
+
+    `look`: the score of the second look at the face alone, framed at the network's own
+    input size (0 before it). It tells an upright face from a turned one far better than the
+    pass's score (ml/upright.py)."""
 
     box: tuple[float, float, float, float]
     score: float
     keypoints: np.ndarray
+    look: float = 0.0
 
 
 def _anchors(height: int, width: int) -> np.ndarray:
@@ -163,7 +168,7 @@ class BlazeFace:
         best = seen[int(overlaps.argmax())]
         bx, by, bw, bh = best.box
         box = ((bx - shift[0]) / scale, (by - shift[1]) / scale, bw / scale, bh / scale)
-        return Detection(box, d.score, (best.keypoints - shift) / scale)
+        return Detection(box, d.score, (best.keypoints - shift) / scale, best.score)
 
     def _framed(self, bgr: np.ndarray) -> list[Detection]:
         """The coarse pass over the photo inside a border: a face too large for the frame."""
@@ -264,9 +269,9 @@ def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
 def _shift(d: Detection, offset: float) -> Detection:
     x, y, w, h = d.box
-    return Detection((x + offset, y + offset, w, h), d.score, d.keypoints + offset)
+    return Detection((x + offset, y + offset, w, h), d.score, d.keypoints + offset, d.look)
 
 
 def _scale(d: Detection, factor: float) -> Detection:
     box = tuple(v * factor for v in d.box)
-    return Detection(box, d.score, d.keypoints * factor)  # type: ignore[arg-type]
+    return Detection(box, d.score, d.keypoints * factor, d.look)  # type: ignore[arg-type]

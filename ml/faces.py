@@ -263,13 +263,14 @@ def looks_like_loose_crop(image: np.ndarray) -> bool:
     return max(height, width) <= LOOSE_CROP_MAX_SIDE and aspect <= LOOSE_CROP_ASPECT
 
 
-def find_faces(image: np.ndarray) -> list[Face]:
-    """Every face in the photo, aligned, left to right. A small image, or a small nearly square
-    one in which no face is found, is a face crop already and is returned whole."""
+def find_faces(image: np.ndarray, detections: list[Detection] | None = None) -> list[Face]:
+    """Every face in the photo, aligned, left to right (`detections`: what `detect` already
+    found in it). A small image, or a small nearly square one in which no face is found, is a
+    face crop already and is returned whole."""
     if looks_like_crop(image):
         return [whole_face(image)]
     g = grey(image)  # once: every face is cut from it
-    faces = [_face(g, d) for d in detect(image)]
+    faces = [_face(g, d) for d in (detect(image) if detections is None else detections)]
     if not faces and looks_like_loose_crop(image):
         return [whole_face(image)]
     return sorted(faces, key=lambda f: (f.box[0], f.box[1]))
