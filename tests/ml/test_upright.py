@@ -40,5 +40,5 @@ def test_a_turned_photo_is_turned_back_and_its_faces_cut_as_upright(
 
 def test_a_small_crop_is_taken_whole_as_it_is() -> None:
     crop = cv2.resize(decode_image((PHOTOS / "astronaut.jpg").read_bytes()), (48, 48))
-    faces, image, degrees = upright_faces(turned(crop, 180))
+    faces, _, degrees = upright_faces(turned(crop, 180))
     assert degrees == 0 and len(faces) == 1 and faces[0].landmarks is None
