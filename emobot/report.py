@@ -16,8 +16,15 @@ def metrics_table(metrics: dict[str, Any], lang: str = "en") -> str:
         for key in ("accuracy", "balanced_accuracy", "face_found", "seed_balanced_accuracy")
         if key in metrics
     ]
-    names = {c: label_name(lang, c) for c in CLASSES}
     titles = [t(lang, f"metrics.{key}") for key, _ in rows]
+    if confident := metrics.get("confident"):
+        # How the answers fare when the unsure ones name two emotions instead of one.
+        titles += [
+            t(lang, "metrics.confident", threshold=f"{confident['threshold']:.2f}"),
+            t(lang, "metrics.confident_accuracy"),
+        ]
+        rows += [("", f"{confident['answered']:.4f}"), ("", f"{confident['accuracy']:.4f}")]
+    names = {c: label_name(lang, c) for c in CLASSES}
     width = max(len(title) for title in [*titles, *(f"  {n}" for n in names.values())]) + 2
     lines = [f"{title:<{width}}{value:>8}" for title, (_, value) in zip(titles, rows, strict=True)]
     lines.append(t(lang, "metrics.recall"))

@@ -24,7 +24,7 @@ from ml.faceset import Faces
 from ml.fer2013 import IMAGE_SUFFIXES, iter_archive
 from ml.ferplus import Votes, read_votes
 from ml.inference import Predictor
-from ml.metrics import summarise, summarise_predictions
+from ml.metrics import selective, summarise, summarise_predictions
 
 
 def read_test_split(archive: Path) -> Faces:
@@ -104,41 +104,61 @@ def real_photo_faces(photos: list[LabelledPhoto]) -> tuple[list[np.ndarray | Non
 
 
 def evaluate_real(
-    classifier: Predictor, crops: list[np.ndarray | None], labels: np.ndarray
+    classifier: Predictor,
+    crops: list[np.ndarray | None],
+    labels: np.ndarray,
+    unsure_below: float | None = None,
 ) -> dict[str, Any]:
-    """Balanced accuracy and the rest over real photos; a photo without a face is wrong."""
+    """Balanced accuracy and the rest over real photos; a photo without a face is wrong (and,
+    with `unsure_below`, never a confident answer)."""
     found = [c for c in crops if c is not None]
     probs = classifier.predict(np.stack(found) if found else np.zeros((0, 48, 48), np.uint8))
-    predicted = iter(probs.argmax(axis=1))
+    predicted, confident = iter(probs.argmax(axis=1)), iter(probs.max(axis=1))
     y_pred = np.array([next(predicted) if c is not None else -1 for c in crops], np.int64)
+    confidence = np.array([next(confident) if c is not None else 0.0 for c in crops])
     result = summarise_predictions(labels, y_pred)
     result["face_found"] = len(found) / max(len(crops), 1)
+    if unsure_below is not None:
+        result["confident"] = selective(labels, y_pred, confidence, unsure_below)
     return result
 
 
 def evaluate(
-    classifier: Predictor, test: Faces, seed_balanced: bool = True, mirrored: bool = False
+    classifier: Predictor,
+    test: Faces,
+    seed_balanced: bool = True,
+    mirrored: bool = False,
+    unsure_below: float | None = None,
 ) -> dict[str, Any]:
     """`summarise` over the classifier's answers on `test`; `mirrored` averages each face's
     probabilities with its mirror image's (test-time augmentation, for comparison only)."""
     probs = classifier.predict(test.x)
     if mirrored:
         probs = (probs + classifier.predict(test.x[:, :, ::-1])) / 2
-    return summarise(test.y, probs, seed_balanced=seed_balanced)
+    return summarise(test.y, probs, seed_balanced=seed_balanced, unsure_below=unsure_below)
 
 
 def evaluate_protocol(
-    classifier: Predictor, archive: Path | None, ferplus: Path | None, photos: Path | None
+    classifier: Predictor,
+    archive: Path | None,
+    ferplus: Path | None,
+    photos: Path | None,
+    unsure_below: float | None = None,
 ) -> dict[str, Any]:
     """The fixed protocol on whatever of its data is at hand: `test_4` (the FER2013 archive),
-    `ferplus_test` (and the FER+ votes), `realphotos` (a labelled photo set)."""
+    `ferplus_test` (and the FER+ votes), `realphotos` (a labelled photo set). With
+    `unsure_below`, each set also says how the confident answers fare (`confident`)."""
     metrics: dict[str, Any] = {}
     if archive is not None and archive.is_file():
-        metrics["test_4"] = evaluate(classifier, read_test_split(archive))
+        metrics["test_4"] = evaluate(
+            classifier, read_test_split(archive), unsure_below=unsure_below
+        )
         if ferplus is not None and ferplus.is_file():
             test = read_ferplus_test(archive, read_votes(ferplus))
-            metrics["ferplus_test"] = evaluate(classifier, test, seed_balanced=False)
+            metrics["ferplus_test"] = evaluate(
+                classifier, test, seed_balanced=False, unsure_below=unsure_below
+            )
     if photos is not None and photos.exists():
         crops, labels = real_photo_faces(read_labelled_photos(photos))
-        metrics["realphotos"] = evaluate_real(classifier, crops, labels)
+        metrics["realphotos"] = evaluate_real(classifier, crops, labels, unsure_below)
     return metrics

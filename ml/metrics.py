@@ -38,6 +38,27 @@ def summarise_predictions(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, A
     return result
 
 
+def selective(
+    y_true: np.ndarray, y_pred: np.ndarray, confidence: np.ndarray, threshold: float
+) -> dict[str, float]:
+    """How the answers fare when faces below `threshold` get an unsure answer instead of a
+    label: the share answered with a label, and the accuracy and balanced accuracy on those.
+    A photo with no face (y_pred -1, confidence 0) is never answered with a label."""
+    sure = confidence >= threshold
+    right = (y_pred == y_true) & sure
+    support = np.bincount(y_true[sure], minlength=len(CLASSES))
+    hits = np.bincount(y_true[right], minlength=len(CLASSES))
+    present = support > 0
+    return {
+        "threshold": float(threshold),
+        "answered": float(sure.mean()) if len(sure) else 0.0,
+        "accuracy": float(right.sum() / sure.sum()) if sure.any() else 0.0,
+        "balanced_accuracy": float((hits[present] / support[present]).mean())
+        if present.any()
+        else 0.0,
+    }
+
+
 def seed_balanced_indices(y_true: np.ndarray) -> np.ndarray:
     """The fixed subsample of test-4 with the original project's per-class counts."""
     rng = np.random.default_rng(SEED_BALANCED_SEED)
@@ -48,10 +69,18 @@ def seed_balanced_indices(y_true: np.ndarray) -> np.ndarray:
     return np.sort(np.concatenate(picked))
 
 
-def summarise(y_true: np.ndarray, probs: np.ndarray, seed_balanced: bool = True) -> dict[str, Any]:
-    """Accuracy, balanced accuracy, per-class recall and the confusion matrix as plain JSON."""
+def summarise(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    seed_balanced: bool = True,
+    unsure_below: float | None = None,
+) -> dict[str, Any]:
+    """Accuracy, balanced accuracy, per-class recall and the confusion matrix as plain JSON;
+    with `unsure_below`, also how the confident answers fare (`selective`)."""
     y_pred = probs.argmax(axis=1)
     result = summarise_predictions(y_true, y_pred)
+    if unsure_below is not None:
+        result["confident"] = selective(y_true, y_pred, probs.max(axis=1), unsure_below)
     if seed_balanced:
         idx = seed_balanced_indices(y_true)
         result["seed_balanced_accuracy"] = float((y_pred[idx] == y_true[idx]).mean())

@@ -255,7 +255,7 @@ def evaluate(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 2
     classifier = load_classifier(args.model, settings)
-    metrics = evaluate_protocol(classifier, archive, ferplus, photos)
+    metrics = evaluate_protocol(classifier, archive, ferplus, photos, settings.unsure_below)
     if args.json:
         print(json.dumps({"model": classifier.name, **metrics}))
         return 0
