@@ -18,10 +18,10 @@ from db.contributions import (
     near_copy_labels,
 )
 from emobot.face_hash import FaceHash
-from ml.faces import ImageError, decode_image, find_faces, grey
+from ml.faces import ImageError, decode_image, grey
 from ml.fer2013 import is_blank
 from ml.near_dupes import face_hash
-from ml.upright import best_turn
+from ml.upright import upright_faces
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def find_one_face(
     except ImageError as exc:
         log.info("unreadable image: %s", exc)
         raise Rejected("reject.broken") from exc
-    faces = find_faces(image)
+    faces, _, turn = upright_faces(image)
     if not faces:
         raise Rejected("reject.no_face")
     if len(faces) > 1:
@@ -85,7 +85,7 @@ def find_one_face(
     if face.landmarks is None:  # a small image taken whole as a face crop
         if is_blank(grey(image)):
             raise Rejected("reject.no_face")
-    elif turn := best_turn(image):
+    elif turn:
         raise Rejected("reject.rotated", degrees=turn)
     elif abs(face.roll) > MAX_ROLL_DEGREES:
         raise Rejected("reject.tilted", degrees=round(abs(face.roll)))
