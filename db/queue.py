@@ -280,17 +280,21 @@ async def retry_later(
     )
 
 
-async def release(session: AsyncSession, *, worker: str, ids: list[int]) -> int:
-    """Give back claimed requests not worked on (shutdown): queued again, attempt not counted."""
-    if not ids:
+async def release(session: AsyncSession, *, worker: str, ids: list[int] | None) -> int:
+    """Give back claimed requests not worked on (shutdown): queued again, attempt not counted.
+
+    `ids=None` gives back every request the worker holds: between two batches it holds none,
+    unless a claim whose commit was lost to a database outage took some without its knowing.
+    """
+    if ids is not None and not ids:
         return 0
     rows = await session.execute(
         text("""
         UPDATE prediction_requests
         SET status = 'queued', locked_by = NULL, locked_until = NULL,
             attempts = greatest(attempts - 1, 0), updated_at = now()
-        WHERE id = ANY(:ids) AND locked_by = :worker AND status = 'processing'
-            AND replied_at IS NULL
+        WHERE (CAST(:ids AS bigint[]) IS NULL OR id = ANY(:ids)) AND locked_by = :worker
+            AND status = 'processing' AND replied_at IS NULL
         RETURNING id
         """),
         {"ids": ids, "worker": worker},
