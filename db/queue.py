@@ -263,20 +263,34 @@ async def mark_failed(session: AsyncSession, request_id: int, error: str, *, rep
 
 
 async def retry_later(
-    session: AsyncSession, *, worker: str, request_id: int, error: str, delay_s: float
+    session: AsyncSession,
+    *,
+    worker: str,
+    request_id: int,
+    error: str,
+    delay_s: float,
+    count_attempt: bool = True,
 ) -> None:
     """Put a request this worker holds back in the queue, not to be claimed before `delay_s`.
 
-    The attempt stays counted: a request that keeps failing reaches `max_attempts`.
+    The attempt stays counted (a request that keeps failing reaches `max_attempts`), unless
+    `count_attempt` is false: nothing was tried (its chat is waiting out a flood wait).
     """
     await session.execute(
         text("""
         UPDATE prediction_requests
         SET status = 'queued', error = :error, locked_by = NULL,
-            locked_until = now() + make_interval(secs => :delay), updated_at = now()
+            locked_until = now() + make_interval(secs => :delay), updated_at = now(),
+            attempts = CASE WHEN :counted THEN attempts ELSE greatest(attempts - 1, 0) END
         WHERE id = :id AND locked_by = :worker AND status = 'processing'
         """),
-        {"id": request_id, "worker": worker, "error": error, "delay": float(delay_s)},
+        {
+            "id": request_id,
+            "worker": worker,
+            "error": error,
+            "delay": float(delay_s),
+            "counted": count_attempt,
+        },
     )
 
 

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     # requests are claimed again this long after its last renewal.
     lease_seconds: int = Field(9, ge=1)
     max_attempts: int = Field(3, ge=1)
+    # Telegram's flood control for one chat: its answer goes back to the queue for as long as
+    # Telegram asks, up to this; a longer wait gives the answer up (nothing reaches that chat).
+    flood_wait_max_seconds: int = Field(60, ge=1)
     poll_seconds: float = Field(5.0, gt=0)
     model_path: Path | None = None
     # A face whose top probability (calibrated: ml/calibration.py) is below this gets an

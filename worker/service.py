@@ -10,6 +10,7 @@ hand finish and gives back requests claimed for a batch that has not started.
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import secrets
 import socket
@@ -42,7 +43,7 @@ from worker import metrics
 from worker.models import ModelHolder
 from worker.outage import DATABASE_ERRORS, DatabaseWatch, Stopping
 from worker.policy import Action, Problem, decide
-from worker.replies import Reply, SendFailed, Undeliverable, compose_reply, send_reply
+from worker.replies import Flooded, Reply, SendFailed, Undeliverable, compose_reply, send_reply
 from worker.retention import Purger
 
 log = logging.getLogger("worker")
@@ -70,6 +71,7 @@ class Job:
     failure: str | None = None  # a permanent problem with the photo: told to the user, not retried
     failure_text: str = "unreadable"  # what the user is told about it
     retry: str | None = None  # a passing problem: the request goes back to the queue
+    flood_wait: int | None = None  # seconds Telegram's flood control asked this chat to wait
 
     @property
     def fresh(self) -> bool:
@@ -99,6 +101,7 @@ class Worker:
         self._background: set[asyncio.Task[None]] = set()
         self.database = DatabaseWatch(storage.engine, self._stopping)
         self._claims_unsure = False  # a claim failed: it may have taken rows all the same
+        self._floods: dict[int, float] = {}  # chat id -> time.monotonic() its flood wait ends
         self._replies = ReplyLog(self._db)
         # Decoding and detection release the GIL in their heavy parts (Pillow, OpenCV, LiteRT):
         # one thread per core keeps every core busy without the threads crowding each other.
@@ -431,14 +434,22 @@ class Worker:
     async def _answer(self, job: Job, over: bool) -> None:
         request = job.request
         last_try = request.attempts >= self.settings.max_attempts
+        counted = True  # whether this attempt counts (see DEFER)
         if over:
             problem, detail = Problem.OVER_ATTEMPTS, None
         elif job.retry is not None:
             problem, detail = Problem.PASSING, job.retry
         elif job.failure is not None:
             problem, detail = Problem.PHOTO, job.failure
+        elif (wait := self._flood_wait(request.chat_id)) is not None:
+            # An earlier send to this chat was told to wait: do not knock again before then.
+            # Nothing was tried, so the attempt is not counted.
+            job.flood_wait, counted, last_try = wait, False, False
+            problem, detail = Problem.FLOODED, f"flood control: the chat waits {wait} s"
         else:
             problem, detail = await self._send_answer(job)
+        if job.flood_wait is not None and job.flood_wait > self.settings.flood_wait_max_seconds:
+            last_try = True  # longer than an answer is worth waiting for
         decision = decide(problem, last_try, job.failure_text)
         answered_nothing = decision.action is Action.REPLY and not (job.result or {})["faces"]
         metrics.REQUESTS.labels("no_face" if answered_nothing else decision.outcome).inc()
@@ -447,6 +458,9 @@ class Worker:
                 await self._answered(job)
             case Action.RETRY:
                 await self._retry(job, detail or "")
+            case Action.DEFER:
+                assert job.flood_wait is not None
+                await self._retry(job, detail or "", delay_s=job.flood_wait, counted=counted)
             case Action.FAIL:
                 if decision.outcome == "gave_up":
                     given_up = f"gave up after {self.settings.max_attempts} attempts"
@@ -466,9 +480,22 @@ class Worker:
             await send_reply(self.bot, job.request.chat_id, job.request.message_id, reply)
         except Undeliverable as exc:
             return Problem.UNDELIVERABLE, f"undeliverable: {exc}"
+        except Flooded as exc:
+            job.flood_wait = exc.retry_after
+            self._floods[job.request.chat_id] = time.monotonic() + exc.retry_after
+            return Problem.FLOODED, f"send failed: {exc}"
         except SendFailed as exc:
             return Problem.SEND_FAILED, f"send failed: {exc}"
         return None, None
+
+    def _flood_wait(self, chat_id: int) -> int | None:
+        """Whole seconds left of the chat's flood wait, if it has one."""
+        now = time.monotonic()
+        for chat, until in list(self._floods.items()):
+            if until <= now:
+                del self._floods[chat]
+        until = self._floods.get(chat_id)
+        return None if until is None else math.ceil(until - now)
 
     async def _answered(self, job: Job) -> None:
         # Recorded as soon as the send returns: the narrowest window in which a crash could
@@ -490,15 +517,27 @@ class Worker:
     async def _mark_failed(self, request_id: int, error: str, *, replied: bool) -> None:
         await self._db(lambda s: queue.mark_failed(s, request_id, error, replied=replied))
 
-    async def _retry(self, job: Job, error: str) -> None:
-        log.warning("%s: request %d will be retried: %s", self.name, job.request.id, error)
+    async def _retry(
+        self, job: Job, error: str, *, delay_s: float | None = None, counted: bool = True
+    ) -> None:
+        """Back to the queue, not to be claimed for `delay_s` (by default longer after each
+        attempt); `counted=False` gives the attempt back."""
+        delay = RETRY_DELAY_S * job.request.attempts if delay_s is None else delay_s
+        log.warning(
+            "%s: request %d back to the queue for %.0f s: %s",
+            self.name,
+            job.request.id,
+            delay,
+            error,
+        )
         await self._db(
             lambda s: queue.retry_later(
                 s,
                 worker=self.name,
                 request_id=job.request.id,
                 error=error,
-                delay_s=RETRY_DELAY_S * job.request.attempts,
+                delay_s=delay,
+                count_attempt=counted,
             )
         )
 

@@ -40,17 +40,18 @@ async def test_a_worker_killed_mid_batch_loses_nothing_and_answers_nothing_twice
     emulator, _ = botapi
     chats = range(20_000, 20_100)
     ids = await _enqueue_many(storage, chats)
-    # The victim claims a batch of 50; 30 replies go out, 20 are told to wait a minute
-    # (flood control), and while it waits it is killed.
-    emulator.fail_next("sendMessage", retry_after=60, times=20)
+    # The victim claims a batch of 50; 30 replies go out, 20 hang (a slow Telegram), and
+    # while they hang it is killed.
+    emulator.stall(chats[30:50])
     victim = await start_worker_process(worker_settings, BATCH_SIZE=50, LEASE_SECONDS=3)
 
     async def mid_batch() -> bool:
-        return not emulator._failures["sendmessage"] and await _count(storage, "done") == 30
+        return await _count(storage, "done") == 30
 
     await wait_until(mid_batch, victim, within=60)
     victim.kill()  # SIGKILL
     await victim.wait()
+    emulator.unstall(deliver=False)  # what hung never reached anyone
     async with storage.sessions() as session:
         held = dict(
             (
@@ -98,14 +99,16 @@ async def test_sigterm_finishes_the_batch_in_hand_then_exits(
     emulator, _ = botapi
     chats = range(30_000, 30_010)
     await _enqueue_many(storage, chats)
-    emulator.fail_next("sendMessage", retry_after=2, times=3)
+    emulator.stall(chats[7:])  # three replies hang (a slow Telegram) when SIGTERM comes
     process = await start_worker_process(worker_settings, BATCH_SIZE=10)
 
-    async def waiting_on_flood_control() -> bool:
-        return not emulator._failures["sendmessage"]
+    async def mid_batch() -> bool:
+        return await _count(storage, "done") == 7
 
-    await wait_until(waiting_on_flood_control, process, within=60)
+    await wait_until(mid_batch, process, within=60)
     process.send_signal(signal.SIGTERM)
+    await asyncio.sleep(0.5)
+    emulator.unstall()
     output, _ = await asyncio.wait_for(process.communicate(), 20)
     assert process.returncode == 0, output.decode(errors="replace")[-3000:]
     assert await _count(storage, "done") == 10
