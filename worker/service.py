@@ -49,6 +49,8 @@ from worker.retention import Purger
 log = logging.getLogger("worker")
 T = TypeVar("T")
 
+# How many times per LEASE_SECONDS a batch's lease is renewed (a heartbeat).
+LEASE_RENEWALS = 6
 # A request that failed for a passing reason (storage or Telegram unreachable) waits this long
 # per attempt made before it is claimed again.
 RETRY_DELAY_S = 2.0
@@ -102,6 +104,7 @@ class Worker:
         self.database = DatabaseWatch(storage.engine, self._stopping)
         self._claims_unsure = False  # a claim failed: it may have taken rows all the same
         self._floods: dict[int, float] = {}  # chat id -> time.monotonic() its flood wait ends
+        self._keeper: asyncio.Task[None] | None = None  # renews the lease of the batch claimed
         self._replies = ReplyLog(self._db)
         # Decoding and detection release the GIL in their heavy parts (Pillow, OpenCV, LiteRT):
         # one thread per core keeps every core busy without the threads crowding each other.
@@ -153,6 +156,8 @@ class Worker:
                     await self._sleep(await self._idle_seconds())
                     await self._relisten()
         finally:
+            if self._keeper is not None:
+                self._keeper.cancel()
             self.database.close()
             for task in self._background:
                 task.cancel()
@@ -257,6 +262,9 @@ class Worker:
         batch = await self._claim(size)
         if not batch:
             return []
+        # Renewed from the first claim on: the wait for more must not let it run out.
+        leased = [c.id for c in batch]
+        self._keeper = asyncio.create_task(self._keep_lease(leased))
         deadline = time.monotonic() + self.settings.batch_wait_ms / 1000
         while len(batch) < size and not self._stopping.is_set():
             remaining = deadline - time.monotonic()
@@ -265,11 +273,15 @@ class Worker:
             await self._sleep(remaining)
             self._wake.clear()
             try:
-                batch += await self._claim(size - len(batch))
+                more = await self._claim(size - len(batch))
+                batch += more
+                leased += [c.id for c in more]
             except DATABASE_ERRORS:
                 self._claims_unsure = True
                 break  # work on what is in hand; its steps wait out the outage
         if self._stopping.is_set():
+            self._keeper.cancel()
+            self._keeper = None
             try:
                 async with self.storage.sessions.begin() as session:
                     released = await queue.release(
@@ -285,18 +297,23 @@ class Worker:
     # Working a batch ---------------------------------------------------------------------
 
     async def process(self, batch: list[Claimed]) -> None:
-        keeper = asyncio.create_task(self._keep_lease([c.id for c in batch]))
+        keeper, self._keeper = self._keeper, None
+        if keeper is None:  # not claimed by _collect
+            keeper = asyncio.create_task(self._keep_lease([c.id for c in batch]))
         try:
             await self._process(batch)
         finally:
             keeper.cancel()
 
     async def _keep_lease(self, ids: list[int]) -> None:
-        """Renew the batch's lease every third of it until the batch is done: without this, a
-        batch slower than the lease would be claimed and answered by a second worker too."""
+        """Renew the batch's lease every LEASE_RENEWALS-th of it until the batch is done:
+        without this, a batch slower than the lease would be claimed and answered by a second
+        worker too. Renewing often lets the lease be short, so a killed worker's requests are
+        claimed again soon (within LEASE_SECONDS), while a live worker would have to miss
+        LEASE_RENEWALS renewals in a row to lose its batch."""
         lease = self.settings.lease_seconds
         while True:
-            await asyncio.sleep(lease / 3)
+            await asyncio.sleep(lease / LEASE_RENEWALS)
             try:
                 async with self.storage.sessions.begin() as session:
                     await queue.extend_lease(session, worker=self.name, ids=ids, lease_s=lease)
