@@ -118,7 +118,11 @@ class Worker:
 
     async def run(self) -> None:
         if self.models.current is None:
-            await self.models.load()
+            try:  # the registry says which model: a database still starting is waited for
+                await self.database.run(self.models.load)
+            except Stopping:
+                self.database.close()
+                return
         metrics.MODEL_VERSION.set(self.models.model.version or 0)
         self._background.add(asyncio.create_task(self.purger.run()))
         try:

@@ -61,10 +61,16 @@ async def test_a_database_outage_mid_burst_loses_nothing_and_answers_nobody_with
         try:
             async with running(*workers):
                 await answered(lambda n: n >= PHOTOS // 4)
+                # Replies on their way when PostgreSQL goes: they reach the users during the
+                # outage, and are recorded after it (or they would be sent again).
+                emulator.stall(USERS)
+                await asyncio.sleep(0.3)
                 await proxy.cut()
                 cut_at = len(answers())
-                await asyncio.sleep(OUTAGE_S)
-                during = len(answers()) - cut_at  # a batch in hand may still be answered
+                await asyncio.sleep(1)
+                emulator.unstall()
+                await asyncio.sleep(OUTAGE_S - 1)
+                during = len(answers()) - cut_at
                 await proxy.restore()
                 restored = loop.time()
                 await answered(lambda n: n > cut_at + during)
@@ -87,6 +93,7 @@ async def test_a_database_outage_mid_burst_loses_nothing_and_answers_nobody_with
 
     print(f"{cut_at} before the outage, {during} during it, the next {first_after:.2f} s after")
     assert all(w.database.outages >= 1 for w in workers)
+    assert during > 0
     # Everyone answered once, each with the answer to their photo: no apology, no error.
     sent = Counter(c.chat_id for c in emulator.calls if c.is_message and c.chat_id in USERS)
     assert sent == Counter(dict.fromkeys(USERS, PHOTOS // len(USERS)))
