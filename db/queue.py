@@ -13,6 +13,11 @@ runs out (`next_claimable_in`), so a dead worker's requests are answered about L
 after its last renewal. A row whose result is already written is answered from that result, so the
 model is not run twice.
 
+A request may also go back to `queued` with `locked_until` in the future (`retry_later`): a
+passing failure, or an answer deferred until its chat's flood wait is over. A database outage
+sends nothing back: the worker waits for PostgreSQL with its batch in hand (worker/outage.py);
+saving results or recording replies afterwards takes its rows back if nobody claimed them.
+
 The one window that remains: the reply reached Telegram but the worker died before
 `mark_replied` committed. The row is then answered a second time after the lease. It cannot be
 closed, because the Bot API has no idempotency key: whatever is recorded before the send
