@@ -2,19 +2,23 @@
 answer nobody with an error, count no attempt, and carry on once it is back."""
 
 import asyncio
+import signal
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 from sqlalchemy import select
 
 from db.engine import Storage, make_engine, make_sessionmaker
+from db.migrate import upgrade
 from db.models import PredictionRequest
 from emobot.settings import Settings
 from emobot.telegram import make_bot
 from playground.botapi import BotAPIEmulator, BotAPIServer
 from tests.conftest import fer_face
-from tests.worker.conftest import enqueue_key, running
+from tests.worker.conftest import enqueue_key, running, start_worker_process, wait_until
 from tests.worker.tcpproxy import TcpProxy
+from tests.worker.test_operations import embedded_postgres
 from worker.replies import compose_reply
 from worker.service import Worker
 
@@ -102,3 +106,70 @@ async def test_a_database_outage_mid_burst_loses_nothing_and_answers_nobody_with
     # Not a single attempt was counted for the outage.
     assert {(r.status, r.attempts, r.error) for r in rows} == {("done", 1, None)}
     assert all(r.replied_at is not None for r in rows)
+
+
+async def test_a_worker_process_pauses_while_its_postgresql_restarts(
+    worker_settings: Settings,
+    storage: Storage,
+    botapi: tuple[BotAPIEmulator, BotAPIServer],
+    tmp_path: Path,
+) -> None:
+    """`python -m worker` on an embedded PostgreSQL that is stopped mid-burst and started again
+    5 s later: every photo answered once, with its answer, no attempt counted."""
+    emulator, _ = botapi
+    chats = range(41_001, 41_005)
+    photos = 32
+    pgdata = tmp_path / "pg"
+    url = await embedded_postgres(pgdata, "start")
+    try:
+        engine = make_engine(url)
+        await upgrade(engine)
+        sessions = make_sessionmaker(engine)
+        _, key = await storage.blobs.put_content(fer_face())
+        ids = [
+            await enqueue_key(sessions, key, chat_id=chats[i % len(chats)], language="en")
+            for i in range(photos)
+        ]
+        await engine.dispose()
+
+        def answers() -> list[str | None]:
+            return [c.text for c in emulator.calls if c.is_message and c.chat_id in chats]
+
+        process = await start_worker_process(
+            worker_settings, DATABASE_URL=url, BATCH_SIZE=2, BATCH_WAIT_MS=0
+        )
+        try:
+
+            async def some_answered() -> bool:
+                return len(answers()) >= 4
+
+            await wait_until(some_answered, process, within=90)
+            await embedded_postgres(pgdata, "stop")
+            await asyncio.sleep(OUTAGE_S)
+            assert await embedded_postgres(pgdata, "start") == url
+
+            async def all_answered() -> bool:
+                return len(answers()) >= photos
+
+            await wait_until(all_answered, process, within=60)
+            await asyncio.sleep(1)  # nothing more comes
+        finally:
+            process.send_signal(signal.SIGTERM)
+            output = (await asyncio.wait_for(process.communicate(), 30))[0].decode()
+        engine = make_engine(url)
+        async with make_sessionmaker(engine)() as session:
+            rows = list(
+                await session.scalars(
+                    select(PredictionRequest).where(PredictionRequest.id.in_(ids))
+                )
+            )
+        await engine.dispose()
+    finally:
+        await embedded_postgres(pgdata, "stop")
+
+    assert "database unreachable" in output and "database back after" in output
+    sent = Counter(c.chat_id for c in emulator.calls if c.is_message and c.chat_id in chats)
+    assert sent == Counter(dict.fromkeys(chats, photos // len(chats)))
+    expected = compose_reply(rows[0].result, None, "en", worker_settings.unsure_below).text
+    assert set(answers()) == {expected}
+    assert {(r.status, r.attempts) for r in rows} == {("done", 1)}
