@@ -159,4 +159,9 @@ async def send_reply(bot: Bot, chat_id: int, reply_to: int | None, reply: Reply)
         lambda: bot.send_photo(chat_id, photo, caption=caption, reply_parameters=reply_parameters)
     )
     if caption is None:
-        await _deliver(lambda: bot.send_message(chat_id, text))
+        # The picture went out: sending the answer again would send it twice. The text that
+        # did not follow (flood control, Telegram failing) is left out rather than repeated.
+        try:
+            await _deliver(lambda: bot.send_message(chat_id, text))
+        except SendFailed as exc:
+            log.warning("chat %d: the text after the picture was not sent: %s", chat_id, exc)

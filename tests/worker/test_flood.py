@@ -13,7 +13,8 @@ from db.models import PredictionRequest
 from emobot.settings import Settings
 from playground.botapi import BotAPIEmulator, BotAPIServer
 from tests.conftest import fer_face
-from tests.worker.conftest import enqueue_key, running
+from tests.worker.conftest import enqueue_key, photo, running
+from worker.replies import Reply, send_reply
 from worker.service import Worker
 
 FLOODED = 60_001
@@ -81,3 +82,15 @@ async def test_a_flood_wait_delays_only_its_chat_and_its_answers_come_once_after
     # A send refused by flood control counts as an attempt; one deferred untried does not.
     assert {rows[i].attempts for i in flooded} <= {1, 2}
     assert all("flood control" in (rows[i].error or "") for i in flooded)
+
+
+async def test_a_picture_is_not_sent_twice_when_the_long_text_after_it_is_refused(
+    bot: Bot, botapi: tuple[BotAPIEmulator, BotAPIServer]
+) -> None:
+    """A caption too long for the picture goes in a message of its own; flood control refusing
+    that one must not make the whole answer (the picture) go out again later."""
+    emulator, _ = botapi
+    emulator.fail_next("sendMessage", retry_after=5)
+    picture = Reply("many faces\n" * 150, photo=photo("three_faces.jpg"))
+    await send_reply(bot, 60_100, None, picture)  # no Flooded: the answer counts as sent
+    assert [c.method for c in emulator.calls if c.chat_id == 60_100] == ["sendPhoto"]
