@@ -144,9 +144,20 @@ async def test_a_worker_process_pauses_while_its_postgresql_restarts(
                 return len(answers()) >= 4
 
             await wait_until(some_answered, process, within=90)
+            # The batch in hand waits on Telegram while PostgreSQL stops, so the outage comes
+            # mid-burst; its replies go out during the outage.
+            emulator.stall(chats)
             await embedded_postgres(pgdata, "stop")
+            emulator.unstall()
             await asyncio.sleep(OUTAGE_S)
             assert await embedded_postgres(pgdata, "start") == url
+            started, before = asyncio.get_running_loop().time(), len(answers())
+
+            async def answering_again() -> bool:
+                return len(answers()) > before
+
+            await wait_until(answering_again, process, within=60)
+            first_after = asyncio.get_running_loop().time() - started
 
             async def all_answered() -> bool:
                 return len(answers()) >= photos
@@ -167,7 +178,9 @@ async def test_a_worker_process_pauses_while_its_postgresql_restarts(
     finally:
         await embedded_postgres(pgdata, "stop")
 
+    print(f"the first answer {first_after:.2f} s after PostgreSQL was started again")
     assert "database unreachable" in output and "database back after" in output
+    assert before < photos
     sent = Counter(c.chat_id for c in emulator.calls if c.is_message and c.chat_id in chats)
     assert sent == Counter(dict.fromkeys(chats, photos // len(chats)))
     expected = compose_reply(rows[0].result, None, "en", worker_settings.unsure_below).text
