@@ -62,9 +62,7 @@ class DatabaseWatch:
         else). Raises Stopping if the worker is stopped meanwhile."""
         if self.up:
             self._up.clear()
-            self.outages += 1
-            log.warning("database unreachable (%r): pausing until it answers", error)
-            self._probe = asyncio.create_task(self._probe_until_up(time.monotonic()))
+            self._probe = asyncio.create_task(self._probe_until_up(error, time.monotonic()))
         probe = self._probe
         assert probe is not None
         stop = asyncio.create_task(self._stopping.wait())
@@ -76,13 +74,16 @@ class DatabaseWatch:
             raise Stopping
         return self._waited
 
-    async def _probe_until_up(self, since: float) -> None:
+    async def _probe_until_up(self, error: BaseException, since: float) -> None:
         tries = 0
         while not self._stopping.is_set():
             tries += 1
             try:
                 await asyncio.wait_for(ping(self.engine), PING_TIMEOUT_S)
             except (*DATABASE_ERRORS, TimeoutError):
+                if tries == 1:
+                    self.outages += 1
+                    log.warning("database unreachable (%r): pausing until it answers", error)
                 await asyncio.sleep(PROBE_SECONDS)
                 continue
             self._waited = tries > 1
