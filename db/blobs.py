@@ -5,11 +5,13 @@ stored once however often they are sent.
 """
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import tempfile
 from abc import ABC, abstractmethod
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -48,6 +50,10 @@ class BlobStore(ABC):
     @abstractmethod
     async def list(self, prefix: str = "") -> list[str]:
         """Keys starting with `prefix`, sorted."""
+
+    async def list_modified(self, prefix: str = "") -> dict[str, datetime]:
+        """Keys starting with `prefix`, with when each was last written (UTC)."""
+        raise NotImplementedError
 
     async def url(self, key: str, expires_s: int = 3600) -> str | None:
         """A URL anyone can download the blob from for a while, where the backend has one."""
@@ -153,6 +159,17 @@ class LocalBlobStore(BlobStore):
     async def list(self, prefix: str = "") -> list[str]:
         return await asyncio.to_thread(self._list, prefix)
 
+    def _list_modified(self, prefix: str) -> dict[str, datetime]:
+        modified = {}
+        for key in self._list(prefix):
+            with contextlib.suppress(FileNotFoundError):  # removed meanwhile
+                stamp = self._path(key).stat().st_mtime
+                modified[key] = datetime.fromtimestamp(stamp, UTC)
+        return modified
+
+    async def list_modified(self, prefix: str = "") -> dict[str, datetime]:
+        return await asyncio.to_thread(self._list_modified, prefix)
+
 
 class S3BlobStore(BlobStore):
     """Blobs in an S3 bucket (AWS, MinIO, moto); the bucket is created when missing."""
@@ -242,6 +259,14 @@ class S3BlobStore(BlobStore):
         async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
             keys.extend(item["Key"] for item in page.get("Contents", []))
         return sorted(keys)
+
+    async def list_modified(self, prefix: str = "") -> dict[str, datetime]:
+        modified: dict[str, datetime] = {}
+        paginator = self.client.get_paginator("list_objects_v2")
+        async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                modified[item["Key"]] = item["LastModified"]
+        return modified
 
     async def url(self, key: str, expires_s: int = 3600) -> str | None:
         return await self.client.generate_presigned_url(

@@ -13,6 +13,11 @@ runs out (`next_claimable_in`), so a dead worker's requests are answered about L
 after its last renewal. A row whose result is already written is answered from that result, so the
 model is not run twice.
 
+A request may also go back to `queued` with `locked_until` in the future (`retry_later`): a
+passing failure, or an answer deferred until its chat's flood wait is over. A database outage
+sends nothing back: the worker waits for PostgreSQL with its batch in hand (worker/outage.py);
+saving results or recording replies afterwards takes its rows back if nobody claimed them.
+
 The one window that remains: the reply reached Telegram but the worker died before
 `mark_replied` committed. The row is then answered a second time after the lease. It cannot be
 closed, because the Bot API has no idempotency key: whatever is recorded before the send
@@ -263,34 +268,52 @@ async def mark_failed(session: AsyncSession, request_id: int, error: str, *, rep
 
 
 async def retry_later(
-    session: AsyncSession, *, worker: str, request_id: int, error: str, delay_s: float
+    session: AsyncSession,
+    *,
+    worker: str,
+    request_id: int,
+    error: str,
+    delay_s: float,
+    count_attempt: bool = True,
 ) -> None:
     """Put a request this worker holds back in the queue, not to be claimed before `delay_s`.
 
-    The attempt stays counted: a request that keeps failing reaches `max_attempts`.
+    The attempt stays counted (a request that keeps failing reaches `max_attempts`), unless
+    `count_attempt` is false: nothing was tried (its chat is waiting out a flood wait).
     """
     await session.execute(
         text("""
         UPDATE prediction_requests
         SET status = 'queued', error = :error, locked_by = NULL,
-            locked_until = now() + make_interval(secs => :delay), updated_at = now()
+            locked_until = now() + make_interval(secs => :delay), updated_at = now(),
+            attempts = CASE WHEN :counted THEN attempts ELSE greatest(attempts - 1, 0) END
         WHERE id = :id AND locked_by = :worker AND status = 'processing'
         """),
-        {"id": request_id, "worker": worker, "error": error, "delay": float(delay_s)},
+        {
+            "id": request_id,
+            "worker": worker,
+            "error": error,
+            "delay": float(delay_s),
+            "counted": count_attempt,
+        },
     )
 
 
-async def release(session: AsyncSession, *, worker: str, ids: list[int]) -> int:
-    """Give back claimed requests not worked on (shutdown): queued again, attempt not counted."""
-    if not ids:
+async def release(session: AsyncSession, *, worker: str, ids: list[int] | None) -> int:
+    """Give back claimed requests not worked on (shutdown): queued again, attempt not counted.
+
+    `ids=None` gives back every request the worker holds: between two batches it holds none,
+    unless a claim whose commit was lost to a database outage took some without its knowing.
+    """
+    if ids is not None and not ids:
         return 0
     rows = await session.execute(
         text("""
         UPDATE prediction_requests
         SET status = 'queued', locked_by = NULL, locked_until = NULL,
             attempts = greatest(attempts - 1, 0), updated_at = now()
-        WHERE id = ANY(:ids) AND locked_by = :worker AND status = 'processing'
-            AND replied_at IS NULL
+        WHERE (CAST(:ids AS bigint[]) IS NULL OR id = ANY(:ids)) AND locked_by = :worker
+            AND status = 'processing' AND replied_at IS NULL
         RETURNING id
         """),
         {"ids": ids, "worker": worker},

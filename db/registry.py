@@ -9,6 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.models import ModelVersion, TrainingRun
 from emobot.i18n import DEFAULT_LANGUAGE
 
+# The advisory lock registrations take turns on ("modelver" in ASCII).
+REGISTER_LOCK = 0x6D6F64656C766572
+
 
 class UnknownModel(LookupError):
     """No model with that version."""
@@ -31,7 +34,14 @@ async def register_model(
     artifacts: dict[str, Any] | None = None,
     dataset_version: str | None = None,
 ) -> ModelVersion:
-    """Add a model with the next version number (not active until promoted)."""
+    """Add a model with the next version number (not active until promoted).
+
+    Two trainings registering at once (an `emobot train` beside the trainer) would both read
+    the same max(version) and one would fail on the unique constraint after its whole run:
+    a transaction-scoped advisory lock makes registrations take turns, and each reads the
+    maximum only once the one before it has committed (or rolled back).
+    """
+    await session.execute(select(func.pg_advisory_xact_lock(REGISTER_LOCK)))
     version = (await session.scalar(select(func.max(ModelVersion.version)))) or 0
     model = ModelVersion(
         version=version + 1,

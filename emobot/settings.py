@@ -43,10 +43,14 @@ class Settings(BaseSettings):
     # Worker.
     batch_size: int = Field(32, ge=1, le=1024)
     batch_wait_ms: int = Field(50, ge=0, le=60_000)
-    # A worker renews its claims every third of this (a heartbeat), so a killed worker's
-    # requests are claimed again this long after its last renewal.
-    lease_seconds: int = Field(9, ge=1)
+    # A worker renews its claims every sixth of this (a heartbeat), so a killed worker's
+    # requests are claimed again this long after its last renewal, and a live one would have
+    # to miss six renewals in a row to lose them.
+    lease_seconds: int = Field(3, ge=1)
     max_attempts: int = Field(3, ge=1)
+    # Telegram's flood control for one chat: its answer goes back to the queue for as long as
+    # Telegram asks, up to this; a longer wait gives the answer up (nothing reaches that chat).
+    flood_wait_max_seconds: int = Field(60, ge=1)
     poll_seconds: float = Field(5.0, gt=0)
     model_path: Path | None = None
     # A face whose top probability (calibrated: ml/calibration.py) is below this gets an

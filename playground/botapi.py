@@ -23,6 +23,10 @@ Model:
 - Messages (the users' and the bot's) are kept per chat with edits applied, so buttons of an
   edited message can be pressed.
 - `fail_next(method, retry_after=n)` makes the next call of a method answer 429 (flood control).
+- `flood(chat_id, retry_after=n)`: for the next n seconds every call sending to that chat
+  answers 429 with the seconds left, as Telegram's per-chat flood control does.
+- `stall(chat_ids)`: calls sending to those chats hang (a slow Telegram) until `unstall()`,
+  which lets them through, or `unstall(deliver=False)`, which fails them unrecorded (502).
 
 Requests may come as multipart form data (aiogram; file uploads as `attach://<field>`),
 url-encoded forms, JSON bodies or query strings.
@@ -33,8 +37,9 @@ import contextlib
 import itertools
 import json
 import logging
+import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
@@ -309,6 +314,11 @@ class BotAPIEmulator:
         self.webhook: Json | None = None
         self.polled = False  # the bot asked for updates at least once: it is up
         self._failures: dict[str, list[BotAPIError]] = {}
+        self._floods: dict[int, float] = {}  # chat id -> time.monotonic() the flood ends
+        self.flood_refusals: list[tuple[int, str]] = []  # (chat id, method) answered 429
+        self._stalled: set[int] = set()
+        self._unstalled = asyncio.Event()
+        self._deliver_stalled = True
         self._query_users: dict[str, int] = {}  # callback query id -> the user who pressed
         self._ids = itertools.count(1)
         self._update_ids = itertools.count(1)
@@ -451,6 +461,41 @@ class BotAPIEmulator:
         error = BotAPIError(429, f"Too Many Requests: retry after {retry_after}", retry_after)
         self._failures.setdefault(method.lower(), []).extend([error] * times)
 
+    def flood(self, chat_id: int, *, retry_after: int) -> None:
+        """Flood control for one chat: sends to it answer 429 for `retry_after` seconds."""
+        self._floods[chat_id] = time.monotonic() + retry_after
+
+    def stall(self, chat_ids: Iterable[int]) -> None:
+        """Sends to these chats hang until `unstall`."""
+        self._stalled = set(chat_ids)
+        self._unstalled = asyncio.Event()
+
+    def unstall(self, *, deliver: bool = True) -> None:
+        """Let the hanging sends through (or fail them with 502, unrecorded); later sends to
+        those chats are answered at once."""
+        self._stalled = set()
+        self._deliver_stalled = deliver
+        self._unstalled.set()
+
+    async def _chat_limits(self, method: str, params: Json) -> None:
+        """Flood control and stalls, for a call that writes to a chat."""
+        if not method.lower().startswith(("send", "edit")):
+            return
+        try:
+            chat_id = int(params["chat_id"])
+        except (KeyError, TypeError, ValueError):
+            return
+        left = self._floods.get(chat_id, 0.0) - time.monotonic()
+        if left > 0:
+            self.flood_refusals.append((chat_id, method))
+            seconds = math.ceil(left)
+            raise BotAPIError(429, f"Too Many Requests: retry after {seconds}", seconds)
+        if chat_id in self._stalled:
+            unstalled = self._unstalled
+            await unstalled.wait()
+            if not self._deliver_stalled:
+                raise BotAPIError(502, "Bad Gateway")
+
     def _notify(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
@@ -479,6 +524,7 @@ class BotAPIEmulator:
         failures = self._failures.get(method.lower())
         if failures:
             raise failures.pop(0)
+        await self._chat_limits(method, params)
         handler = getattr(self, f"_m_{method.lower()}", None)
         if handler is None:
             raise BotAPIError(404, "Not Found: method not found")

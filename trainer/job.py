@@ -21,8 +21,7 @@ import numpy as np
 
 from db import registry
 from db.engine import Storage
-from db.samples import dataset_version
-from db.training_set import SampleRef, test_refs, train_refs
+from db.training_set import SampleRef, read_training_set
 from emobot.labels import CLASS_INDEX, CLASSES
 from ml.dataset import to_face
 from ml.evaluate import evaluate, evaluate_protocol
@@ -114,11 +113,8 @@ async def _faces(
 
 async def load_training_data(storage: Storage, cache_dir: Path) -> TrainingData:
     """Train and test faces; decoded once per dataset version and kept in `cache_dir`."""
-    async with storage.sessions() as session:
-        train_list = await train_refs(session)
-        test_list = await test_refs(session)
-        # The test split is not part of dataset_version (trainable samples only).
-        version = f"{await dataset_version(session)}-t{len(test_list)}"
+    dataset = await read_training_set(storage.sessions)
+    train_list, test_list, version = dataset.train, dataset.test, dataset.version
     path = cache_dir / f"{version}.npz"
     cached = await asyncio.to_thread(_read_cache, path, version)
     if cached is not None:

@@ -38,7 +38,8 @@ FACES_PER_PHOTO = Histogram(
 REQUESTS = Counter(
     "emobot_worker_requests_total",
     "Requests this worker finished with, by outcome: answered, no_face, unreadable, unusable, "
-    "gave_up, undeliverable, send_failed (given up, no reply), retried (back to the queue)",
+    "gave_up, undeliverable, send_failed, flood_limited (given up, no reply), retried (back to "
+    "the queue), deferred (back to the queue until its chat's flood wait is over)",
     ["outcome"],
 )
 REQUEST_SECONDS = Histogram(

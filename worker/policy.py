@@ -15,11 +15,13 @@ class Problem(Enum):
     PHOTO = "photo"  # the photo itself cannot be used: retrying never helps
     UNDELIVERABLE = "undeliverable"  # the chat cannot be written to
     SEND_FAILED = "send_failed"  # Telegram unreachable or failing: may work next time
+    FLOODED = "flooded"  # flood control: the chat takes nothing more for a while
 
 
 class Action(Enum):
     REPLY = "reply"
     RETRY = "retry"
+    DEFER = "defer"  # back to the queue until the chat's flood wait is over
     FAIL = "fail"  # given up, and the user told why
     DROP = "drop"  # given up without a word: nothing can reach the user
 
@@ -32,7 +34,12 @@ class Decision:
 
 
 def decide(problem: Problem | None, last_try: bool, photo_text: str = "unreadable") -> Decision:
-    """`photo_text`: what to tell about a PHOTO problem (unreadable, unusable)."""
+    """`photo_text`: what to tell about a PHOTO problem (unreadable, unusable).
+
+    A flood wait is deferred, not retried: the answer is ready, only the chat must wait; on the
+    last try (or a wait longer than FLOOD_WAIT_MAX_SECONDS) nothing can reach the user, and an
+    apology would be refused all the same. The database being unreachable is no problem of a
+    request at all: the worker waits for it (worker/outage.py) and never gets here with it."""
     match problem:
         case None:
             return Decision(Action.REPLY, "answered")
@@ -42,6 +49,10 @@ def decide(problem: Problem | None, last_try: bool, photo_text: str = "unreadabl
             return Decision(Action.FAIL, "gave_up", "gave_up")
         case Problem.PASSING | Problem.SEND_FAILED if not last_try:
             return Decision(Action.RETRY, "retried")
+        case Problem.FLOODED if not last_try:
+            return Decision(Action.DEFER, "deferred")
+        case Problem.FLOODED:
+            return Decision(Action.DROP, "flood_limited")
         case Problem.PHOTO:
             return Decision(Action.FAIL, photo_text, photo_text)
         case Problem.UNDELIVERABLE:

@@ -1,13 +1,14 @@
 """The worker's answers: composed from a request's result, sent through the Bot API, and what
 Telegram's errors mean for a request.
 
-- flood control (`RetryAfter`): wait as told and send again;
+- flood control (`RetryAfter`): `Flooded`, at once: waiting here would hold the whole batch
+  (and the lease of every other request in it) for one chat; the worker puts the request back
+  in the queue until then instead, and sends nothing more to that chat meanwhile;
 - the chat cannot be written to (bot blocked, chat not found, any other 400/403): retrying will
   never help, the request fails without a reply (`Undeliverable`);
 - network trouble or Telegram's own errors: the request goes back to the queue (`SendFailed`).
 """
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -35,8 +36,6 @@ T = TypeVar("T")
 # Telegram's limits on a message's text and on a photo's caption.
 MAX_TEXT = 4096
 MAX_CAPTION = 1024
-# How often one send may be told to wait (flood control) before the request is retried later.
-MAX_FLOOD_WAITS = 5
 
 
 class Undeliverable(Exception):
@@ -47,6 +46,14 @@ class SendFailed(Exception):
     """Telegram could not be reached or failed; sending again later may work."""
 
 
+class Flooded(SendFailed):
+    """Flood control: Telegram takes nothing more for this chat for `retry_after` seconds."""
+
+    def __init__(self, retry_after: int):
+        super().__init__(f"flood control: retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
 @dataclass(frozen=True)
 class Reply:
     text: str
@@ -54,19 +61,16 @@ class Reply:
 
 
 async def _deliver(send: Callable[[], Awaitable[T]]) -> T:
-    for _ in range(MAX_FLOOD_WAITS):
-        try:
-            return await send()
-        except TelegramRetryAfter as exc:
-            log.warning("flood control: waiting %d s", exc.retry_after)
-            await asyncio.sleep(exc.retry_after)
-        except (TelegramForbiddenError, TelegramBadRequest, TelegramNotFound) as exc:
-            raise Undeliverable(exc.message) from exc
-        except TelegramUnauthorizedError:
-            raise  # a wrong token: no request can be answered, the worker must stop
-        except TelegramAPIError as exc:  # network errors, 5xx, conflicts
-            raise SendFailed(str(exc)) from exc
-    raise SendFailed(f"still flood-limited after {MAX_FLOOD_WAITS} waits")
+    try:
+        return await send()
+    except TelegramRetryAfter as exc:
+        raise Flooded(exc.retry_after) from exc
+    except (TelegramForbiddenError, TelegramBadRequest, TelegramNotFound) as exc:
+        raise Undeliverable(exc.message) from exc
+    except TelegramUnauthorizedError:
+        raise  # a wrong token: no request can be answered, the worker must stop
+    except TelegramAPIError as exc:  # network errors, 5xx, conflicts
+        raise SendFailed(str(exc)) from exc
 
 
 EMOJI: Final = {"negative": "😟", "happy": "😄", "surprise": "😮", "neutral": "😐"}
@@ -155,4 +159,9 @@ async def send_reply(bot: Bot, chat_id: int, reply_to: int | None, reply: Reply)
         lambda: bot.send_photo(chat_id, photo, caption=caption, reply_parameters=reply_parameters)
     )
     if caption is None:
-        await _deliver(lambda: bot.send_message(chat_id, text))
+        # The picture went out: sending the answer again would send it twice. The text that
+        # did not follow (flood control, Telegram failing) is left out rather than repeated.
+        try:
+            await _deliver(lambda: bot.send_message(chat_id, text))
+        except SendFailed as exc:
+            log.warning("chat %d: the text after the picture was not sent: %s", chat_id, exc)

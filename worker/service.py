@@ -10,21 +10,23 @@ hand finish and gives back requests claimed for a batch that has not started.
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import secrets
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import numpy as np
 from aiogram import Bot
 from prometheus_client import REGISTRY
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 import emobot.serving
 from db import queue
@@ -39,12 +41,16 @@ from emobot.settings import Settings
 from ml.faces import Face, ImageError, UnusableShape, decode_image, find_faces, whole_face
 from worker import metrics
 from worker.models import ModelHolder
+from worker.outage import DATABASE_ERRORS, DatabaseWatch, Stopping
 from worker.policy import Action, Problem, decide
-from worker.replies import Reply, SendFailed, Undeliverable, compose_reply, send_reply
+from worker.replies import Flooded, Reply, SendFailed, Undeliverable, compose_reply, send_reply
 from worker.retention import Purger
 
 log = logging.getLogger("worker")
+T = TypeVar("T")
 
+# How many times per LEASE_SECONDS a batch's lease is renewed (a heartbeat).
+LEASE_RENEWALS = 6
 # A request that failed for a passing reason (storage or Telegram unreachable) waits this long
 # per attempt made before it is claimed again.
 RETRY_DELAY_S = 2.0
@@ -67,6 +73,7 @@ class Job:
     failure: str | None = None  # a permanent problem with the photo: told to the user, not retried
     failure_text: str = "unreadable"  # what the user is told about it
     retry: str | None = None  # a passing problem: the request goes back to the queue
+    flood_wait: int | None = None  # seconds Telegram's flood control asked this chat to wait
 
     @property
     def fresh(self) -> bool:
@@ -94,7 +101,11 @@ class Worker:
         self._stopping = asyncio.Event()
         self._listener: asyncpg.Connection | None = None
         self._background: set[asyncio.Task[None]] = set()
-        self._replies = ReplyLog(storage)
+        self.database = DatabaseWatch(storage.engine, self._stopping)
+        self._claims_unsure = False  # a claim failed: it may have taken rows all the same
+        self._floods: dict[int, float] = {}  # chat id -> time.monotonic() its flood wait ends
+        self._keeper: asyncio.Task[None] | None = None  # renews the lease of the batch claimed
+        self._replies = ReplyLog(self._db)
         # Decoding and detection release the GIL in their heavy parts (Pillow, OpenCV, LiteRT):
         # one thread per core keeps every core busy without the threads crowding each other.
         self._detection = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="detect")
@@ -107,7 +118,11 @@ class Worker:
 
     async def run(self) -> None:
         if self.models.current is None:
-            await self.models.load()
+            try:  # the registry says which model: a database still starting is waited for
+                await self.database.run(self.models.load)
+            except Stopping:
+                self.database.close()
+                return
         metrics.MODEL_VERSION.set(self.models.model.version or 0)
         self._background.add(asyncio.create_task(self.purger.run()))
         try:
@@ -117,23 +132,37 @@ class Worker:
                     log.info("%s: now answering with %s", self.name, self.models.model.name)
                     metrics.MODEL_VERSION.set(self.models.model.version or 0)
                 try:
+                    await self.database.settle()
+                    if self._claims_unsure:
+                        await self._release_lost_claims()
                     batch = await self._collect()
                     if batch:
                         await self.process(batch)
-                except (OSError, SQLAlchemyError) as exc:
-                    # PostgreSQL or the network went away: what this worker holds is claimed
-                    # again when its lease runs out; try again after a pause.
+                except Stopping:
+                    break
+                except DATABASE_ERRORS as exc:
+                    # PostgreSQL or the network went away: wait until it answers (steps of a
+                    # batch wait out an outage themselves; this is a claim that failed).
                     metrics.ERRORS.inc()
-                    log.error(
-                        "%s: %r; retrying in %s s", self.name, exc, self.settings.poll_seconds
-                    )
-                    await self._sleep(self.settings.poll_seconds)
+                    self._claims_unsure = True
+                    try:
+                        outage = await self.database.wait(exc)
+                    except Stopping:
+                        break
+                    if not outage:  # it answers: something else failed; do not spin
+                        log.error(
+                            "%s: %r; retrying in %s s", self.name, exc, self.settings.poll_seconds
+                        )
+                        await self._sleep(self.settings.poll_seconds)
+                    await self._relisten()
                     continue
                 if not batch:
                     await self._sleep(await self._idle_seconds())
-                    if self._listener is None or self._listener.is_closed():
-                        await self._listen()
+                    await self._relisten()
         finally:
+            if self._keeper is not None:
+                self._keeper.cancel()
+            self.database.close()
             for task in self._background:
                 task.cancel()
             if self._listener is not None:
@@ -158,8 +187,15 @@ class Worker:
             )
             self._listener = None
             return
+        # A lost connection (the database restarted) wakes the worker: its next claim finds
+        # out, and it listens again once PostgreSQL is back.
+        self._listener.add_termination_listener(lambda _: self._wake.set())
         # A promotion may have happened while nobody listened.
         self._on_model()
+
+    async def _relisten(self) -> None:
+        if self._listener is None or self._listener.is_closed():
+            await self._listen()
 
     def _on_request(self, *_: object) -> None:
         self._wake.set()
@@ -170,7 +206,11 @@ class Worker:
         task.add_done_callback(self._background.discard)
 
     async def _refresh_model(self) -> None:
-        await self.models.refresh()
+        try:
+            await self.models.refresh()
+        except DATABASE_ERRORS as exc:  # the next LISTEN (after the outage) looks again
+            log.warning("%s: could not look for a promoted model: %r", self.name, exc)
+            return
         self._wake.set()  # an idle worker swaps it in now rather than at the next poll
 
     async def _idle_seconds(self) -> float:
@@ -179,7 +219,7 @@ class Worker:
         try:
             async with self.storage.sessions() as session:
                 due = await queue.next_claimable_in(session)
-        except (OSError, SQLAlchemyError):
+        except DATABASE_ERRORS:
             due = None  # the next claim says what is wrong
         if due is None:
             return self.settings.poll_seconds
@@ -191,6 +231,26 @@ class Worker:
             await asyncio.wait_for(self._wake.wait(), seconds)
 
     # Claiming a batch --------------------------------------------------------------------
+
+    async def _db(self, step: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run `step` in a transaction of its own; while PostgreSQL is unreachable, wait for it
+        and run it again (the steps are idempotent: a commit whose outcome was lost is
+        harmless to repeat)."""
+
+        async def once() -> T:
+            async with self.storage.sessions.begin() as session:
+                return await step(session)
+
+        return await self.database.run(once)
+
+    async def _release_lost_claims(self) -> None:
+        """A claim failed: if its commit went through all the same (the answer was lost), the
+        rows it took would wait for their lease with an attempt counted. Between batches this
+        worker holds nothing, so whatever is still locked by it goes back to the queue."""
+        released = await self._db(lambda s: queue.release(s, worker=self.name, ids=None))
+        self._claims_unsure = False
+        if released:
+            log.info("%s: gave back %d requests claimed by a lost commit", self.name, released)
 
     async def _claim(self, limit: int) -> list[Claimed]:
         async with self.storage.sessions.begin() as session:
@@ -206,6 +266,9 @@ class Worker:
         batch = await self._claim(size)
         if not batch:
             return []
+        # Renewed from the first claim on: the wait for more must not let it run out.
+        leased = [c.id for c in batch]
+        self._keeper = asyncio.create_task(self._keep_lease(leased))
         deadline = time.monotonic() + self.settings.batch_wait_ms / 1000
         while len(batch) < size and not self._stopping.is_set():
             remaining = deadline - time.monotonic()
@@ -213,10 +276,24 @@ class Worker:
                 break
             await self._sleep(remaining)
             self._wake.clear()
-            batch += await self._claim(size - len(batch))
+            try:
+                more = await self._claim(size - len(batch))
+                batch += more
+                leased += [c.id for c in more]
+            except DATABASE_ERRORS:
+                self._claims_unsure = True
+                break  # work on what is in hand; its steps wait out the outage
         if self._stopping.is_set():
-            async with self.storage.sessions.begin() as session:
-                released = await queue.release(session, worker=self.name, ids=[c.id for c in batch])
+            self._keeper.cancel()
+            self._keeper = None
+            try:
+                async with self.storage.sessions.begin() as session:
+                    released = await queue.release(
+                        session, worker=self.name, ids=[c.id for c in batch]
+                    )
+            except DATABASE_ERRORS as exc:  # their lease runs out instead
+                log.warning("%s: stopping; could not give back the batch: %r", self.name, exc)
+                return []
             log.info("%s: stopping; gave back %d claimed requests", self.name, released)
             return []
         return batch
@@ -224,25 +301,31 @@ class Worker:
     # Working a batch ---------------------------------------------------------------------
 
     async def process(self, batch: list[Claimed]) -> None:
-        keeper = asyncio.create_task(self._keep_lease([c.id for c in batch]))
+        keeper, self._keeper = self._keeper, None
+        if keeper is None:  # not claimed by _collect
+            keeper = asyncio.create_task(self._keep_lease([c.id for c in batch]))
         try:
             await self._process(batch)
         finally:
             keeper.cancel()
 
     async def _keep_lease(self, ids: list[int]) -> None:
-        """Renew the batch's lease every third of it until the batch is done: without this, a
-        batch slower than the lease would be claimed and answered by a second worker too."""
+        """Renew the batch's lease every LEASE_RENEWALS-th of it until the batch is done:
+        without this, a batch slower than the lease would be claimed and answered by a second
+        worker too. Renewing often lets the lease be short, so a killed worker's requests are
+        claimed again soon (within LEASE_SECONDS), while a live worker would have to miss
+        LEASE_RENEWALS renewals in a row to lose its batch."""
         lease = self.settings.lease_seconds
         while True:
-            await asyncio.sleep(lease / 3)
+            await asyncio.sleep(lease / LEASE_RENEWALS)
             try:
                 async with self.storage.sessions.begin() as session:
                     await queue.extend_lease(session, worker=self.name, ids=ids, lease_s=lease)
-            except (OSError, SQLAlchemyError) as exc:
+            except DATABASE_ERRORS as exc:
                 # The next renewal may work; if none does, the lease runs out as for a dead
-                # worker and the requests are claimed again.
-                log.warning("%s: renewing the lease failed: %r", self.name, exc)
+                # worker. (During an outage the batch's own steps take its rows back after it.)
+                if self.database.up:
+                    log.warning("%s: renewing the lease failed: %r", self.name, exc)
 
     async def _process(self, batch: list[Claimed]) -> None:
         started = time.perf_counter()
@@ -294,18 +377,29 @@ class Worker:
             for j in fresh
             if j.result is not None
         }
-        async with self.storage.sessions.begin() as session:
+
+        async def save(session: AsyncSession) -> set[int]:
+            # Saving renews the lease: after an outage this takes back the rows that nobody
+            # claimed meanwhile; the others are no longer ours to answer.
             held = await queue.save_results(
                 session, worker=self.name, lease_s=self.settings.lease_seconds, results=to_save
             )
             # The others (failures, retries, results of earlier attempts): still ours?
-            held |= await queue.still_held(
+            return held | await queue.still_held(
                 session,
                 worker=self.name,
                 ids=[j.request.id for j in jobs if j.request.id not in to_save],
             )
+
+        held = await self._db(save)
         t = mark("save", t)
-        await asyncio.gather(*(self._answer(j, j in over) for j in jobs if j.request.id in held))
+        answers = await asyncio.gather(
+            *(self._answer(j, j in over) for j in jobs if j.request.id in held),
+            return_exceptions=True,
+        )
+        for outcome in answers:
+            if isinstance(outcome, BaseException):
+                raise outcome
         mark("reply", t)
         self.purger.batch_answered()
         self.batches += 1
@@ -361,14 +455,22 @@ class Worker:
     async def _answer(self, job: Job, over: bool) -> None:
         request = job.request
         last_try = request.attempts >= self.settings.max_attempts
+        counted = True  # whether this attempt counts (see DEFER)
         if over:
             problem, detail = Problem.OVER_ATTEMPTS, None
         elif job.retry is not None:
             problem, detail = Problem.PASSING, job.retry
         elif job.failure is not None:
             problem, detail = Problem.PHOTO, job.failure
+        elif (wait := self._flood_wait(request.chat_id)) is not None:
+            # An earlier send to this chat was told to wait: do not knock again before then.
+            # Nothing was tried, so the attempt is not counted.
+            job.flood_wait, counted, last_try = wait, False, False
+            problem, detail = Problem.FLOODED, f"flood control: the chat waits {wait} s"
         else:
             problem, detail = await self._send_answer(job)
+        if job.flood_wait is not None and job.flood_wait > self.settings.flood_wait_max_seconds:
+            last_try = True  # longer than an answer is worth waiting for
         decision = decide(problem, last_try, job.failure_text)
         answered_nothing = decision.action is Action.REPLY and not (job.result or {})["faces"]
         metrics.REQUESTS.labels("no_face" if answered_nothing else decision.outcome).inc()
@@ -377,6 +479,9 @@ class Worker:
                 await self._answered(job)
             case Action.RETRY:
                 await self._retry(job, detail or "")
+            case Action.DEFER:
+                assert job.flood_wait is not None
+                await self._retry(job, detail or "", delay_s=job.flood_wait, counted=counted)
             case Action.FAIL:
                 if decision.outcome == "gave_up":
                     given_up = f"gave up after {self.settings.max_attempts} attempts"
@@ -396,9 +501,22 @@ class Worker:
             await send_reply(self.bot, job.request.chat_id, job.request.message_id, reply)
         except Undeliverable as exc:
             return Problem.UNDELIVERABLE, f"undeliverable: {exc}"
+        except Flooded as exc:
+            job.flood_wait = exc.retry_after
+            self._floods[job.request.chat_id] = time.monotonic() + exc.retry_after
+            return Problem.FLOODED, f"send failed: {exc}"
         except SendFailed as exc:
             return Problem.SEND_FAILED, f"send failed: {exc}"
         return None, None
+
+    def _flood_wait(self, chat_id: int) -> int | None:
+        """Whole seconds left of the chat's flood wait, if it has one."""
+        now = time.monotonic()
+        for chat, until in list(self._floods.items()):
+            if until <= now:
+                del self._floods[chat]
+        until = self._floods.get(chat_id)
+        return None if until is None else math.ceil(until - now)
 
     async def _answered(self, job: Job) -> None:
         # Recorded as soon as the send returns: the narrowest window in which a crash could
@@ -418,19 +536,31 @@ class Worker:
         await self._mark_failed(job.request.id, error, replied=replied)
 
     async def _mark_failed(self, request_id: int, error: str, *, replied: bool) -> None:
-        async with self.storage.sessions.begin() as session:
-            await queue.mark_failed(session, request_id, error, replied=replied)
+        await self._db(lambda s: queue.mark_failed(s, request_id, error, replied=replied))
 
-    async def _retry(self, job: Job, error: str) -> None:
-        log.warning("%s: request %d will be retried: %s", self.name, job.request.id, error)
-        async with self.storage.sessions.begin() as session:
-            await queue.retry_later(
-                session,
+    async def _retry(
+        self, job: Job, error: str, *, delay_s: float | None = None, counted: bool = True
+    ) -> None:
+        """Back to the queue, not to be claimed for `delay_s` (by default longer after each
+        attempt); `counted=False` gives the attempt back."""
+        delay = RETRY_DELAY_S * job.request.attempts if delay_s is None else delay_s
+        log.warning(
+            "%s: request %d back to the queue for %.0f s: %s",
+            self.name,
+            job.request.id,
+            delay,
+            error,
+        )
+        await self._db(
+            lambda s: queue.retry_later(
+                s,
                 worker=self.name,
                 request_id=job.request.id,
                 error=error,
-                delay_s=RETRY_DELAY_S * job.request.attempts,
+                delay_s=delay,
+                count_attempt=counted,
             )
+        )
 
 
 def _result(job: Job, probs: np.ndarray) -> dict[str, Any]:
@@ -454,10 +584,14 @@ class ReplyLog:
     Each send adds its request id and waits; whoever gets the lock writes every id waiting
     by then in one UPDATE. A reply is recorded by the UPDATE running when it returns or by the
     next one, instead of each reply paying for its own transaction and pool connection.
+    `write` runs a step in a transaction, waiting out database outages: a reply sent while
+    PostgreSQL is away is recorded as soon as it is back (before any new claim).
     """
 
-    def __init__(self, storage: Storage):
-        self.storage = storage
+    def __init__(
+        self, write: Callable[[Callable[[AsyncSession], Awaitable[set[int]]]], Awaitable[set[int]]]
+    ):
+        self._write = write
         self._waiting: dict[int, asyncio.Future[None]] = {}
         self._lock = asyncio.Lock()
 
@@ -468,8 +602,7 @@ class ReplyLog:
             if not done.done():
                 batch, self._waiting = self._waiting, {}
                 try:
-                    async with self.storage.sessions.begin() as session:
-                        await queue.mark_replied(session, list(batch))
+                    await self._write(lambda s: queue.mark_replied(s, list(batch)))
                 except Exception as exc:
                     for future in batch.values():
                         future.set_exception(exc)

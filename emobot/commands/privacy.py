@@ -13,8 +13,10 @@ def register(subparsers: Any) -> None:
         help="delete prediction photos past PREDICTION_RETENTION_HOURS",
         description="Delete the photo of every prediction request answered (or failed for "
         "good) more than PREDICTION_RETENTION_HOURS ago, keeping the result, unless a "
-        "contributed sample or a newer request has the same photo; and export archives whose "
-        "download link expired. Workers do this by themselves every PURGE_INTERVAL_SECONDS.",
+        "contributed sample or a newer request has the same photo; export archives whose "
+        "download link expired; and orphan photos (stored over an hour ago for a row whose "
+        "insert failed, which no row uses). Workers do this by themselves every "
+        "PURGE_INTERVAL_SECONDS.",
     )
     p.add_argument("--dry-run", action="store_true", help="print what would go, change nothing")
     p.set_defaults(handler=purge)

@@ -1,3 +1,5 @@
+import asyncio
+
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.registry import (
@@ -45,3 +47,23 @@ async def test_only_one_training_run_at_a_time(
     async with sessions.begin() as session:
         assert await queue_training_run(session, requested_by=None, chat_id=1) is not None
         assert await queue_training_run(session, requested_by=None, chat_id=2) is None
+
+
+async def test_concurrent_registrations_each_get_their_own_version(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Trainings finishing at once (the trainer and `emobot train`): none fails on the unique
+    version after its whole run; each transaction stays open a while, as the trainer's does."""
+
+    async def register(i: int) -> int:
+        async with sessions.begin() as session:
+            model = await register_model(
+                session, blob_key=f"models/{i}.keras", arch="emonet", metrics={}
+            )
+            await asyncio.sleep(0.05)
+            return model.version
+
+    versions = await asyncio.gather(*(register(i) for i in range(6)))
+    assert sorted(versions) == list(range(1, 7))
+    async with sessions() as session:
+        assert sorted(m.version for m in await list_models(session)) == list(range(1, 7))

@@ -12,7 +12,7 @@ from db.blob_refs import put_photo
 from db.blobs import BlobStore
 from db.contributions import Contribution, add_contribution
 from db.models import PredictionRequest
-from db.retention import EXPORT_LINK_SECONDS, purge
+from db.retention import EXPORT_LINK_SECONDS, ORPHAN_AGE_SECONDS, purge
 from db.users import upsert_user
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -170,3 +170,44 @@ async def test_export_archives_go_when_their_link_expired(
     report = await purge(sessions, blob_store, retention_hours=0)
     assert report.exports == [old]
     assert await blob_store.list("exports/") == [new]
+
+
+async def test_an_orphan_photo_is_swept_once_it_is_an_hour_old(
+    sessions: Sessions, blob_store: BlobStore
+) -> None:
+    """A photo stored for a row whose insert then failed (the database went away): nothing
+    points at it, so the purge removes it once it is older than ORPHAN_AGE_SECONDS; photos
+    rows use, and other prefixes, stay."""
+    async with sessions() as failed_insert:
+        _, orphan = await put_photo(failed_insert, blob_store, b"insert failed")
+        await failed_insert.rollback()
+    _, queued = await request(sessions, blob_store, b"queued", status="queued")
+    _, answered = await request(sessions, blob_store, b"answered", hours_ago=1)
+    async with sessions.begin() as session:
+        await upsert_user(session, 5, username=None, first_name=None, telegram_language=None)
+        _, sample = await put_photo(session, blob_store, b"a sample")
+        item = Contribution(sample.rsplit("/", 1)[1], sample, "happy", (0, 0, 1, 1), 1, 1, 8, "u1")
+        await add_contribution(session, 5, item)
+    await blob_store.put("models/7.keras", b"a model")
+    in_use = sorted([queued, answered, sample])
+
+    # Younger than an hour: it may be a row's photo about to be committed.
+    report = await purge(sessions, blob_store, retention_hours=24)
+    assert report.orphans == [] and await blob_store.exists(orphan)
+
+    later = datetime.now(UTC) + timedelta(seconds=ORPHAN_AGE_SECONDS + 60)
+    report = await purge(sessions, blob_store, retention_hours=24, dry_run=True, now=later)
+    assert report.orphans == [orphan] and await blob_store.exists(orphan)
+    assert report.lines(dry_run=True)[0] == f"would remove {orphan} (an orphan: no row uses it)"
+    # The same photo being stored again right now, for a row not committed yet: left alone.
+    async with sessions() as writer:
+        await put_photo(writer, blob_store, b"insert failed")
+        report = await purge(sessions, blob_store, retention_hours=24, now=later)
+        assert report.orphans == [] and await blob_store.exists(orphan)
+        await writer.rollback()
+
+    report = await purge(sessions, blob_store, retention_hours=24, now=later)
+    assert report.orphans == [orphan] and report.removed == []
+    assert await blob_store.list("images/") == in_use
+    assert await blob_store.exists("models/7.keras")
+    assert "1 orphan photos removed" in report.lines()[-1]

@@ -10,11 +10,12 @@ import keras
 import numpy as np
 import pytest
 from PIL import Image
+from sqlalchemy.ext.asyncio import AsyncSession
 
 import trainer.job
-from db import registry
+from db import registry, training_set
 from db.engine import Storage
-from db.samples import insert_samples, trainable_counts
+from db.samples import dataset_version, insert_samples, trainable_counts
 from db.training_set import SampleRef, train_refs
 from emobot.importer import import_archive, import_votes
 from emobot.labels import CLASS_INDEX
@@ -281,3 +282,35 @@ async def test_no_test_split_registers_nothing(storage: Storage, tmp_path: Path)
         await run_training(
             storage, params, data_dir=tmp_path, workdir=tmp_path / "run", min_train_per_class=5
         )
+
+
+async def test_the_training_data_and_its_cache_key_come_from_one_snapshot(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sample added between the reads of a training set (the bot taking a contribution) is
+    in none of them: the refs and the version they are cached under agree."""
+    await add_contributed_photos(storage)
+    read_test_refs = training_set.test_refs
+
+    async def a_sample_added_meanwhile(session: AsyncSession) -> list[SampleRef]:
+        async with storage.sessions.begin() as other:
+            row = {
+                "sha256": "1" * 64,
+                "blob_key": "images/late",
+                "label": "surprise",
+                "split": "train",
+                "source": "telegram",
+                "width": 48,
+                "height": 48,
+                "size_bytes": 1,
+                "origins": [],
+            }
+            assert await insert_samples(other, [row]) == 1
+        return await read_test_refs(session)
+
+    monkeypatch.setattr(training_set, "test_refs", a_sample_added_meanwhile)
+    read = await training_set.read_training_set(storage.sessions)
+    async with storage.sessions() as session:
+        now = await dataset_version(session)
+    assert len(read.train) == 2 and read.version.startswith("2-")
+    assert now.startswith("3-")  # the next read sees it, under another key

@@ -18,6 +18,8 @@ TABLE = [
     (Problem.UNDELIVERABLE, True, Decision(Action.DROP, "undeliverable")),
     (Problem.SEND_FAILED, False, Decision(Action.RETRY, "retried")),
     (Problem.SEND_FAILED, True, Decision(Action.DROP, "send_failed")),
+    (Problem.FLOODED, False, Decision(Action.DEFER, "deferred")),
+    (Problem.FLOODED, True, Decision(Action.DROP, "flood_limited")),
 ]
 
 

@@ -119,6 +119,34 @@ async def test_release_returns_work_uncounted_and_retry_later_waits(
     assert (await _row(sessions, second)).error == "boom"
 
 
+async def test_everything_a_worker_holds_can_be_given_back_and_a_deferral_uncounted(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """After a claim whose commit was lost (a database outage), a worker gives back all it
+    holds; a request deferred for its chat's flood wait without a try gets its attempt back."""
+    first, second, third = await _enqueue(sessions, 3)
+    async with sessions.begin() as session:
+        await queue.claim(session, worker="a", limit=2, lease_s=60)
+        await queue.claim(session, worker="b", limit=1, lease_s=60)
+        assert await queue.release(session, worker="a", ids=None) == 2
+    assert {(await _row(sessions, i)).status for i in (first, second)} == {"queued"}
+    assert (await _row(sessions, third)).locked_by == "b"
+    async with sessions.begin() as session:
+        await queue.retry_later(
+            session,
+            worker="b",
+            request_id=third,
+            error="flood control",
+            delay_s=60,
+            count_attempt=False,
+        )
+    row = await _row(sessions, third)
+    assert (row.status, row.attempts, row.error) == ("queued", 0, "flood control")
+    async with sessions.begin() as session:
+        claimed = await queue.claim(session, worker="c", limit=5, lease_s=60)
+    assert sorted(c.id for c in claimed) == [first, second]  # not before its wait is over
+
+
 async def test_failed_request_keeps_its_error_and_leaves_the_queue(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:

@@ -8,6 +8,8 @@ from aiogram import Bot
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from db import retention
+from db.blob_refs import put_photo
 from db.blobs import BlobStore
 from db.engine import Storage
 from db.models import PredictionRequest
@@ -90,3 +92,30 @@ async def test_with_a_retention_the_photo_stays_until_the_purge_after_it(
 
 async def _finished(storage: Storage, request_id: int) -> bool:
     return (await row(storage, request_id)).status == "done"
+
+
+async def test_the_worker_sweeps_a_photo_left_by_a_failed_insert(
+    worker_settings: Settings,
+    any_storage: Storage,
+    bot: Bot,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The bot stored a photo, then its INSERT failed: the worker's purge removes the blob once
+    it is old enough (an hour; no time here), and leaves a queued request's photo alone."""
+    storage = any_storage
+    monkeypatch.setattr(retention, "ORPHAN_AGE_SECONDS", 0)
+    async with storage.sessions() as failed_insert:
+        _, orphan = await put_photo(failed_insert, storage.blobs, b"insert failed")
+        await failed_insert.rollback()
+    waiting = await enqueue_photo(storage, fer_face(), chat_id=1601)
+    async with storage.sessions.begin() as session:  # a retry an hour away: not claimed
+        await session.execute(
+            text("UPDATE prediction_requests SET locked_until = now() + interval '1 hour'")
+        )
+    async with running(Worker(worker_settings, storage, bot)):
+        await until(lambda: _gone(storage, orphan))
+    assert await storage.blobs.list("images/") == [(await row(storage, waiting)).blob_key]
+
+
+async def _gone(storage: Storage, key: str) -> bool:
+    return not await storage.blobs.exists(key)

@@ -168,7 +168,7 @@ async def test_missing_or_corrupt_photos_fail_cleanly_and_the_rest_of_the_batch_
         assert errors[{701: missing, 702: corrupt, 703: not_image}[chat]][2]  # replied
 
 
-async def test_flood_control_waits_and_a_blocked_user_fails_without_retrying(
+async def test_flood_control_defers_and_a_blocked_user_fails_without_retrying(
     worker_settings: Settings, storage: Storage, bot: Bot, botapi: API
 ) -> None:
     emulator, _ = botapi
@@ -176,7 +176,9 @@ async def test_flood_control_waits_and_a_blocked_user_fails_without_retrying(
     waited = await enqueue_photo(storage, fer_face(), chat_id=801)
     async with running(Worker(worker_settings, storage, bot)):
         [row] = await _wait_status(storage.sessions, [waited])
-        assert row.status == "done" and row.attempts == 1
+        # Back to the queue for the second asked for, then answered from the stored result.
+        assert row.status == "done" and row.attempts == 2 and "flood control" in row.error
+        assert row.timings["batch"] == 1
         assert len([c for c in emulator.calls if c.chat_id == 801]) == 1
 
         emulator._failures["sendmessage"] = [
