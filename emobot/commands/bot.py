@@ -11,9 +11,10 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "bot",
         help="run the Telegram bot",
-        description="Serve the bot: long polling by default; a webhook server on WEBHOOK_PORT "
-        "with WEBHOOK_SECRET when WEBHOOK_URL is set. BOT_TOKEN is Telegram's token; without "
-        "it TELEGRAM_API_URL must name a playground Bot API.",
+        description="Serve the bot: long polling by default; a webhook server on "
+        "WEBHOOK_HOST:WEBHOOK_PORT when WEBHOOK_URL is set (WEBHOOK_SECRET is then required). "
+        "BOT_TOKEN is Telegram's token; without it TELEGRAM_API_URL must name a playground Bot "
+        "API. SIGTERM answers the updates in hand (up to SHUTDOWN_GRACE_SECONDS), then exits.",
     )
     p.set_defaults(handler=run)
 
