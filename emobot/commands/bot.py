@@ -21,5 +21,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> None:
     from bot.app import run_bot
+    from emobot.serving import exit_now
 
     asyncio.run(run_bot(settings))
+    exit_now(0)

@@ -294,6 +294,8 @@ def train(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def trainer(args: argparse.Namespace, settings: Settings) -> None:
+    from emobot.serving import exit_now
     from trainer.service import serve
 
     serve(settings)
+    exit_now(0)
