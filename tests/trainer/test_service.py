@@ -9,17 +9,18 @@ from pathlib import Path
 from PIL import Image
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db import registry
-from db.engine import Storage
+from db.engine import Storage, make_engine, make_sessionmaker
 from db.models import TrainingRun
 from db.samples import ensure_users
 from emobot.importer import import_archive
 from emobot.settings import Settings
 from emobot.telegram import make_bot
 from playground.botapi import BotAPIEmulator, BotAPIServer
-from tests.conftest import FIXTURE_ARCHIVE
+from tests.conftest import FIXTURE_ARCHIVE, free_port
 from tests.ml.test_ferplus import fake_votes
 from trainer.service import Trainer
 
@@ -199,3 +200,77 @@ async def queue_after(storage: Storage, previous: int, params: dict[str, object]
             return await queue(storage, params)
         await asyncio.sleep(0.1)
     raise AssertionError(f"run {previous} did not finish")
+
+
+class DatabaseGate:
+    """A TCP proxy in front of PostgreSQL: closed, connections are refused and those open are
+    cut, as when the server restarts or fails over; opened, it forwards again."""
+
+    def __init__(self, url: str) -> None:
+        target = make_url(url)
+        self.target = (target.host or "127.0.0.1", target.port or 5432)
+        self.port = free_port()
+        self.url = target.set(host="127.0.0.1", port=self.port).render_as_string(
+            hide_password=False
+        )
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def open(self) -> None:
+        self._server = await asyncio.start_server(self._forward, "127.0.0.1", self.port)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for writer in self._writers:
+            writer.close()
+
+    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self._writers |= {writer, up_writer}
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError):
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            sink.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+async def test_the_trainer_waits_for_the_database_instead_of_exiting(
+    storage: Storage, settings: Settings, botapi: tuple[BotAPIEmulator, BotAPIServer]
+) -> None:
+    emulator, server = botapi
+    gate = DatabaseGate(settings.database_url or "")
+    engine = make_engine(gate.url)
+    behind_gate = Storage(engine, make_sessionmaker(engine), storage.blobs)
+    config = trainer_settings(settings, server, poll_seconds=1)
+    trainer = Trainer(config, behind_gate, make_bot(config))
+    first = await queue(storage, {"arch": "resnet"})  # fails at once: no such architecture
+    try:
+        # Started while PostgreSQL is unreachable: it waits.
+        async with running(trainer) as task:
+            await asyncio.sleep(3)
+            assert not task.done()
+            await gate.open()
+            told = await emulator.wait_for(ADMIN, timeout=30)
+            assert f"#{first}" in (told.text or "")
+
+            # Gone again while the trainer waits for work: it waits again, then carries on.
+            await gate.close()
+            await asyncio.sleep(0.5)
+            second = await queue(storage, {"arch": "resnet"})
+            await asyncio.sleep(3)
+            assert not task.done()
+            await gate.open()
+            told = await emulator.wait_for(ADMIN, timeout=30, after=told.seq)
+            assert f"#{second}" in (told.text or "")
+    finally:
+        await gate.close()
+        await engine.dispose()
+    for run_id in (first, second):
+        run = await get_run(storage, run_id)
+        assert run.status == "failed" and "no arch" in (run.error or "")
