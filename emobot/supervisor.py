@@ -243,10 +243,12 @@ class Supervisor:
         children: Sequence[Child],
         *,
         base_backoff: float = 1.0,
+        stop_timeout: float = STOP_TIMEOUT_SECONDS,
         on_output: Callable[[str, str], None] | None = None,
     ):
         self.children = list(children)
         self.base_backoff = base_backoff
+        self.stop_timeout = stop_timeout
         self.on_output = on_output or (lambda name, line: print(f"{name:>8} | {line}", flush=True))
         self._stopping = asyncio.Event()
 
@@ -302,9 +304,9 @@ class Supervisor:
         with contextlib.suppress(ProcessLookupError):
             process.terminate()
         try:
-            await asyncio.wait_for(process.wait(), STOP_TIMEOUT_SECONDS)
+            await asyncio.wait_for(process.wait(), self.stop_timeout)
         except TimeoutError:
-            log.warning("%s did not stop in %.0f s; killing it", child.name, STOP_TIMEOUT_SECONDS)
+            log.warning("%s did not stop in %.0f s; killing it", child.name, self.stop_timeout)
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
 
@@ -360,7 +362,13 @@ async def run_platform(
 
         if keeper is not None:
             keeper.start()
-        supervisor = Supervisor(children)
+        from emobot.serving import CANCEL_MARGIN_SECONDS
+
+        # A child finishing its work in hand gets its whole grace period (emobot.serving).
+        supervisor = Supervisor(
+            children,
+            stop_timeout=settings.shutdown_grace_seconds + CANCEL_MARGIN_SECONDS + 2,
+        )
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, supervisor.stop)
         log.info("platform up: %s", ", ".join(c.name for c in children) or "no processes")
