@@ -17,10 +17,10 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import NoReturn, Protocol
+from typing import Any, NoReturn, Protocol
 
 import asyncpg
 from aiogram import Bot
@@ -59,6 +59,28 @@ def exit_now(code: int = 0) -> NoReturn:
         with contextlib.suppress(Exception):
             stream.flush()
     os._exit(code)
+
+
+def run_command(main: Coroutine[Any, Any, None]) -> None:
+    """asyncio.run for a long-running command, except that it does not wait for the threads
+    of the default executor at the end: one still busy in a service cut short after the grace
+    period (the trainer's Keras fit) would keep the process alive for minutes after it stopped.
+    The command then ends with exit_now, which does not wait for them either."""
+    loop = asyncio.new_event_loop()
+    try:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(main)
+    finally:
+        try:
+            # What asyncio.run does on its way out, but the executor's shutdown.
+            tasks = asyncio.all_tasks(loop)
+            for task in tasks:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()  # shuts the executor down without waiting
 
 
 class Service(Protocol):

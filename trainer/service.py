@@ -258,4 +258,6 @@ def serve(settings: Settings) -> None:
     def build(storage: Storage, bot: Bot | None, _: AsyncExitStack) -> Serving:
         return Serving(Trainer(settings, storage, bot))
 
-    asyncio.run(emobot.serving.serve(settings, "trainer", build, needs_bot=False))
+    # Not asyncio.run: a training cut short at the end of the grace period goes on in its
+    # thread, which must not keep the process alive (its run resumes at the next start).
+    emobot.serving.run_command(emobot.serving.serve(settings, "trainer", build, needs_bot=False))

@@ -1,7 +1,6 @@
 """`emobot bot`: the Telegram bot (long polling, or a webhook when WEBHOOK_URL is set)."""
 
 import argparse
-import asyncio
 from typing import Any
 
 from emobot.settings import Settings
@@ -21,7 +20,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> None:
     from bot.app import run_bot
-    from emobot.serving import exit_now
+    from emobot.serving import exit_now, run_command
 
-    asyncio.run(run_bot(settings))
+    run_command(run_bot(settings))
     exit_now(0)

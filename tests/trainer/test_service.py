@@ -3,6 +3,9 @@
 import asyncio
 import contextlib
 import io
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,12 +23,13 @@ from emobot.importer import import_archive
 from emobot.settings import Settings
 from emobot.telegram import make_bot
 from playground.botapi import BotAPIEmulator, BotAPIServer
-from tests.conftest import FIXTURE_ARCHIVE, free_port
+from tests.conftest import FIXTURE_ARCHIVE, child_env, free_port
 from tests.ml.test_ferplus import fake_votes
 from trainer.service import Trainer
 
 ADMIN = 1000
 PHOTOS = Path(__file__).parents[1] / "data" / "faces"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextlib.asynccontextmanager
@@ -274,3 +278,41 @@ async def test_the_trainer_waits_for_the_database_instead_of_exiting(
     for run_id in (first, second):
         run = await get_run(storage, run_id)
         assert run.status == "failed" and "no arch" in (run.error or "")
+
+
+def _start_trainer(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "emobot", "trainer"],
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+async def test_sigterm_mid_training_hands_the_run_back_and_exits_0(
+    storage: Storage, settings: Settings, tmp_path: Path
+) -> None:
+    """A training outlasting the grace period is cut short: the process exits 0 at once
+    rather than when Keras is done, and the run is queued again at the next start."""
+    await import_archive(FIXTURE_ARCHIVE, storage.sessions, storage.blobs)
+    run_id = await queue(storage, {"arch": "seed_cnn", "epochs": 500})
+    env = child_env(settings, SHUTDOWN_GRACE_SECONDS="1", DATA_DIR=str(tmp_path / "var"))
+    log = tmp_path / "trainer.log"
+    trainer = _start_trainer(env, log)
+    try:
+        async with asyncio.timeout(240):
+            while ((await get_run(storage, run_id)).progress or {}).get("epoch", 0) < 1:
+                assert trainer.poll() is None, log.read_text()[-3000:]
+                await asyncio.sleep(0.5)
+        trainer.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(trainer.wait, 60)
+    finally:
+        if trainer.poll() is None:
+            trainer.kill()
+    assert code == 0, log.read_text()[-3000:]
+    assert "handing the rest back" in log.read_text()
+    assert (await get_run(storage, run_id)).status == "running"  # until the next trainer starts
+    async with storage.sessions.begin() as session:
+        assert await registry.requeue_interrupted_runs(session) == [run_id]
