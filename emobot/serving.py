@@ -120,7 +120,7 @@ class Backoff:
 async def wait_for_database(storage: Storage, name: str, stopping: asyncio.Event) -> bool:
     """Until PostgreSQL answers (True) or the process is asked to stop (False): a process that
     starts while the database restarts or fails over waits for it rather than exiting."""
-    backoff = Backoff()
+    backoff = Backoff(first=0.5, limit=5.0)  # a ping is cheap: up soon after the database
     while True:
         try:
             await asyncio.wait_for(ping(storage.engine), PING_TIMEOUT_SECONDS)
@@ -196,7 +196,8 @@ async def _run_until_stopped(
         try:
             await asyncio.wait_for(asyncio.shield(running), grace + CANCEL_MARGIN_SECONDS)
         except TimeoutError:
-            log.warning("%s: still busy after %.0f s: handing the rest back", name, grace)
+            waited = grace + CANCEL_MARGIN_SECONDS
+            log.warning("%s: still busy after %.0f s: handing the rest back", name, waited)
             running.cancel()
             await asyncio.gather(running, return_exceptions=True)
             return

@@ -62,7 +62,7 @@ class Trainer:
     async def run(self) -> None:
         """Until stopped: claim queued runs one at a time. While PostgreSQL is unreachable
         (a restart, a failover) it waits and tries again with backoff rather than exiting."""
-        backoff = Backoff(first=1.0, limit=30.0)
+        backoff = Backoff(first=1.0, limit=10.0)
         # Runs left `running` by a trainer that died, or by this one when the database went
         # away during a run, go back to the queue (one trainer at a time: none is in hand).
         requeue = True
