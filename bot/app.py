@@ -3,6 +3,7 @@
 import asyncio
 import logging
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 
 from aiogram import Bot, Dispatcher, Router
 from aiogram.exceptions import TelegramBadRequest
@@ -13,12 +14,12 @@ from bot.commands import ADMIN_COMMANDS, USER_COMMANDS
 from bot.middlewares import Database, DuplicateUpdates, Metrics, RetryAfter, Throttling
 from bot.routers import admin, common, contribute, errors, mine, predict, privacy
 from bot.services.predict import SkippedPhotos
-from db.engine import Storage, open_storage, ping
+from db.engine import Storage
 from db.fsm import PostgresStorage
 from emobot.i18n import LANGUAGES, t
-from emobot.operations import serve_operations
-from emobot.settings import Settings
-from emobot.telegram import make_bot
+from emobot.serving import Serving, serve
+from emobot.settings import WEBHOOK_SECRET_MISSING, Settings
+from emobot.telegram import ConfigurationError, make_bot
 
 log = logging.getLogger(__name__)
 
@@ -95,39 +96,122 @@ async def set_commands(bot: Bot, settings: Settings) -> None:
                 log.warning("no admin menu for %s: %s", admin_id, exc.message)
 
 
+class BotService:
+    """The Dispatcher fed by long polling, or by a webhook server when WEBHOOK_URL is set; run
+    by emobot.serving.serve like the worker and the trainer."""
+
+    def __init__(self, bot: Bot, dispatcher: Dispatcher, settings: Settings):
+        self.bot = bot
+        self.dispatcher = dispatcher
+        self.settings = settings
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        """Take no new update; `run` returns once those in hand are answered."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        if self.settings.webhook_url:
+            await _run_webhook(self.bot, self.dispatcher, self.settings, self._stopping)
+        else:
+            await _run_polling(self.bot, self.dispatcher, self.settings, self._stopping)
+
+
 async def run_bot(settings: Settings) -> None:
-    """Long polling, or a webhook server when WEBHOOK_URL is set."""
-    async with open_storage(settings) as storage:
-        bot = build_bot(settings)
+    """Long polling, or a webhook server when WEBHOOK_URL is set, until SIGTERM or Ctrl-C."""
+    if settings.webhook_url and settings.webhook_secret is None:
+        raise ConfigurationError(WEBHOOK_SECRET_MISSING)
+
+    def build(storage: Storage, bot: Bot | None, _: AsyncExitStack) -> Serving:
+        assert bot is not None  # needs_bot
         dispatcher = build_dispatcher(storage, settings)
-        checks = {"database": lambda: ping(storage.engine), "bot_api": bot.get_me}
-        try:
-            async with serve_operations(settings.metrics_port, checks):
-                if settings.webhook_url:
-                    await _run_webhook(bot, dispatcher, settings)
-                else:
-                    await bot.delete_webhook()
-                    await dispatcher.start_polling(bot)
-        finally:
-            await bot.session.close()
+        return Serving(BotService(bot, dispatcher, settings), {"bot_api": bot.get_me})
+
+    await serve(settings, "bot", build, needs_bot=True, bot_factory=build_bot)
 
 
-async def _run_webhook(bot: Bot, dispatcher: Dispatcher, settings: Settings) -> None:
-    from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
+async def _run_polling(
+    bot: Bot, dispatcher: Dispatcher, settings: Settings, stopping: asyncio.Event
+) -> None:
+    await bot.delete_webhook()
+    # Our own signal handling (serve): aiogram's would stop polling and close the session
+    # without waiting for the handlers it started, whose replies would then be lost.
+    polling = asyncio.create_task(
+        dispatcher.start_polling(
+            bot,
+            handle_signals=False,
+            close_bot_session=False,
+            allowed_updates=dispatcher.resolve_used_update_types(),
+        )
+    )
+    stopped = asyncio.create_task(stopping.wait())
+    try:
+        await asyncio.wait({polling, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if not polling.done():
+            await dispatcher.stop_polling()
+        await polling
+    finally:
+        stopped.cancel()
+    await _finish_in_flight(dispatcher, settings.shutdown_grace_seconds)
+
+
+async def _finish_in_flight(dispatcher: Dispatcher, grace: float) -> None:
+    """Let the updates polling handed to handlers finish, for up to `grace` seconds. One cut
+    short is rolled back with its seen_updates row; Telegram delivers it again unless a later
+    getUpdates confirmed it already."""
+    # aiogram keeps the task of each update it handles here and does not wait for them.
+    tasks = set(dispatcher._handle_update_tasks)
+    if not tasks:
+        return
+    log.info("finishing %d updates in hand", len(tasks))
+    _, pending = await asyncio.wait(tasks, timeout=grace)
+    if pending:
+        log.warning("%d updates not finished in %.0f s: cancelled", len(pending), grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def _run_webhook(
+    bot: Bot, dispatcher: Dispatcher, settings: Settings, stopping: asyncio.Event
+) -> None:
+    from aiogram.webhook.aiohttp_server import SimpleRequestHandler
     from aiohttp import web
 
-    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+    if settings.webhook_secret is None:  # settings made in code skip the settings' validation
+        raise ConfigurationError(WEBHOOK_SECRET_MISSING)
+    secret = settings.webhook_secret.get_secret_value()
+    # Telegram gets its answer once the update was handled: an error status (a crash, a process
+    # going away) makes it deliver the update again, to this replica or another.
+    handler = SimpleRequestHandler(dispatcher, bot, secret_token=secret, handle_in_background=False)
     app = web.Application()
-    SimpleRequestHandler(dispatcher, bot, secret_token=secret).register(app, path=WEBHOOK_PATH)
-    setup_application(app, dispatcher, bot=bot)
+    # Not handler.register(): it closes the bot's session as the server shuts down, before the
+    # updates in hand are answered. The session is closed by serve() after them.
+    app.router.add_post(WEBHOOK_PATH, handler.handle)
+    # On shutdown the server stops listening, then waits this long for requests in hand.
+    runner = web.AppRunner(app, shutdown_timeout=settings.shutdown_grace_seconds)
+    workflow = {"dispatcher": dispatcher, "bots": (bot,), **dispatcher.workflow_data}
     url = settings.webhook_url.rstrip("/") + WEBHOOK_PATH if settings.webhook_url else ""
-    runner = web.AppRunner(app)
-    await runner.setup()
-    # Listen before registering: Telegram starts posting as soon as the webhook is set.
-    await web.TCPSite(runner, "0.0.0.0", settings.webhook_port).start()
-    await bot.set_webhook(url, secret_token=secret)
-    log.info("webhook at %s, listening on port %s", url, settings.webhook_port)
+    await dispatcher.emit_startup(bot=bot, **workflow)
     try:
-        await asyncio.Event().wait()
+        await runner.setup()
+        try:
+            # Listen before registering: Telegram starts posting as soon as the webhook is set.
+            await web.TCPSite(runner, settings.webhook_host, settings.webhook_port).start()
+            await bot.set_webhook(
+                url,
+                secret_token=secret,
+                allowed_updates=dispatcher.resolve_used_update_types(),
+            )
+            log.info(
+                "webhook at %s, listening on %s:%s",
+                url,
+                settings.webhook_host,
+                settings.webhook_port,
+            )
+            await stopping.wait()
+            log.info("webhook: taking no new updates, finishing those in hand")
+        finally:
+            await runner.cleanup()
     finally:
-        await runner.cleanup()
+        await dispatcher.emit_shutdown(bot=bot, **workflow)

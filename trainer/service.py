@@ -5,9 +5,11 @@ missed), claims a run, trains with its parameters, writes progress to the run's 
 and edits the chat's progress message, then sends the metrics and the learning-curve and
 confusion-matrix pictures. A failure marks the run failed with the error and tells the chat.
 
-Stopping (SIGTERM) finishes the run in hand. A trainer that was killed leaves its run
-`running`; the next trainer puts it back in the queue at its start and the run resumes from
-its last finished epoch (Keras' BackupAndRestore in `DATA_DIR/runs/<run id>`).
+While PostgreSQL is unreachable the trainer waits, trying again with backoff; a run the outage
+interrupted goes back to the queue. Stopping (SIGTERM) finishes the run in hand. A trainer
+that was killed leaves its run `running`; the next trainer puts it back in the queue at its
+start and the run resumes from its last finished epoch (Keras' BackupAndRestore in
+`DATA_DIR/runs/<run id>`).
 """
 
 import asyncio
@@ -29,7 +31,7 @@ from db.models import TrainingRun
 from db.notify import LISTEN_ERRORS, listen
 from emobot.i18n import t
 from emobot.report import metrics_table
-from emobot.serving import Serving
+from emobot.serving import DATABASE_ERRORS, Backoff, Serving
 from emobot.settings import Settings
 from trainer import metrics
 from trainer.job import JobResult, run_training
@@ -58,26 +60,53 @@ class Trainer:
         self._wake.set()
 
     async def run(self) -> None:
-        async with self.storage.sessions.begin() as session:
-            interrupted = await registry.requeue_interrupted_runs(session)
-        if interrupted:
-            log.warning("runs %s were interrupted; queued again", interrupted)
+        """Until stopped: claim queued runs one at a time. While PostgreSQL is unreachable
+        (a restart, a failover) it waits and tries again with backoff rather than exiting."""
+        backoff = Backoff(first=1.0, limit=10.0)
+        # Runs left `running` by a trainer that died, or by this one when the database went
+        # away during a run, go back to the queue (one trainer at a time: none is in hand).
+        requeue = True
         await self._listen()
         try:
             while not self._stopping.is_set():
                 self._wake.clear()
-                async with self.storage.sessions.begin() as session:
-                    run = await registry.claim_training_run(session)
+                try:
+                    if requeue:
+                        await self._requeue_interrupted()
+                        requeue = False
+                    async with self.storage.sessions.begin() as session:
+                        run = await registry.claim_training_run(session)
+                    if run is not None:
+                        await self.process(run)
+                except DATABASE_ERRORS as exc:
+                    requeue = True
+                    delay = backoff.next()
+                    log.warning(
+                        "the database is unreachable (%r); trying again in %.0f s", exc, delay
+                    )
+                    await self._pause(delay)
+                    continue
+                backoff.reset()
                 if run is not None:
-                    await self.process(run)
                     continue
                 if self._listener is None or self._listener.is_closed():
                     await self._listen()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.settings.poll_seconds)
+                await self._pause(self.settings.poll_seconds)
         finally:
             if self._listener is not None:
-                await self._listener.close()
+                with contextlib.suppress(*DATABASE_ERRORS):
+                    await self._listener.close()
+
+    async def _requeue_interrupted(self) -> None:
+        async with self.storage.sessions.begin() as session:
+            interrupted = await registry.requeue_interrupted_runs(session)
+        if interrupted:
+            log.warning("runs %s were interrupted; queued again", interrupted)
+
+    async def _pause(self, seconds: float) -> None:
+        """Until `seconds` pass, a NOTIFY or `stop()`."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
 
     async def _listen(self) -> None:
         try:
@@ -229,4 +258,6 @@ def serve(settings: Settings) -> None:
     def build(storage: Storage, bot: Bot | None, _: AsyncExitStack) -> Serving:
         return Serving(Trainer(settings, storage, bot))
 
-    asyncio.run(emobot.serving.serve(settings, "trainer", build, needs_bot=False))
+    # Not asyncio.run: a training cut short at the end of the grace period goes on in its
+    # thread, which must not keep the process alive (its run resumes at the next start).
+    emobot.serving.run_command(emobot.serving.serve(settings, "trainer", build, needs_bot=False))

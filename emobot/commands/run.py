@@ -34,6 +34,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from emobot.serving import exit_now
     from emobot.supervisor import PROCESSES, prepare_database, run_platform
 
     processes = [name for name in args.processes.split(",") if name]
@@ -44,4 +45,4 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.prepare_only:
         asyncio.run(prepare_database(settings))
         return 0
-    return asyncio.run(run_platform(settings, processes, args.host, args.port))
+    exit_now(asyncio.run(run_platform(settings, processes, args.host, args.port)))

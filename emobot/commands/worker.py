@@ -18,6 +18,8 @@ def register(subparsers: Any) -> None:
 
 
 def worker(args: argparse.Namespace, settings: Settings) -> None:
+    from emobot.serving import exit_now
     from worker.service import serve
 
     serve(settings)
+    exit_now(0)

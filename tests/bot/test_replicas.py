@@ -79,6 +79,15 @@ class Replica:
             if s.name == name and labels.items() <= s.labels.items()
         )
 
+    async def terminate(self) -> tuple[int, str]:
+        """SIGTERM, as a rollout sends it; the exit code and the output. Waits without blocking
+        the event loop, where the fake Bot API runs."""
+        self.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            while self.process.poll() is None:  # noqa: ASYNC110 - no event to wait on
+                await asyncio.sleep(0.05)
+        return self.process.returncode, self.process.communicate()[0]
+
     def stop(self) -> str:
         self.process.send_signal(signal.SIGTERM)
         try:
@@ -143,3 +152,9 @@ async def test_two_bot_processes_share_dialogs_and_handle_a_duplicate_update_onc
     assert received == [2, 2]
     assert sum(duplicates) == 1
     assert refused == 1 and handled == 2
+
+    # Stopped as a rollout stops them: each finishes and exits 0.
+    for replica in (a, b):
+        code, out = await replica.terminate()
+        assert code == 0, out[-3000:]
+        assert "bot: stopped" in out

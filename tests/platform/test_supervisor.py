@@ -5,8 +5,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -160,3 +162,122 @@ async def test_prepare_only_registers_the_shipped_model_once_in_postgres_and_s3(
     faces = parity_faces()
     expected = Classifier.load(SHIPPED_MODEL).predict(faces)
     assert np.abs(Classifier.load(added).predict(faces) - expected).max() <= PARITY_TOLERANCE
+
+
+class Output:
+    """The rest of a child's output, read in a thread so that its pipe never fills up."""
+
+    def __init__(self, process: subprocess.Popen[str], seen: list[str]) -> None:
+        self.lines = list(seen)
+        assert process.stdout is not None
+        self._thread = threading.Thread(
+            target=lambda: self.lines.extend(process.stdout or ()), daemon=True
+        )
+        self._thread.start()
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    async def wait_for(self, part: str, seconds: float) -> None:
+        try:
+            async with asyncio.timeout(seconds):
+                while part not in self.text():  # noqa: ASYNC110 - lines come from a thread
+                    await asyncio.sleep(0.1)
+        except TimeoutError:
+            raise AssertionError(
+                f"{part!r} not seen in {seconds} s:\n{self.text()[-4000:]}"
+            ) from None
+
+
+async def _chat(http: aiohttp.ClientSession, port: int) -> dict[str, Any]:
+    async with http.get(f"http://127.0.0.1:{port}/api/chat") as response:
+        return await response.json()
+
+
+async def _bot_answers(http: aiohttp.ClientSession, port: int, text: str, seconds: float) -> None:
+    """Sends `text` from the page and waits for one more message from the bot."""
+
+    def from_bot(chat: dict[str, Any]) -> int:
+        return sum(bool(m.get("from", {}).get("is_bot")) for m in chat["messages"])
+
+    before = from_bot(await _chat(http, port))
+    async with http.post(f"http://127.0.0.1:{port}/api/send", json={"text": text}) as r:
+        assert r.status == 200
+    async with asyncio.timeout(seconds):
+        while from_bot(await _chat(http, port)) == before:  # noqa: ASYNC110 - over HTTP
+            await asyncio.sleep(0.2)
+
+
+def _postmaster_pid(pgdata: Path) -> int:
+    return int((pgdata / "postmaster.pid").read_text().split()[0])
+
+
+async def test_run_starts_a_killed_embedded_postgres_again_and_the_bot_answers(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    pgdata = tmp_path / "var" / "pg"
+    process, seen = start_emobot_run(
+        ["--processes=bot", "--port", str(port)], _platform_env(tmp_path), tmp_path, 60
+    )
+    output = Output(process, seen)
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with asyncio.timeout(90):
+                while not (await _chat(http, port))["bot_ready"]:
+                    assert process.poll() is None, output.text()
+                    await asyncio.sleep(0.2)
+            await _bot_answers(http, port, "/help", 30)
+
+            first = _postmaster_pid(pgdata)
+            os.kill(first, signal.SIGKILL)
+            await output.wait_for("the embedded PostgreSQL is running again", 60)
+            assert _postmaster_pid(pgdata) != first
+            db = await asyncpg.connect(host=str(pgdata), user="postgres", database="postgres")
+            assert await db.fetchval("SELECT count(*) FROM models") == 1  # the same data
+            await db.close()
+            # The bot reconnects on its own (the pool's pre-ping): answered as before.
+            try:
+                await _bot_answers(http, port, "/help", 30)
+            except TimeoutError:
+                raise AssertionError(
+                    "no answer after the restart:\n" + output.text()[-4000:]
+                ) from None
+    finally:
+        process.send_signal(signal.SIGINT)
+        code = await asyncio.to_thread(process.wait, 30)
+    assert code == 0, output.text()[-3000:]
+    assert "not running; starting it again" in output.text()
+    assert not (pgdata / "postmaster.pid").exists()  # the restarted one stopped with the rest
+
+
+async def test_ctrl_c_stops_an_idle_platform_promptly(tmp_path: Path) -> None:
+    """Every process, and the page's long poll open as a browser holds it: nothing may wait
+    for it. The bound is generous (a busy machine); the time is printed (`-s`)."""
+    port = free_port()
+    process, seen = start_emobot_run(["--port", str(port)], _platform_env(tmp_path), tmp_path, 90)
+    output = Output(process, seen)
+    poll: asyncio.Task[aiohttp.ClientResponse] | None = None
+    async with aiohttp.ClientSession() as http:
+        try:
+            for name in ("bot", "worker", "trainer"):
+                await output.wait_for(f"{name}: started", 120)
+            version = (await _chat(http, port))["version"]
+            poll = asyncio.create_task(
+                http.get(f"http://127.0.0.1:{port}/api/chat?since={version}")
+            )
+            await asyncio.sleep(1)
+            assert not poll.done()
+        finally:
+            started = time.monotonic()
+            process.send_signal(signal.SIGINT)  # what Ctrl-C sends
+            code = await asyncio.to_thread(process.wait, 60)
+            took = time.monotonic() - started
+        if poll is not None:
+            poll.cancel()
+    print(f"Ctrl-C to exit: {took:.2f} s")
+    assert code == 0, output.text()[-3000:]
+    for name in ("bot", "worker", "trainer"):
+        assert f"{name} stopped (exit 0)" in output.text()
+    assert output.lines[-1].rstrip().endswith("platform stopped")
+    assert took < 10, output.text()[-3000:]

@@ -3,28 +3,33 @@
 import asyncio
 import contextlib
 import io
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from PIL import Image
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db import registry
-from db.engine import Storage
+from db.engine import Storage, make_engine, make_sessionmaker
 from db.models import TrainingRun
 from db.samples import ensure_users
 from emobot.importer import import_archive
 from emobot.settings import Settings
 from emobot.telegram import make_bot
 from playground.botapi import BotAPIEmulator, BotAPIServer
-from tests.conftest import FIXTURE_ARCHIVE
+from tests.conftest import FIXTURE_ARCHIVE, child_env, free_port
 from tests.ml.test_ferplus import fake_votes
 from trainer.service import Trainer
 
 ADMIN = 1000
 PHOTOS = Path(__file__).parents[1] / "data" / "faces"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextlib.asynccontextmanager
@@ -199,3 +204,115 @@ async def queue_after(storage: Storage, previous: int, params: dict[str, object]
             return await queue(storage, params)
         await asyncio.sleep(0.1)
     raise AssertionError(f"run {previous} did not finish")
+
+
+class DatabaseGate:
+    """A TCP proxy in front of PostgreSQL: closed, connections are refused and those open are
+    cut, as when the server restarts or fails over; opened, it forwards again."""
+
+    def __init__(self, url: str) -> None:
+        target = make_url(url)
+        self.target = (target.host or "127.0.0.1", target.port or 5432)
+        self.port = free_port()
+        self.url = target.set(host="127.0.0.1", port=self.port).render_as_string(
+            hide_password=False
+        )
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def open(self) -> None:
+        self._server = await asyncio.start_server(self._forward, "127.0.0.1", self.port)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for writer in self._writers:
+            writer.close()
+
+    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self._writers |= {writer, up_writer}
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError):
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            sink.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+async def test_the_trainer_waits_for_the_database_instead_of_exiting(
+    storage: Storage, settings: Settings, botapi: tuple[BotAPIEmulator, BotAPIServer]
+) -> None:
+    emulator, server = botapi
+    gate = DatabaseGate(settings.database_url or "")
+    engine = make_engine(gate.url)
+    behind_gate = Storage(engine, make_sessionmaker(engine), storage.blobs)
+    config = trainer_settings(settings, server, poll_seconds=1)
+    trainer = Trainer(config, behind_gate, make_bot(config))
+    first = await queue(storage, {"arch": "resnet"})  # fails at once: no such architecture
+    try:
+        # Started while PostgreSQL is unreachable: it waits.
+        async with running(trainer) as task:
+            await asyncio.sleep(3)
+            assert not task.done()
+            await gate.open()
+            told = await emulator.wait_for(ADMIN, timeout=30)
+            assert f"#{first}" in (told.text or "")
+
+            # Gone again while the trainer waits for work: it waits again, then carries on.
+            await gate.close()
+            await asyncio.sleep(0.5)
+            second = await queue(storage, {"arch": "resnet"})
+            await asyncio.sleep(3)
+            assert not task.done()
+            await gate.open()
+            told = await emulator.wait_for(ADMIN, timeout=30, after=told.seq)
+            assert f"#{second}" in (told.text or "")
+    finally:
+        await gate.close()
+        await engine.dispose()
+    for run_id in (first, second):
+        run = await get_run(storage, run_id)
+        assert run.status == "failed" and "no arch" in (run.error or "")
+
+
+def _start_trainer(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "emobot", "trainer"],
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+async def test_sigterm_mid_training_hands_the_run_back_and_exits_0(
+    storage: Storage, settings: Settings, tmp_path: Path
+) -> None:
+    """A training outlasting the grace period is cut short: the process exits 0 at once
+    rather than when Keras is done, and the run is queued again at the next start."""
+    await import_archive(FIXTURE_ARCHIVE, storage.sessions, storage.blobs)
+    run_id = await queue(storage, {"arch": "seed_cnn", "epochs": 500})
+    env = child_env(settings, SHUTDOWN_GRACE_SECONDS="1", DATA_DIR=str(tmp_path / "var"))
+    log = tmp_path / "trainer.log"
+    trainer = _start_trainer(env, log)
+    try:
+        async with asyncio.timeout(240):
+            while ((await get_run(storage, run_id)).progress or {}).get("epoch", 0) < 1:
+                assert trainer.poll() is None, log.read_text()[-3000:]
+                await asyncio.sleep(0.5)
+        trainer.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(trainer.wait, 60)
+    finally:
+        if trainer.poll() is None:
+            trainer.kill()
+    assert code == 0, log.read_text()[-3000:]
+    assert "handing the rest back" in log.read_text()
+    assert (await get_run(storage, run_id)).status == "running"  # until the next trainer starts
+    async with storage.sessions.begin() as session:
+        assert await registry.requeue_interrupted_runs(session) == [run_id]
