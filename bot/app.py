@@ -66,13 +66,14 @@ def build_dispatcher(
         blobs=storage.blobs,
         skipped=SkippedPhotos(),
     )
-    # In this order: a throttled update is dropped before it opens a session; an update waits
-    # for its user's lock before it takes one of the handler slots, and for a slot before it
-    # takes a pooled connection (one at most, its session's; the FSM storage shares it).
+    # In this order: an update is counted once however often it is retried; it waits for its
+    # user's lock, and a throttled one is dropped there (its warning after the answers before
+    # it) before it opens a session; it waits for a handler slot before it takes a pooled
+    # connection (one at most, its session's; the FSM storage shares it).
     dispatcher.update.outer_middleware(Metrics())
-    dispatcher.update.outer_middleware(Throttling(throttle_limit, throttle_window))
     dispatcher.update.outer_middleware(OutageRetry(settings.db_outage_retry_seconds))
     dispatcher.update.outer_middleware(dispatcher.fsm)
+    dispatcher.update.outer_middleware(Throttling(throttle_limit, throttle_window))
     dispatcher.update.outer_middleware(Concurrency(settings.handler_concurrency))
     dispatcher.update.outer_middleware(Database(sessions, settings.admin_ids))
     dispatcher.update.outer_middleware(DuplicateUpdates())

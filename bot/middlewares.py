@@ -47,6 +47,7 @@ class Metrics(BaseMiddleware):
 class Delivery:
     """One update's handling across `OutageRetry`'s attempts."""
 
+    attempt: int = 0
     taken: bool = False  # its id is committed to seen_updates: a retry must not skip it
 
 
@@ -73,8 +74,9 @@ class OutageRetry(BaseMiddleware):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.give_up_after
         wait = self.first_wait
-        data["delivery"] = Delivery()
+        delivery = data["delivery"] = Delivery()
         while True:
+            delivery.attempt += 1
             try:
                 # The same dict each time: the errors router reads what the inner middlewares
                 # put there (the user's language), and each attempt sets it afresh.
@@ -264,6 +266,9 @@ class Throttling(BaseMiddleware):
         assert isinstance(event, Update)
         sender: User | None = data.get("event_from_user")
         if sender is None:
+            return await handler(event, data)
+        delivery: Delivery | None = data.get("delivery")
+        if delivery is not None and delivery.attempt > 1:  # counted on its first attempt
             return await handler(event, data)
         if event.message is not None and (event.message.photo or event.message.document):
             return await handler(event, data)
