@@ -49,6 +49,9 @@ class Delivery:
 
     attempt: int = 0
     taken: bool = False  # its id is committed to seen_updates: a retry must not skip it
+    # The commit of its id was sent when the connection failed: it may have been applied, so
+    # a retry that finds the id taken takes it for its own (rather than lose the update).
+    maybe_taken: bool = False
 
 
 class OutageRetry(BaseMiddleware):
@@ -153,13 +156,14 @@ class DuplicateUpdates(BaseMiddleware):
         session: AsyncSession = data["session"]
         delivery: Delivery = data.get("delivery") or Delivery()
         if not delivery.taken:
-            if not await take_update(session, event.update_id):
+            if not await take_update(session, event.update_id) and not delivery.maybe_taken:
                 await session.commit()
                 log.info("duplicate update %s ignored", event.update_id)
                 metrics.DUPLICATES.inc()
                 return None
             if event.update_id % self.PRUNE_EVERY == 0:
                 await forget_updates(session, self.KEEP)
+            delivery.maybe_taken = True
             await session.commit()
             delivery.taken = True
         return await handler(event, data)
