@@ -11,6 +11,11 @@ must be 0. `dup` counts users answered more than once.
 
     .venv/bin/python -m benchmarks.load [--users 200] [--ramp-seconds 20] [--workers 1]
         [--json PATH]
+    .venv/bin/python -m benchmarks.load --dialogs 300 --ramp-seconds 10 [--pool 5] [--json PATH]
+
+`--dialogs N` measures the bot alone instead: N people in the middle of a dialog (half in
+/contribute, half in /predict) against one `emobot bot` with a pool of `--pool` connections
+(see run_dialogs).
 
 Everything is on loopback: a fresh PostgreSQL database on 127.0.0.1:5432 (TEST_PG_DSN, as for
 the tests; dropped at the end), a local blob store in a temporary folder, the fake Bot API in
@@ -28,17 +33,19 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import cv2
 from sqlalchemy import func, select
 
 from db.engine import make_engine, make_sessionmaker
 from db.models import PredictionRequest
-from playground.botapi import BotAPIEmulator, BotAPIServer, BotCall, Json
+from playground.botapi import BotAPIEmulator, BotAPIServer, BotCall, FakeUser, Json
 
 ROOT = Path(__file__).resolve().parents[1]
 FACES = ROOT / "tests" / "data" / "faces"
@@ -210,6 +217,241 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far (Linux's /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _start_bot(env: dict[str, str], log: Path) -> "subprocess.Popen[bytes]":
+    out = log.open("wb")
+    command = [sys.executable, "-m", "emobot", "bot"]
+    return subprocess.Popen(command, env=env, stdout=out, stderr=out, cwd=ROOT)
+
+
+class DialogEmulator(BotAPIEmulator):
+    """The fake Bot API keeping each chat's calls apart and waking only that chat's waiter
+    (one scan of every call per change for 300 waiters would cost more than the bot)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_chat: dict[int, list[BotCall]] = {}
+        self.changed: dict[int, asyncio.Event] = {}
+
+    def _record(
+        self,
+        method: str,
+        chat_id: int | None,
+        params: Json,
+        message_id: int | None = None,
+        files: dict[str, bytes] | None = None,
+    ) -> BotCall:
+        call = super()._record(method, chat_id, params, message_id, files)
+        if chat_id is not None:
+            self.by_chat.setdefault(chat_id, []).append(call)
+            self.changed.setdefault(chat_id, asyncio.Event()).set()
+        return call
+
+    async def next_call(
+        self, chat_id: int, accept: "Callable[[BotCall], bool]", after: int, seconds: float
+    ) -> tuple[BotCall, int]:
+        """The first call in the chat from index `after` on that `accept`s, and the index
+        after it; TimeoutError when none comes within `seconds`."""
+        async with asyncio.timeout(seconds):
+            while True:
+                calls = self.by_chat.get(chat_id, [])
+                for index in range(after, len(calls)):
+                    if accept(calls[index]):
+                        return calls[index], index + 1
+                event = self.changed.setdefault(chat_id, asyncio.Event())
+                event.clear()
+                await event.wait()
+
+
+# What each dialog ends with, and the texts that are no answer but a failure.
+ACCEPTED, SUMMARY, QUEUED = "Photo accepted", "Save them?", "working on it"
+FAILURES = ("something went wrong", "briefly unavailable", "Too many messages")
+
+
+async def run_dialogs(args: argparse.Namespace) -> dict[str, Any]:
+    """`--dialogs N`: N people in the middle of a dialog, half of them in /contribute (class
+    chosen) and half in /predict, each sending at a moment drawn evenly over the ramp: an
+    album of two photos then "Done" (ending at the batch summary), or a photo (ending at
+    "working on it"). One `emobot bot` process with a pool of DB_POOL_SIZE connections, no
+    overflow; no worker (the bot's part is measured)."""
+    astronaut = (FACES / "astronaut.jpg").read_bytes()
+    image = cv2.imread(str(FACES / "astronaut.jpg"))
+    mirrored = cv2.imencode(".jpg", cv2.flip(image, 1), [cv2.IMWRITE_JPEG_QUALITY, 90])[1]
+    album = [astronaut, mirrored.tobytes()]  # two different faces: no repeat within a batch
+    name = f"emobot_dialogs_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    emulator = DialogEmulator()
+    process: subprocess.Popen[bytes] | None = None
+    errors: list[str] = []
+    latencies: dict[int, float] = {}
+    duplicates = 0
+    load_before = os.getloadavg()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            async with BotAPIServer(emulator) as server:
+                env = {
+                    **os.environ,
+                    "DATABASE_URL": f"{base}/{name}",
+                    "BLOB_STORE_URL": f"file://{Path(tmp) / 'blobs'}",
+                    "BOT_TOKEN": TOKEN,
+                    "TELEGRAM_API_URL": server.url,
+                    "DATA_DIR": str(Path(tmp) / "var"),
+                    "LOG_LEVEL": "WARNING",
+                    "DB_POOL_SIZE": str(args.pool),
+                    "DB_MAX_OVERFLOW": "0",
+                }
+                migrate = [sys.executable, "-m", "emobot", "migrate"]
+                done = await asyncio.to_thread(
+                    subprocess.run, migrate, env=env, capture_output=True, text=True, cwd=ROOT
+                )
+                if done.returncode != 0:
+                    raise RuntimeError(f"migrate failed: {done.stderr[-2000:]}")
+                process = _start_bot(env, Path(tmp) / "bot.log")
+                async with asyncio.timeout(120):  # the bot is up once its menus are set
+                    while "default" not in emulator.commands:  # noqa: ASYNC110 - a dict
+                        await asyncio.sleep(0.1)
+
+                users = [
+                    emulator.user(20_000 + i, f"d{i}", language_code="en")
+                    for i in range(args.dialogs)
+                ]
+                contributors = set(range(0, args.dialogs, 2))
+
+                def answer(c: BotCall) -> bool:
+                    return c.is_message or c.method == "editMessageText"
+
+                async def into_dialog(i: int, user: FakeUser) -> int:
+                    """Untimed: bring the user to the middle of a dialog; returns the index of
+                    the chat's calls from which the timed part reads."""
+                    if i not in contributors:
+                        user.send_text("/predict")
+                        _, seen = await emulator.next_call(user.id, answer, 0, 60)
+                        return seen
+                    user.send_text("/contribute")
+                    ask, seen = await emulator.next_call(user.id, answer, 0, 60)
+                    if not ask.buttons:
+                        raise RuntimeError(f"setup: {user.id} was answered {ask.text!r}")
+                    user.press(ask, data="consent:1")
+                    edited = lambda c: c.method == "editMessageText"  # noqa: E731
+                    choose, seen = await emulator.next_call(user.id, edited, seen, 60)
+                    user.press(choose, data="label:happy")
+                    _, seen = await emulator.next_call(user.id, edited, seen, 60)
+                    return seen
+
+                marks: list[int] = []
+                for start in range(0, len(users), 50):  # in steps: setup is not measured
+                    chunk = list(enumerate(users))[start : start + 50]
+                    marks += await asyncio.gather(*(into_dialog(i, u) for i, u in chunk))
+                await asyncio.sleep(1)
+
+                async def timed(i: int, user: FakeUser, seen: int) -> None:
+                    nonlocal duplicates
+                    await asyncio.sleep(max(0.0, started + i * step - time.perf_counter()))
+                    sent = time.perf_counter()
+                    try:
+                        if i in contributors:
+                            user.send_album(album)
+                            offer = None
+                            for _ in album:
+                                offer, seen = await emulator.next_call(
+                                    user.id, answer, seen, args.timeout
+                                )
+                                if ACCEPTED not in (offer.text or ""):
+                                    raise LookupError(offer.text)
+                            assert offer is not None
+                            user.press(offer, data="batch:done")
+                            final, seen = await emulator.next_call(
+                                user.id, lambda c: c.is_message, seen, args.timeout
+                            )
+                            expected = SUMMARY
+                        else:
+                            user.send_photo(astronaut)
+                            final, seen = await emulator.next_call(
+                                user.id, answer, seen, args.timeout
+                            )
+                            expected = QUEUED
+                        if expected not in (final.text or ""):
+                            raise LookupError(final.text)
+                        latencies[user.id] = time.perf_counter() - sent
+                    except LookupError as exc:
+                        errors.append(f"{user.id}: {str(exc)[:80]}")
+                    except TimeoutError:
+                        pass  # counted as lost
+                    await asyncio.sleep(2)  # a second answer, if there were one
+                    extra = [c for c in emulator.by_chat.get(user.id, [])[seen:] if answer(c)]
+                    duplicates += bool(extra)
+
+                step = args.ramp_seconds / max(args.dialogs - 1, 1)
+                cpu_before = _cpu_seconds(process.pid)
+                started = time.perf_counter()
+                await asyncio.gather(*(timed(i, u, marks[i]) for i, u in enumerate(users)))
+                finished = time.perf_counter() - 2
+                bot_cpu = _cpu_seconds(process.pid) - cpu_before
+                for calls in emulator.by_chat.values():
+                    errors += [
+                        f"{c.chat_id}: {c.text[:80]}"
+                        for c in calls
+                        if c.text and any(f in c.text for f in FAILURES)
+                    ]
+                process.terminate()
+                process.wait(30)
+    finally:
+        if process is not None and process.poll() is None:
+            process.kill()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+    seconds = [1000 * v for v in latencies.values()]
+    return {
+        "dialogs": args.dialogs,
+        "contribute": len(contributors),
+        "predict": args.dialogs - len(contributors),
+        "ramp_seconds": args.ramp_seconds,
+        "pool": args.pool,
+        "answered": len(latencies),
+        "latency_ms": {
+            "p50": round(percentile(seconds, 50)),
+            "p95": round(percentile(seconds, 95)),
+            "max": round(max(seconds, default=float("nan"))),
+        },
+        "errors": len(errors),
+        "error_samples": errors[:5],
+        "lost": args.dialogs - len(latencies) - len(errors),
+        "dup": duplicates,
+        "seconds": round(finished - started, 1),
+        # What the bot process itself used (all its threads): the figure that does not depend
+        # on what else the machine runs.
+        "bot_cpu_seconds": round(bot_cpu, 1),
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "load_average_before": [round(x, 2) for x in load_before],
+            "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        },
+    }
+
+
+def dialogs_table(result: dict[str, Any]) -> str:
+    lat = result["latency_ms"]
+    header = (
+        "| dialogs (contribute/predict) | ramp s | pool | answered | p50 ms | p95 ms | max ms "
+        "| errors | lost | dup | all done in s | bot CPU s |"
+    )
+    row = (
+        f"| {result['dialogs']} ({result['contribute']}/{result['predict']}) "
+        f"| {result['ramp_seconds']} | {result['pool']} | {result['answered']} | {lat['p50']} "
+        f"| {lat['p95']} | {lat['max']} | {result['errors']} | {result['lost']} "
+        f"| {result['dup']} | {result['seconds']} | {result['bot_cpu_seconds']} |"
+    )
+    return "\n".join([header, "|" + "---|" * 12, row])
+
+
 def table(result: dict[str, Any]) -> str:
     lat = result["latency_ms"]
     header = (
@@ -253,7 +495,21 @@ def main() -> None:
         help="give up waiting for answers after this (default 300 s)",
     )
     parser.add_argument("--json", type=Path, help="write the result here")
+    parser.add_argument(
+        "--dialogs",
+        type=int,
+        help="instead: this many people mid-dialog (contribute albums, predictions) against "
+        "one bot process, sent over --ramp-seconds",
+    )
+    parser.add_argument("--pool", type=int, default=5, help="--dialogs: DB_POOL_SIZE (default 5)")
     args = parser.parse_args()
+    if args.dialogs:
+        dialogs = asyncio.run(run_dialogs(args))
+        print(dialogs_table(dialogs))
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(dialogs, indent=2) + "\n")
+        sys.exit(1 if dialogs["errors"] or dialogs["lost"] or dialogs["dup"] else 0)
     if not 1 <= args.users <= 5000:
         parser.error("--users must be 1–5000")
     result = asyncio.run(run_load(args))

@@ -11,10 +11,18 @@ from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.types import BotCommand, BotCommandScopeChat, BotCommandScopeDefault
 
 from bot.commands import ADMIN_COMMANDS, USER_COMMANDS
-from bot.middlewares import Database, DuplicateUpdates, Metrics, RetryAfter, Throttling
+from bot.middlewares import (
+    Concurrency,
+    Database,
+    DuplicateUpdates,
+    Metrics,
+    OutageRetry,
+    RetryAfter,
+    Throttling,
+)
 from bot.routers import admin, common, contribute, errors, mine, predict, privacy
 from bot.services.predict import SkippedPhotos
-from db.engine import Storage
+from db.engine import Storage, make_sessionmaker
 from db.fsm import PostgresStorage
 from emobot.i18n import LANGUAGES, t
 from emobot.serving import Serving, serve
@@ -40,19 +48,35 @@ def build_dispatcher(
     extra_routers: Sequence[Router] = (),
 ) -> Dispatcher:
     """The Dispatcher with every feature; `extra_routers` go before the fallback router."""
+    # The bot's sessions: PostgreSQL ends a statement or an idle transaction that runs too long.
+    sessions = make_sessionmaker(
+        storage.engine,
+        statement_timeout_s=settings.db_statement_timeout_seconds,
+        idle_in_transaction_timeout_s=settings.db_idle_in_transaction_timeout_seconds,
+    )
     dispatcher = Dispatcher(
-        storage=PostgresStorage(storage.sessions),
+        storage=PostgresStorage(sessions),
         # One update at a time per user: the photos of an album join the batch one by one.
         events_isolation=SimpleEventIsolation(),
+        # aiogram's FSM middleware (the per-user lock, then the state) is placed below, inside
+        # the outage retry: a retried update takes neither the lock nor a handler slot while it
+        # waits.
+        disable_fsm=True,
         settings=settings,
         db_storage=storage,
         blobs=storage.blobs,
         skipped=SkippedPhotos(),
     )
-    # In this order: a throttled update is dropped before it opens a session.
+    # In this order: an update is counted once however often it is retried; it waits for its
+    # user's lock, and a throttled one is dropped there (its warning after the answers before
+    # it) before it opens a session; it waits for a handler slot before it takes a pooled
+    # connection (one at most, its session's; the FSM storage shares it).
     dispatcher.update.outer_middleware(Metrics())
+    dispatcher.update.outer_middleware(OutageRetry(settings.db_outage_retry_seconds))
+    dispatcher.update.outer_middleware(dispatcher.fsm)
     dispatcher.update.outer_middleware(Throttling(throttle_limit, throttle_window))
-    dispatcher.update.outer_middleware(Database(storage.sessions, settings.admin_ids))
+    dispatcher.update.outer_middleware(Concurrency(settings.handler_concurrency))
+    dispatcher.update.outer_middleware(Database(sessions, settings.admin_ids))
     dispatcher.update.outer_middleware(DuplicateUpdates())
     # Routers are built afresh: a router belongs to one dispatcher, and a process (or a test)
     # may build another after a restart.

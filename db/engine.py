@@ -6,13 +6,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import Connection, event, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session
 
 from db.blobs import BlobStore, blob_store_from_settings
 from emobot.settings import Settings
@@ -35,7 +36,18 @@ def database_url(settings: Settings) -> str:
 
 
 def make_engine(url: str, **kwargs: object) -> AsyncEngine:
+    # pool_pre_ping: a pooled connection that died (PostgreSQL restarted, failed over) is
+    # replaced on checkout instead of failing the first statement after the outage.
     return create_async_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def pool_options(settings: Settings) -> dict[str, object]:
+    """The connection pool of a process, from DB_POOL_SIZE and the like."""
+    return {
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_max_overflow,
+        "pool_timeout": settings.db_pool_timeout_seconds,
+    }
 
 
 async def ping(engine: AsyncEngine) -> None:
@@ -44,8 +56,34 @@ async def ping(engine: AsyncEngine) -> None:
         await connection.execute(text("SELECT 1"))
 
 
-def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+def make_sessionmaker(
+    engine: AsyncEngine,
+    *,
+    statement_timeout_s: float = 0,
+    idle_in_transaction_timeout_s: float = 0,
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions over `engine`; with timeouts, each of their transactions starts by setting
+    PostgreSQL's statement_timeout and idle_in_transaction_session_timeout for itself (SET
+    LOCAL: the pooled connection is shared with code that has no such limits, e.g. exports)."""
+    if not (statement_timeout_s or idle_in_transaction_timeout_s):
+        return async_sessionmaker(engine, expire_on_commit=False)
+
+    class TimedSession(Session):
+        pass
+
+    limits = text(
+        "SELECT set_config('statement_timeout', :statement, true),"
+        " set_config('idle_in_transaction_session_timeout', :idle, true)"
+    ).bindparams(
+        statement=f"{round(statement_timeout_s * 1000)}ms",
+        idle=f"{round(idle_in_transaction_timeout_s * 1000)}ms",
+    )
+
+    @event.listens_for(TimedSession, "after_begin")
+    def _set_limits(session: Session, transaction: object, connection: Connection) -> None:
+        connection.execute(limits)
+
+    return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=TimedSession)
 
 
 @dataclass
@@ -59,7 +97,7 @@ class Storage:
 
 @asynccontextmanager
 async def open_storage(settings: Settings) -> AsyncIterator[Storage]:
-    engine = make_engine(database_url(settings))
+    engine = make_engine(database_url(settings), **pool_options(settings))
     try:
         async with blob_store_from_settings(settings) as blobs:
             yield Storage(engine, make_sessionmaker(engine), blobs)

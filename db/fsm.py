@@ -1,6 +1,7 @@
 """aiogram FSM storage in PostgreSQL (`fsm_states`), so that dialogs survive a bot restart."""
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 from aiogram.fsm.state import State
@@ -15,6 +16,7 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from db.current import current_session
 from db.models import FsmState
 
 
@@ -32,7 +34,12 @@ async def delete_user_states(session: AsyncSession, user_id: int) -> int:
 
 class PostgresStorage(BaseStorage):
     """One row per storage key holding the state and the data (JSON). A key with neither is
-    deleted, so finished dialogs leave nothing behind."""
+    deleted, so finished dialogs leave nothing behind.
+
+    Inside an update (db.current) the storage works in the update's session and transaction,
+    so an update holds one pooled connection at most and its dialog changes are committed with
+    what else it wrote. Outside one (aiogram reads the state before our middlewares open the
+    update's session; tests; tools) it uses a short session of its own."""
 
     def __init__(
         self,
@@ -42,13 +49,23 @@ class PostgresStorage(BaseStorage):
         self.sessions = sessions
         self.key_builder = key_builder or DefaultKeyBuilder(with_destiny=True)
 
+    @asynccontextmanager
+    async def _session(self) -> AsyncIterator[AsyncSession]:
+        session = current_session()
+        if session is not None:
+            yield session
+            return
+        async with self.sessions.begin() as own:
+            yield own
+
     async def _row(self, key: StorageKey) -> FsmState | None:
-        async with self.sessions() as session:
-            return await session.get(FsmState, self.key_builder.build(key))
+        async with self._session() as session:
+            # populate_existing: the update's session may hold this row from an earlier read.
+            return await session.get(FsmState, self.key_builder.build(key), populate_existing=True)
 
     async def _save(self, key: StorageKey, **values: Any) -> None:
         name = self.key_builder.build(key)
-        async with self.sessions.begin() as session:
+        async with self._session() as session:
             await session.execute(
                 insert(FsmState)
                 .values(key=name, **values)
@@ -64,6 +81,21 @@ class PostgresStorage(BaseStorage):
                     FsmState.data == text("'{}'::jsonb"),
                 )
             )
+
+    async def lock(self, key: StorageKey) -> tuple[str | None, dict[str, Any]]:
+        """The state and data of `key`, locked (SELECT … FOR UPDATE) until the update's
+        transaction ends: a read-modify-write that other replicas cannot interleave with.
+        Only inside an update, whose transaction holds the lock."""
+        session = current_session()
+        if session is None:
+            raise RuntimeError("PostgresStorage.lock needs the update's session")
+        row = await session.scalar(
+            select(FsmState)
+            .where(FsmState.key == self.key_builder.build(key))
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return (row.state, dict(row.data)) if row else (None, {})
 
     async def set_state(self, key: StorageKey, state: StateType = None) -> None:
         value = state.state if isinstance(state, State) else state
@@ -85,7 +117,7 @@ class PostgresStorage(BaseStorage):
 
     async def keys_with_state(self) -> list[str]:
         """Keys in a dialog now (for diagnostics and tests)."""
-        async with self.sessions() as session:
+        async with self._session() as session:
             return list(
                 await session.scalars(select(FsmState.key).where(FsmState.state.is_not(None)))
             )

@@ -36,6 +36,21 @@ class Settings(BaseSettings):
     aws_secret_access_key: SecretStr | None = None
     aws_region: str = "us-east-1"
     data_dir: Path = Path("var")
+    # Database connections of each process: the pool (SQLAlchemy's defaults) and how long a
+    # request for a connection waits when all are taken.
+    db_pool_size: int = Field(5, ge=1)
+    db_max_overflow: int = Field(10, ge=0)
+    db_pool_timeout_seconds: float = Field(30, gt=0)
+    # The bot's transactions: PostgreSQL cancels a statement running longer than this and
+    # ends a session left idle inside a transaction longer than this (seconds; 0: no limit).
+    db_statement_timeout_seconds: float = Field(30, ge=0)
+    db_idle_in_transaction_timeout_seconds: float = Field(60, ge=0)
+    # While PostgreSQL is unreachable the bot keeps an update and retries it this long before
+    # asking the person to send it again.
+    db_outage_retry_seconds: float = Field(120, ge=0)
+    # Updates the bot handles at once. Unset: DB_POOL_SIZE - 1, so the handlers never take the
+    # whole pool (each holds one connection at most) and dialog-state reads always find one.
+    bot_concurrency: int | None = Field(None, ge=1)
 
     # Telegram. No BOT_TOKEN: the local playground Bot API is used.
     bot_token: SecretStr | None = None
@@ -141,6 +156,10 @@ class Settings(BaseSettings):
         if parsed.scheme not in ("s3", "file") or not (parsed.netloc or parsed.path):
             raise ValueError("must be s3://bucket or file:///path")
         return value
+
+    @property
+    def handler_concurrency(self) -> int:
+        return self.bot_concurrency or max(1, self.db_pool_size - 1)
 
     def model_file(self, version: int) -> Path:
         """Where a registered model version's flatbuffer is cached: LiteRT loads from a file,

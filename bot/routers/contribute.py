@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import keyboards, metrics
 from bot.keyboards import BatchCb, ConsentCb, LabelCb
-from bot.services.contribute import Pending, check_photo, save_batch
+from bot.services.contribute import Pending, add_pending, check_photo, save_batch
 from bot.services.photos import incoming_image
 from bot.services.privacy import CONSENT_VERSION
 from bot.states import Contribute
@@ -86,9 +86,10 @@ async def photo(
         max_bytes=settings.max_photo_bytes,
         max_pixels=settings.max_photo_pixels,
     )
-    pending.append(item)
-    await state.update_data(pending=[p.as_json() for p in pending])
-    text = t(lang, "contribute.accepted", count=len(pending))
+    count = await add_pending(state, item)
+    if count is None:  # the batch was saved or discarded meanwhile
+        return
+    text = t(lang, "contribute.accepted", count=count)
     if conflicting:
         text = f"{t(lang, 'contribute.conflicting_copy')}\n{text}"
     await message.reply(text, reply_markup=keyboards.done(lang))

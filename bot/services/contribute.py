@@ -5,9 +5,11 @@ import logging
 from dataclasses import asdict, dataclass
 
 from aiogram import Bot
+from aiogram.fsm.context import FSMContext
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.services.photos import IncomingImage, Rejected, check_header, download
+from bot.states import Contribute
 from db.blob_refs import put_photo
 from db.blobs import BlobStore, sha256_hex
 from db.contributions import (
@@ -17,6 +19,7 @@ from db.contributions import (
     is_in_dataset,
     near_copy_labels,
 )
+from db.fsm import PostgresStorage
 from emobot.face_hash import FaceHash
 from ml.faces import ImageError, decode_image, grey
 from ml.fer2013 import is_blank
@@ -116,11 +119,14 @@ async def check_photo(
         raise Rejected("reject.repeat")
     if await is_in_dataset(session, sha):
         raise Rejected("reject.known")
+    # No transaction (nor its connection) is held through the detection: it takes a while.
+    await session.commit()
     # Detection is CPU work: off the event loop, so other chats are served meanwhile.
     box, width, height, face = await asyncio.to_thread(find_one_face, data, max_pixels)
     if any(p.face is not None and p.face.is_copy(face) for p in pending):
         raise Rejected("reject.repeat_copy")
     labels = await near_copy_labels(session, face)
+    await session.commit()
     if label in labels:
         raise Rejected("reject.known_copy")
     item = Pending(
@@ -136,6 +142,37 @@ async def check_photo(
         face.block.hex(),
     )
     return item, bool(labels)
+
+
+async def add_pending(state: FSMContext, item: Pending) -> int | None:
+    """Add a checked photo to the batch in the dialog's data; returns how many it holds now,
+    or None when the batch was closed meanwhile (done on another replica).
+
+    The photo was checked against the batch as read before its download and detection, which
+    take seconds with no transaction open; meanwhile another photo of the album may have been
+    added, by another replica too (aiogram's per-user lock is per process). So the data is
+    read again under a row lock on the dialog's row and written back in the same short
+    transaction, which the reply commits. A row lock rather than an append-only table of
+    pending photos or a compare-and-set: the batch stays in the dialog's data (a restart,
+    /cancel, erasure and the other replica see it as before, no schema change), the lock is
+    held for two statements, not across the slow work, and a writer never has to retry."""
+    storage = state.storage
+    assert isinstance(storage, PostgresStorage)
+    current, data = await storage.lock(state.key)
+    if current == Contribute.confirm.state:
+        raise Rejected("contribute.confirm_first")
+    if current != Contribute.photos.state:
+        return None
+    pending = [Pending.from_json(p) for p in data.get("pending", [])]
+    # Repeats of a photo added since the first read (the album's photos are checked at once).
+    if any(p.sha256 == item.sha256 for p in pending):
+        raise Rejected("reject.repeat")
+    face = item.face
+    if face is not None and any(p.face is not None and p.face.is_copy(face) for p in pending):
+        raise Rejected("reject.repeat_copy")
+    pending.append(item)
+    await state.set_data({**data, "pending": [p.as_json() for p in pending]})
+    return len(pending)
 
 
 @dataclass
@@ -154,7 +191,8 @@ async def save_batch(
     pending: list[Pending],
     max_bytes: int,
 ) -> Saved:
-    """Store every photo of a confirmed batch (blob, then sample row) and commit."""
+    """Store every photo of a confirmed batch (blob, then sample row), each committed in a
+    short transaction of its own: none is open through a download or an upload."""
     saved = Saved()
     for item in pending:
         try:
@@ -173,6 +211,10 @@ async def save_batch(
         if item.face is not None and label in await near_copy_labels(session, item.face):
             saved.known += 1
             continue
+        await session.commit()
+        # The upload, outside any transaction; put_photo then finds the blob (or stores it
+        # again if a purge removed it meanwhile) under its lock, in the row's transaction.
+        await blobs.put_content(data, content_type=item.content_type)
         sha, key = await put_photo(session, blobs, data, item.content_type)
         contribution = Contribution(
             sha,
@@ -186,6 +228,7 @@ async def save_batch(
             item.face,
         )
         outcome = await add_contribution(session, contributor_id, contribution)
+        await session.commit()
         if outcome is Added.DUPLICATE:
             saved.known += 1
         else:

@@ -36,6 +36,8 @@ async def queue_photo(
     image = incoming_image(message)
     data = await download(bot, image, max_bytes)
     check_header(data, max_pixels)
+    # Uploaded before the transaction: put_photo then finds it, under its lock.
+    await blobs.put_content(data, content_type=image.content_type)
     _, key = await put_photo(session, blobs, data, image.content_type)
     request = await enqueue(
         session,
