@@ -19,12 +19,13 @@ import numpy as np
 
 from emobot.labels import CLASS_INDEX
 from ml.dataset import to_face
-from ml.faces import ImageError, decode_image, find_faces
+from ml.faces import ImageError, decode_image
 from ml.faceset import Faces
 from ml.fer2013 import IMAGE_SUFFIXES, iter_archive
 from ml.ferplus import Votes, read_votes
 from ml.inference import Predictor
 from ml.metrics import selective, summarise, summarise_predictions
+from ml.upright import upright_faces
 
 
 def read_test_split(archive: Path) -> Faces:
@@ -90,12 +91,12 @@ def read_labelled_photos(path: Path) -> list[LabelledPhoto]:
 
 
 def real_photo_faces(photos: list[LabelledPhoto]) -> tuple[list[np.ndarray | None], np.ndarray]:
-    """Each photo's largest face as the worker crops it (None where none is found), and the
-    labels."""
+    """Each photo's largest face as the worker crops it (turned upright first when the photo
+    was taken turned; None where none is found), and the labels."""
     crops: list[np.ndarray | None] = []
     for photo in photos:
         try:
-            faces = find_faces(decode_image(photo.data))
+            faces = upright_faces(decode_image(photo.data))[0]
         except ImageError:
             faces = []
         largest = max(faces, key=lambda f: f.box[2] * f.box[3], default=None)

@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 
 from emobot.labels import CLASSES
-from ml.faces import Face, ImageError, decode_image, find_faces, whole_face
+from ml.faces import Face, ImageError, decode_image, whole_face
 from ml.inference import Predictor
+from ml.upright import upright_faces
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 
@@ -59,8 +60,13 @@ def expand_paths(paths: Iterable[Path]) -> Iterator[Path]:
 
 
 def _faces_of(path: Path, whole: bool, max_pixels: int) -> tuple[np.ndarray, list[Face]]:
+    """The image (turned upright when it was sent turned, as the worker does) and its faces,
+    whose boxes are in that image."""
     image = decode_image(path.read_bytes(), max_pixels)
-    return image, [whole_face(image)] if whole else find_faces(image)
+    if whole:
+        return image, [whole_face(image)]
+    faces, upright, _ = upright_faces(image)
+    return upright, faces
 
 
 def predict_files(

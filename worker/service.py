@@ -38,7 +38,8 @@ from emobot.i18n import t
 from emobot.labels import CLASSES
 from emobot.serving import Serving
 from emobot.settings import Settings
-from ml.faces import Face, ImageError, UnusableShape, decode_image, find_faces, whole_face
+from ml.faces import Face, ImageError, UnusableShape, decode_image, whole_face
+from ml.upright import turned, upright_faces
 from worker import metrics
 from worker.models import ModelHolder
 from worker.outage import DATABASE_ERRORS, DatabaseWatch, Stopping
@@ -69,6 +70,7 @@ class Job:
     data: bytes | None = None
     image: np.ndarray | None = None
     faces: list[Face] = field(default_factory=list)
+    turn: int = 0  # degrees clockwise the photo was turned to find its faces upright
     result: dict[str, Any] | None = None
     failure: str | None = None  # a permanent problem with the photo: told to the user, not retried
     failure_text: str = "unreadable"  # what the user is told about it
@@ -446,9 +448,14 @@ class Worker:
         finally:
             job.data = None
         if job.result is not None:
+            # Its boxes are in the photo as it was turned upright.
+            job.image = turned(job.image, job.result.get("turn", 0))
             return
         try:
-            job.faces = [whole_face(job.image)] if job.request.whole else find_faces(job.image)
+            if job.request.whole:
+                job.faces = [whole_face(job.image)]
+            else:  # a photo sent sideways or upside down is answered as if upright
+                job.faces, job.image, job.turn = upright_faces(job.image)
         except Exception as exc:
             job.retry = f"face detection failed: {exc!r}"
 
@@ -564,13 +571,15 @@ class Worker:
 
 
 def _result(job: Job, probs: np.ndarray) -> dict[str, Any]:
-    """What is stored for a request: every face's box and probabilities (CLASSES order)."""
+    """What is stored for a request: every face's box and probabilities (CLASSES order), in
+    the photo as turned upright (`turn` degrees clockwise)."""
     assert job.image is not None
     height, width = job.image.shape[:2]
     return {
         "classes": list(CLASSES),
         "width": width,
         "height": height,
+        "turn": job.turn,
         "faces": [
             {"box": [int(v) for v in face.box], "probs": [round(float(p), 4) for p in row]}
             for face, row in zip(job.faces, probs, strict=True)

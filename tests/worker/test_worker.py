@@ -6,6 +6,8 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 from aiogram import Bot
 from PIL import Image
@@ -17,6 +19,7 @@ from db.engine import Storage
 from db.models import PredictionRequest, User
 from emobot.i18n import t
 from emobot.settings import Settings
+from ml.faces import decode_image, find_faces
 from ml.inference import flatbuffer_key, flatbuffer_path
 from playground.botapi import BotAPIEmulator, BotAPIError, BotAPIServer
 from tests.conftest import fer_face
@@ -114,6 +117,31 @@ async def test_several_faces_get_a_numbered_picture_and_no_face_gets_advice(
     row = await _request(storage.sessions, group)
     assert len(row.result["faces"]) == 3 and row.status == "done"
     assert (await _request(storage.sessions, empty)).result["faces"] == []
+
+
+async def test_a_photo_sent_upside_down_is_answered_as_the_upright_one(
+    worker_settings: Settings, storage: Storage, bot: Bot, botapi: API
+) -> None:
+    emulator, _ = botapi
+    upright = decode_image(photo("three_faces.jpg"))
+    upside_down = cv2.imencode(".jpg", cv2.rotate(upright, cv2.ROTATE_180))[1].tobytes()
+    sent = await enqueue_photo(storage, upside_down, chat_id=605)
+    async with running(Worker(worker_settings, storage, bot)):
+        picture = await emulator.wait_for(605, timeout=30)
+        await _wait_status(storage.sessions, [sent])
+
+    row = await _request(storage.sessions, sent)
+    assert row.result["turn"] == 180 and len(row.result["faces"]) == 3
+    expected = [list(f.box) for f in find_faces(upright)]
+    for face, box in zip(row.result["faces"], expected, strict=True):
+        assert np.abs(np.array(face["box"]) - box).max() <= 3  # re-encoded: a pixel or two off
+    # The numbered boxes are drawn on the photo turned upright.
+    with Image.open(io.BytesIO(picture.files["photo"])) as image:
+        drawn = cv2.cvtColor(np.array(image), cv2.COLOR_RGB2BGR)
+    assert (
+        np.abs(drawn.astype(int) - upright).mean()
+        < np.abs(drawn.astype(int) - cv2.rotate(upright, cv2.ROTATE_180)).mean()
+    )
 
 
 async def test_an_unsure_face_is_answered_with_its_two_likeliest_emotions(
