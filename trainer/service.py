@@ -17,7 +17,7 @@ import contextlib
 import html
 import logging
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from aiogram import Bot
@@ -34,9 +34,11 @@ from emobot.report import metrics_table
 from emobot.serving import DATABASE_ERRORS, Backoff, Serving
 from emobot.settings import Settings
 from trainer import metrics
-from trainer.job import JobResult, run_training
 from trainer.params import JobParams
 from trainer.readiness import DatasetNotReady
+
+if TYPE_CHECKING:
+    from trainer.job import JobResult
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +142,9 @@ class Trainer:
                 )
                 await self._edit_progress(run, text)
 
+            # Imported with the first run: TensorFlow and Keras cost an idle trainer 500 MB.
+            from trainer.job import run_training
+
             result = await run_training(
                 self.storage,
                 params,
@@ -180,7 +185,7 @@ class Trainer:
         await self._report(run, summary, result.pictures, lang)
 
     @staticmethod
-    def _summary(run: TrainingRun, params: JobParams, result: JobResult, lang: str) -> list[str]:
+    def _summary(run: TrainingRun, params: JobParams, result: "JobResult", lang: str) -> list[str]:
         training = result.metrics["training"]
         parts = [
             t(
