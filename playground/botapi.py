@@ -23,6 +23,8 @@ Model:
 - Messages (the users' and the bot's) are kept per chat with edits applied, so buttons of an
   edited message can be pressed.
 - `fail_next(method, retry_after=n)` makes the next call of a method answer 429 (flood control).
+- Text and captions sent with `parse_mode=HTML` are checked as Telegram checks them
+  (`playground.parse_mode`): malformed HTML answers 400 "can't parse entities".
 
 Requests may come as multipart form data (aiogram; file uploads as `attach://<field>`),
 url-encoded forms, JSON bodies or query strings.
@@ -36,12 +38,14 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 from aiohttp import BodyPartReader, web
 
 from ml.faces import image_size
+from playground.parse_mode import EntityError, check_html
 
 log = logging.getLogger(__name__)
 
@@ -295,8 +299,14 @@ class FakeUser:
 class BotAPIEmulator:
     """The state behind the fake server: updates, chats, files and everything the bot did."""
 
-    def __init__(self, bot_username: str = "emobot_playground_bot") -> None:
+    def __init__(
+        self, bot_username: str = "emobot_playground_bot", *, state_file: Path | None = None
+    ) -> None:
+        """`state_file` keeps the update counter across restarts (the playground of
+        `emobot run`): Telegram never reuses an update id, and the bot skips ids it has seen
+        (for two days), so a fresh counter would make it ignore everyone."""
         self.bot_username = bot_username
+        self.state_file = state_file
         self.updates: list[Json] = []  # not yet confirmed by a getUpdates offset
         self.pushed: list[Json] = []  # every update ever queued, in order
         self.calls: list[BotCall] = []
@@ -311,7 +321,7 @@ class BotAPIEmulator:
         self._failures: dict[str, list[BotAPIError]] = {}
         self._query_users: dict[str, int] = {}  # callback query id -> the user who pressed
         self._ids = itertools.count(1)
-        self._update_ids = itertools.count(1)
+        self._update_ids = itertools.count(self._last_update_id() + 1)
         # Set (and replaced) whenever an update arrives or the bot does something.
         self._changed = asyncio.Event()
 
@@ -401,13 +411,32 @@ class BotAPIEmulator:
     def push_update(self, update: Json, *, chat_id: int | None = None) -> Json:
         """Queue an update (an `update_id` is added when missing: pushing the same dict twice
         delivers a duplicate); moves the chat's mark."""
-        update.setdefault("update_id", next(self._update_ids))
+        if "update_id" not in update:
+            update["update_id"] = next(self._update_ids)
+            self._save_update_id(update["update_id"])
         self.updates.append(update)
         self.pushed.append(update)
         if chat_id is not None:
             self.chat(chat_id).mark = len(self.calls)
         self._notify()
         return update
+
+    def _last_update_id(self) -> int:
+        if self.state_file is None or not self.state_file.exists():
+            return 0
+        try:
+            return int(json.loads(self.state_file.read_text())["last_update_id"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{self.state_file} is not a playground state file: {exc}") from exc
+
+    def _save_update_id(self, update_id: int) -> None:
+        if self.state_file is None:
+            return
+        # Replaced whole, so that a crash mid-write leaves the previous count.
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.state_file.with_suffix(".tmp")
+        partial.write_text(json.dumps({"last_update_id": update_id}))
+        partial.replace(self.state_file)
 
     # Reading what the bot did ----------------------------------------------------------
 
@@ -535,6 +564,17 @@ class BotAPIEmulator:
             return self.files[value]
         raise ValueError(f"wrong file identifier/HTTP URL specified: {value!r}")
 
+    @staticmethod
+    def _check_entities(params: Json, field: str = "text") -> None:
+        """Refuse text that Telegram could not parse in the call's `parse_mode`."""
+        text = params.get(field)
+        if not text or str(params.get("parse_mode") or "").lower() != "html":
+            return
+        try:
+            check_html(str(text))
+        except EntityError as exc:
+            raise BotAPIError(400, f"Bad Request: can't parse entities: {exc}") from exc
+
     async def _m_getme(self, token: str, params: Json, files: dict[str, Upload]) -> Json:
         return self.bot_json(token)
 
@@ -587,6 +627,7 @@ class BotAPIEmulator:
         chat_id = int(params["chat_id"])
         if not params.get("text"):
             raise ValueError("message text is empty")
+        self._check_entities(params)
         message = self._bot_message(
             token,
             chat_id,
@@ -598,6 +639,7 @@ class BotAPIEmulator:
 
     async def _m_sendphoto(self, token: str, params: Json, files: dict[str, Upload]) -> Json:
         chat_id = int(params["chat_id"])
+        self._check_entities(params, "caption")
         stored = self._input_file(params["photo"], files, "photos", ".jpg")
         width, height = image_size(stored.data)
         size = {
@@ -622,6 +664,7 @@ class BotAPIEmulator:
 
     async def _m_senddocument(self, token: str, params: Json, files: dict[str, Upload]) -> Json:
         chat_id = int(params["chat_id"])
+        self._check_entities(params, "caption")
         stored = self._input_file(params["document"], files, "documents", "")
         document = {
             "file_id": stored.file_id,
@@ -650,6 +693,8 @@ class BotAPIEmulator:
         chat_id = int(params["chat_id"])
         group = f"group{next(self._ids)}"
         messages = []
+        for item in params["media"]:
+            self._check_entities(item, "caption")
         for item in params["media"]:
             stored = self._input_file(item["media"], files, "photos", ".jpg")
             width, height = image_size(stored.data)
@@ -688,6 +733,7 @@ class BotAPIEmulator:
 
     async def _m_editmessagetext(self, token: str, params: Json, files: dict[str, Upload]) -> Json:
         chat_id, message = self._existing(params)
+        self._check_entities(params)
         markup = params.get("reply_markup")
         if message.get("text") == params["text"] and message.get("reply_markup") == markup:
             raise BotAPIError(
@@ -718,6 +764,7 @@ class BotAPIEmulator:
         self, token: str, params: Json, files: dict[str, bytes]
     ) -> Json:
         chat_id, message = self._existing(params)
+        self._check_entities(params, "caption")
         message["caption"] = params.get("caption")
         if params.get("reply_markup") is not None:
             message["reply_markup"] = params["reply_markup"]

@@ -140,7 +140,8 @@ class Trainer:
             async with self.storage.sessions.begin() as session:
                 await registry.finish_training_run(session, run.id, error=error)
             metrics.finished("failed")
-            await self._report(run, [t(lang, "trainer.failed", run=run.id, error=error)], {}, lang)
+            told = t(lang, "trainer.failed", run=run.id, error=error)
+            await self._report(run, [html.escape(told)], {}, lang)
             return
         async with self.storage.sessions.begin() as session:
             await registry.finish_training_run(session, run.id, model_id=result.model_id)
@@ -152,6 +153,8 @@ class Trainer:
 
     @staticmethod
     def _summary(run: TrainingRun, params: JobParams, result: JobResult, lang: str) -> list[str]:
+        """The report's parts, as HTML: each text escaped (the message is sent with
+        parse_mode=HTML, where a stray `<` makes Telegram refuse the whole message)."""
         training = result.metrics["training"]
         parts = [
             t(
@@ -177,12 +180,13 @@ class Trainer:
                     old=rival["balanced_accuracy"],
                 )
             )
+        parts = [html.escape(part) for part in parts]
         table = html.escape(metrics_table(result.metrics, lang))
-        parts.append(f"{t(lang, 'trainer.db_test')}:\n<pre>{table}</pre>")
+        parts.append(f"{html.escape(t(lang, 'trainer.db_test'))}:\n<pre>{table}</pre>")
         for key in PROTOCOL_SETS:
             if key in result.metrics:
                 table = html.escape(metrics_table(result.metrics[key], lang))
-                parts.append(f"{t(lang, f'trainer.{key}')}:\n<pre>{table}</pre>")
+                parts.append(f"{html.escape(t(lang, f'trainer.{key}'))}:\n<pre>{table}</pre>")
         return parts
 
     async def _edit_progress(self, run: TrainingRun, text: str) -> None:

@@ -168,11 +168,13 @@ async def test_a_failing_run_is_marked_and_the_chat_told_woken_by_notify(
     refused_before = sample("emobot_trainer_runs_total", outcome="refused")
     async with running(trainer):
         await asyncio.sleep(1)  # the trainer is waiting now
-        run_id = await queue(storage, {"arch": "resnet"})
+        # The error names the arch as given: HTML-escaped in the report (parse_mode=HTML),
+        # which Telegram (and the fake Bot API) would refuse otherwise.
+        run_id = await queue(storage, {"arch": "<resnet>"})
         told = await emulator.wait_for(ADMIN, timeout=15)
         no_data = await queue_after(storage, run_id, {"epochs": 1})
         told_again = await emulator.wait_for(ADMIN, timeout=15, after=told.seq)
-    assert f"#{run_id}" in (told.text or "") and "resnet" in (told.text or "")
+    assert f"#{run_id}" in (told.text or "") and "&lt;resnet&gt;" in (told.text or "")
     run = await get_run(storage, run_id)
     assert run.status == "failed" and "no arch" in (run.error or "")
     assert run.finished_at is not None and run.model_id is None
