@@ -161,18 +161,32 @@ async def export_to_chat(
             if size <= document_limit:
                 await bot.send_document(chat_id, FSInputFile(path, filename=name))
                 return
-            key = f"exports/{name}"
-            await blobs.put(key, await asyncio.to_thread(path.read_bytes), "application/zip")
-            url = await blobs.url(key, EXPORT_LINK_SECONDS)
-            limit = document_limit // 2**20
-            text = (
-                t(lang, "admin.export.url", limit=limit, url=url)
-                if url
-                else t(lang, "admin.export.no_url", limit=limit, key=key)
-            )
-            await bot.send_message(chat_id, text)
+            await _send_link(bot, blobs, chat_id, lang, path, document_limit)
     finally:
         reporter.cancel()
+
+
+async def _send_link(
+    bot: Bot, blobs: BlobStore, chat_id: int, lang: str, path: Path, document_limit: int
+) -> None:
+    """An archive too big for a document: put in the store (the purge removes it once its
+    link expired) and its download link sent; where the store gives no links (a local
+    folder), its key in the store. Removed again when the person could not be told."""
+    key = f"exports/{path.name}"
+    await blobs.put(key, await asyncio.to_thread(path.read_bytes), "application/zip")
+    try:
+        url = await blobs.url(key, EXPORT_LINK_SECONDS)
+        limit = document_limit // 2**20
+        text = (
+            t(lang, "admin.export.url", limit=limit, url=url)
+            if url
+            else t(lang, "admin.export.no_url", limit=limit, location=key)
+        )
+        await bot.send_message(chat_id, text)
+    except BaseException:
+        # Nobody knows it is there: it would only fill the store until the purge.
+        await blobs.delete(key)
+        raise
 
 
 async def retrain(
