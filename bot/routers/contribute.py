@@ -23,7 +23,28 @@ from emobot.settings import Settings
 not_command = ~F.text.startswith("/")
 
 
+async def unsaved_batch(message: Message, state: FSMContext, lang: str) -> bool:
+    """A command that would leave a batch whose photos are not saved yet (/predict,
+    /contribute again): the batch is kept and the person asked to save or discard it first,
+    rather than losing the photos without a word. True when asked."""
+    if await state.get_state() not in (Contribute.photos.state, Contribute.confirm.state):
+        return False
+    data = await state.get_data()
+    count = len(data.get("pending", []))
+    if not count:
+        return False
+    await state.set_state(Contribute.confirm)
+    label = label_name(lang, data["label"])
+    await message.answer(
+        t(lang, "contribute.unsaved", count=count, label=label),
+        reply_markup=keyboards.save_or_discard(lang),
+    )
+    return True
+
+
 async def contribute(message: Message, state: FSMContext, user: User, lang: str) -> None:
+    if await unsaved_batch(message, state, lang):
+        return
     await state.clear()
     if not has_consent(user, CONSENT_VERSION):
         await state.set_state(Contribute.consent)
@@ -165,8 +186,10 @@ def make_router() -> Router:
     router.callback_query.register(
         label_chosen, Contribute.label, LabelCb.filter(F.label.in_(CLASSES))
     )
-    router.message.register(photo, Contribute.photos, F.photo | F.document)
-    router.message.register(not_a_photo, Contribute.photos, not_command)
+    # A photo captioned /predict is for the predict router (it asks about the batch first).
+    not_predict = ~Command("predict")
+    router.message.register(photo, Contribute.photos, F.photo | F.document, not_predict)
+    router.message.register(not_a_photo, Contribute.photos, not_command, not_predict)
     router.message.register(use_buttons, Contribute.consent, not_command)
     router.message.register(use_buttons, Contribute.label, not_command)
     router.message.register(confirm_first, Contribute.confirm, not_command)

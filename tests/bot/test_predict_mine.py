@@ -130,3 +130,13 @@ async def test_mine_lists_pages_and_deletes(harness: BotHarness) -> None:
     assert [await harness.storage.blobs.exists(k) for k in others] == [True] * 2
     user.send_text("/mine")
     assert "haven't sent any photos" in (await harness.reply(user)).text
+
+
+async def test_a_photo_captioned_predict_is_queued(harness: BotHarness, photos: Photos) -> None:
+    # aiogram's Command filter reads captions too: /predict with its photo once only asked
+    # for a photo.
+    user = harness.user(45, "Ann", "en")
+    user.send_photo(photos.one_face, caption="/predict")
+    await harness.reply(user, text_has("working on it"))
+    [request] = await requests(harness)
+    assert await harness.storage.blobs.get(request.blob_key) == photos.one_face
