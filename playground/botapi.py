@@ -32,6 +32,7 @@ url-encoded forms, JSON bodies or query strings.
 
 import asyncio
 import contextlib
+import copy
 import itertools
 import json
 import logging
@@ -171,15 +172,17 @@ class FakeUser:
         *,
         language_code: str | None = "ru",
         username: str | None = None,
+        is_bot: bool = False,
     ):
         self.emulator = emulator
+        self.is_bot = is_bot
         self.id = user_id
         self.first_name = first_name
         self.language_code = language_code
         self.username = username
 
     def as_json(self) -> Json:
-        user: Json = {"id": self.id, "is_bot": False, "first_name": self.first_name}
+        user: Json = {"id": self.id, "is_bot": self.is_bot, "first_name": self.first_name}
         if self.username:
             user["username"] = self.username
         if self.language_code:
@@ -334,8 +337,17 @@ class BotAPIEmulator:
         *,
         language_code: str | None = "ru",
         username: str | None = None,
+        is_bot: bool = False,
     ) -> FakeUser:
-        user = FakeUser(self, user_id, first_name, language_code=language_code, username=username)
+        """A person (or, forged, a bot account) in a private chat with the bot."""
+        user = FakeUser(
+            self,
+            user_id,
+            first_name,
+            language_code=language_code,
+            username=username,
+            is_bot=is_bot,
+        )
         self.users[user_id] = user
         self.chat(user_id)
         return user
@@ -401,7 +413,8 @@ class BotAPIEmulator:
             "id": f"cb{next(self._ids)}",
             "from": user.as_json(),
             "chat_instance": str(user.id),
-            "message": message,
+            # As it is now: a second tap before the bot edited it carries the same message.
+            "message": copy.deepcopy(message),
             "data": button.get("callback_data"),
         }
         self._query_users[query["id"]] = user.id
@@ -437,6 +450,11 @@ class BotAPIEmulator:
         partial = self.state_file.with_suffix(".tmp")
         partial.write_text(json.dumps({"last_update_id": update_id}))
         partial.replace(self.state_file)
+
+    def delete_message(self, chat_id: int, message_id: int) -> None:
+        """The person deletes a message for both sides (a private chat allows it): a button
+        pressed on it just before reaches the bot, whose edit then finds no message."""
+        del self.chat(chat_id).messages[message_id]
 
     # Reading what the bot did ----------------------------------------------------------
 
@@ -725,22 +743,31 @@ class BotAPIEmulator:
         return True
 
     def _existing(self, params: Json) -> tuple[int, Json]:
+        """The bot's message an edit names; Telegram's answers when there is none."""
         chat_id = int(params["chat_id"])
         message = self.chat(chat_id).messages.get(int(params["message_id"]))
         if message is None:
             raise BotAPIError(400, "Bad Request: message to edit not found")
+        if not message.get("from", {}).get("is_bot"):
+            raise BotAPIError(400, "Bad Request: message can't be edited")
         return chat_id, message
+
+    @staticmethod
+    def _not_modified() -> BotAPIError:
+        return BotAPIError(
+            400,
+            "Bad Request: message is not modified: specified new message content and reply "
+            "markup are exactly the same as a current content and reply markup of the message",
+        )
 
     async def _m_editmessagetext(self, token: str, params: Json, files: dict[str, Upload]) -> Json:
         chat_id, message = self._existing(params)
         self._check_entities(params)
         markup = params.get("reply_markup")
+        if "text" not in message:
+            raise BotAPIError(400, "Bad Request: there is no text in the message to edit")
         if message.get("text") == params["text"] and message.get("reply_markup") == markup:
-            raise BotAPIError(
-                400,
-                "Bad Request: message is not modified: specified new message content and reply "
-                "markup are exactly the same as a current content and reply markup of the message",
-            )
+            raise self._not_modified()
         message["text"] = params["text"]
         if markup is None:
             message.pop("reply_markup", None)
@@ -753,6 +780,8 @@ class BotAPIEmulator:
         self, token: str, params: Json, files: dict[str, bytes]
     ) -> Json:
         chat_id, message = self._existing(params)
+        if message.get("reply_markup") == params.get("reply_markup"):
+            raise self._not_modified()
         if params.get("reply_markup") is None:
             message.pop("reply_markup", None)
         else:

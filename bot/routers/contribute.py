@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import keyboards, metrics
 from bot.keyboards import BatchCb, ConsentCb, LabelCb
+from bot.messages import edit, send
 from bot.services.contribute import Pending, check_photo, save_batch
 from bot.services.photos import incoming_image
 from bot.services.privacy import CONSENT_VERSION
@@ -65,14 +66,13 @@ async def consent(
     lang: str,
 ) -> None:
     await query.answer()
-    assert isinstance(query.message, Message)
     if not callback_data.agree:
         await state.clear()
-        await query.message.edit_text(t(lang, "consent.refused"))
+        await edit(query, t(lang, "consent.refused"))
         return
     await give_consent(session, query.from_user.id, CONSENT_VERSION)
     await state.set_state(Contribute.label)
-    await query.message.edit_text(t(lang, "contribute.choose"), reply_markup=keyboards.labels(lang))
+    await edit(query, t(lang, "contribute.choose"), reply_markup=keyboards.labels(lang))
 
 
 async def label_chosen(
@@ -81,10 +81,7 @@ async def label_chosen(
     await query.answer()
     await state.set_state(Contribute.photos)
     await state.set_data({"label": callback_data.label, "pending": []})
-    assert isinstance(query.message, Message)
-    await query.message.edit_text(
-        t(lang, "contribute.send", label=label_name(lang, callback_data.label))
-    )
+    await edit(query, t(lang, "contribute.send", label=label_name(lang, callback_data.label)))
 
 
 async def photo(
@@ -135,8 +132,8 @@ async def done(query: CallbackQuery, state: FSMContext, lang: str) -> None:
         return
     await query.answer()
     await state.set_state(Contribute.confirm)
-    assert isinstance(query.message, Message)
-    await query.message.answer(
+    await send(
+        query,
         t(
             lang,
             "contribute.summary",
@@ -168,15 +165,13 @@ async def save(
         lines.append(t(lang, "contribute.saved_some_known", known=saved.known))
     if saved.failed:
         lines.append(t(lang, "contribute.fetch_failed", failed=saved.failed))
-    assert isinstance(query.message, Message)
-    await query.message.edit_text("\n".join(lines))
+    await edit(query, "\n".join(lines))
 
 
 async def discard(query: CallbackQuery, state: FSMContext, lang: str) -> None:
     await query.answer()
     await state.clear()
-    assert isinstance(query.message, Message)
-    await query.message.edit_text(t(lang, "contribute.discarded"))
+    await edit(query, t(lang, "contribute.discarded"))
 
 
 def make_router() -> Router:

@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import keyboards
 from bot.keyboards import MineCb
-from bot.messages import edit_text
+from bot.messages import edit
 from bot.services.mine import Page, delete, page_of
 from db.blobs import BlobStore
 from emobot.i18n import label_name, t
@@ -49,7 +49,7 @@ async def mine(message: Message, session: AsyncSession, lang: str) -> None:
 
 async def _show(query: CallbackQuery, session: AsyncSession, lang: str, page: int) -> None:
     text, markup = render(lang, await page_of(session, query.from_user.id, page))
-    await edit_text(query.message, text, reply_markup=markup)
+    await edit(query, text, reply_markup=markup)
 
 
 async def turn(
@@ -75,8 +75,8 @@ async def delete_one(
 async def delete_all_ask(query: CallbackQuery, session: AsyncSession, lang: str) -> None:
     await query.answer()
     page = await page_of(session, query.from_user.id, 0)
-    assert isinstance(query.message, Message)
-    await query.message.edit_text(
+    await edit(
+        query,
         t(lang, "mine.delete_all_ask", total=page.total),
         reply_markup=keyboards.delete_all_confirm(lang),
     )
@@ -87,8 +87,7 @@ async def delete_all(
 ) -> None:
     await query.answer()
     count = await delete(session, blobs, query.from_user.id, None)
-    assert isinstance(query.message, Message)
-    await query.message.edit_text(t(lang, "mine.deleted", count=count))
+    await edit(query, t(lang, "mine.deleted", count=count))
 
 
 async def delete_all_kept(query: CallbackQuery, session: AsyncSession, lang: str) -> None:

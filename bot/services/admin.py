@@ -15,6 +15,7 @@ from aiogram.types import FSInputFile
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.messages import edit_message
 from db.blobs import BlobStore
 from db.exporter import export_dataset
 from db.models import ModelVersion
@@ -153,11 +154,8 @@ async def export_to_chat(
             reporter.cancel()
             ids = t(lang, "admin.export.raw") if raw_ids else t(lang, "admin.export.pseudonymous")
             mb = f"{size / 2**20:.1f}"
-            await bot.edit_message_text(
-                t(lang, "admin.export.done", images=summary.images, size=mb, ids=ids),
-                chat_id=chat_id,
-                message_id=status.message_id,
-            )
+            done = t(lang, "admin.export.done", images=summary.images, size=mb, ids=ids)
+            await edit_message(bot, chat_id, status.message_id, done)
             if size <= document_limit:
                 await bot.send_document(chat_id, FSInputFile(path, filename=name))
                 return

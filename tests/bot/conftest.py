@@ -106,15 +106,16 @@ class BotHarness:
 
     async def start(self, *routers: Router) -> None:
         self.bot = build_bot(self.settings)
+        self.emulator.polled = False
         self.dispatcher = build_dispatcher(
             self.storage, self.settings, extra_routers=routers, **self.options
         )
         self._polling = asyncio.create_task(
             self.dispatcher.start_polling(self.bot, polling_timeout=1, handle_signals=False)
         )
-        # Started once the command menus are set (a startup hook).
+        # Started once it polls: the startup hooks (every command menu) have run by then.
         async with asyncio.timeout(10):
-            while "default" not in self.emulator.commands:  # noqa: ASYNC110 - a dict, no event
+            while not self.emulator.polled:  # noqa: ASYNC110 - a flag, no event
                 await asyncio.sleep(0.02)
 
     async def stop(self) -> None:
