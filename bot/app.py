@@ -10,6 +10,7 @@ from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.types import BotCommand, BotCommandScopeChat, BotCommandScopeDefault
 
 from bot.commands import ADMIN_COMMANDS, USER_COMMANDS
+from bot.guards import Screen
 from bot.middlewares import Database, DuplicateUpdates, Metrics, RetryAfter, Throttling
 from bot.routers import admin, common, contribute, errors, mine, predict, privacy
 from bot.services.predict import SkippedPhotos
@@ -48,7 +49,9 @@ def build_dispatcher(
         blobs=storage.blobs,
         skipped=SkippedPhotos(),
     )
-    # In this order: a throttled update is dropped before it opens a session.
+    # In this order: updates the bot has nothing to do with are dropped before anything (the
+    # metrics ask every update its type), a throttled update before it opens a session.
+    dispatcher.update.outer_middleware(Screen())
     dispatcher.update.outer_middleware(Metrics())
     dispatcher.update.outer_middleware(Throttling(throttle_limit, throttle_window))
     dispatcher.update.outer_middleware(Database(storage.sessions, settings.admin_ids))
