@@ -7,9 +7,17 @@ error for the person: a second identical edit changes nothing, and an outcome th
 shown in place is sent as a new message, so that it is still read.
 """
 
+import contextlib
+
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
-from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+from aiogram.types import (
+    BufferedInputFile,
+    CallbackQuery,
+    InlineKeyboardMarkup,
+    InputMediaPhoto,
+    Message,
+)
 
 # Telegram's descriptions (the Bot API's 400 answers to editMessage*).
 NOT_MODIFIED = "message is not modified"
@@ -17,6 +25,7 @@ CANNOT_EDIT = (
     "message to edit not found",
     "message can't be edited",
     "there is no text in the message to edit",
+    "there is no media in the message to edit",
     "MESSAGE_ID_INVALID",
 )
 
@@ -29,7 +38,10 @@ async def edit(
     message = query.message
     if isinstance(message, Message):
         try:
-            await message.edit_text(text, reply_markup=reply_markup)
+            if message.text is None and message.photo:  # a picture: its caption is the text
+                await message.edit_caption(caption=text, reply_markup=reply_markup)
+            else:
+                await message.edit_text(text, reply_markup=reply_markup)
             return
         except TelegramBadRequest as exc:
             if NOT_MODIFIED in exc.message:
@@ -39,15 +51,58 @@ async def edit(
     await send(query, text, reply_markup)
 
 
+async def edit_photo(
+    query: CallbackQuery,
+    photo: bytes,
+    caption: str,
+    reply_markup: InlineKeyboardMarkup | None = None,
+) -> None:
+    """Show another picture (and caption) in the pressed button's message; as a new photo
+    message where that message cannot be edited (gone, or a text message)."""
+    message = query.message
+    media = InputMediaPhoto(media=BufferedInputFile(photo, "photo.jpg"), caption=caption)
+    if isinstance(message, Message):
+        try:
+            await message.edit_media(media, reply_markup=reply_markup)
+            return
+        except TelegramBadRequest as exc:
+            if NOT_MODIFIED in exc.message:
+                return
+            if not any(reason in exc.message for reason in CANNOT_EDIT):
+                raise
+    await _bot(query).send_photo(
+        _chat_id(query),
+        BufferedInputFile(photo, "photo.jpg"),
+        caption=caption,
+        reply_markup=reply_markup,
+    )
+
+
+async def replace(query: CallbackQuery, text: str) -> None:
+    """The pressed button's message replaced by a text message: deleted (where it still is)
+    and `text` sent. For a picture that must not stay on show, such as deleted photos."""
+    if isinstance(query.message, Message):
+        # Already gone, or too old to delete: the new message says it all the same.
+        with contextlib.suppress(TelegramBadRequest):
+            await query.message.delete()
+    await send(query, text)
+
+
+def _chat_id(query: CallbackQuery) -> int:
+    return query.message.chat.id if query.message is not None else query.from_user.id
+
+
+def _bot(query: CallbackQuery) -> Bot:
+    if query.bot is None:  # only objects built outside a dispatcher have no bot
+        raise RuntimeError("the callback query is not bound to a bot")
+    return query.bot
+
+
 async def send(
     query: CallbackQuery, text: str, reply_markup: InlineKeyboardMarkup | None = None
 ) -> Message:
     """A new message in the chat of the pressed button (its message may be inaccessible)."""
-    chat_id = query.message.chat.id if query.message is not None else query.from_user.id
-    bot = query.bot
-    if bot is None:  # only objects built outside a dispatcher have no bot
-        raise RuntimeError("the callback query is not bound to a bot")
-    return await bot.send_message(chat_id, text, reply_markup=reply_markup)
+    return await _bot(query).send_message(_chat_id(query), text, reply_markup=reply_markup)
 
 
 async def edit_message(bot: Bot, chat_id: int, message_id: int, text: str) -> None:
@@ -61,3 +116,14 @@ async def edit_message(bot: Bot, chat_id: int, message_id: int, text: str) -> No
         if not any(reason in exc.message for reason in CANNOT_EDIT):
             raise
         await bot.send_message(chat_id, text)
+
+
+async def drop_keyboard(bot: Bot, chat_id: int, message_id: int) -> None:
+    """Take the buttons off a message whose buttons no longer apply (a batch's earlier "Done"),
+    so that they do not look pressable; quiet when they are already off or the message gone."""
+    try:
+        await bot.edit_message_reply_markup(chat_id=chat_id, message_id=message_id)
+    except TelegramBadRequest as exc:
+        if NOT_MODIFIED in exc.message or any(reason in exc.message for reason in CANNOT_EDIT):
+            return
+        raise

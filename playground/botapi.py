@@ -794,10 +794,56 @@ class BotAPIEmulator:
     ) -> Json:
         chat_id, message = self._existing(params)
         self._check_entities(params, "caption")
+        if "text" in message:
+            raise BotAPIError(400, "Bad Request: there is no caption in the message to edit")
+        markup = params.get("reply_markup")
+        if (
+            message.get("caption") == params.get("caption")
+            and message.get("reply_markup") == markup
+        ):
+            raise self._not_modified()
         message["caption"] = params.get("caption")
-        if params.get("reply_markup") is not None:
-            message["reply_markup"] = params["reply_markup"]
+        # As editMessageText: no reply_markup removes the keyboard.
+        if markup is None:
+            message.pop("reply_markup", None)
+        else:
+            message["reply_markup"] = markup
         self._record("editMessageCaption", chat_id, params, message["message_id"])
+        return message
+
+    async def _m_editmessagemedia(self, token: str, params: Json, files: dict[str, Upload]) -> Json:
+        chat_id, message = self._existing(params)
+        if "text" in message:
+            raise BotAPIError(400, "Bad Request: there is no media in the message to edit")
+        media = params["media"]
+        if media.get("type") != "photo":
+            raise ValueError(f"media of type {media.get('type')!r} is not supported here")
+        self._check_entities(media, "caption")
+        stored = self._input_file(media["media"], files, "photos", ".jpg")
+        width, height = image_size(stored.data)
+        message["photo"] = [
+            {
+                "file_id": stored.file_id,
+                "file_unique_id": stored.unique_id,
+                "width": width,
+                "height": height,
+                "file_size": len(stored.data),
+            }
+        ]
+        message.pop("caption", None)
+        if media.get("caption"):
+            message["caption"] = media["caption"]
+        if params.get("reply_markup") is None:
+            message.pop("reply_markup", None)
+        else:
+            message["reply_markup"] = params["reply_markup"]
+        self._record(
+            "editMessageMedia",
+            chat_id,
+            {**params, "caption": media.get("caption")},
+            message["message_id"],
+            {"photo": stored.data},
+        )
         return message
 
     async def _m_deletemessage(self, token: str, params: Json, files: dict[str, Upload]) -> bool:

@@ -167,12 +167,20 @@ async def harness(storage: Storage, settings: Settings) -> AsyncIterator[BotHarn
         yield harness
 
 
+# Calls that show a text: a message's own, or a picture's caption.
+TEXT_METHODS = (
+    "sendMessage",
+    "editMessageText",
+    "sendPhoto",
+    "editMessageCaption",
+    "editMessageMedia",
+)
+
+
 def text_has(*parts: str) -> Callable[[BotCall], bool]:
     """A predicate: a new message or an edit whose text contains every part."""
 
     def accept(call: BotCall) -> bool:
-        return call.method in ("sendMessage", "editMessageText") and all(
-            p in (call.text or "") for p in parts
-        )
+        return call.method in TEXT_METHODS and all(p in (call.text or "") for p in parts)
 
     return accept

@@ -22,7 +22,7 @@ Setup = Callable[[BotHarness, FakeUser, Photos, int], Awaitable[BotCall]]
 
 
 def edited(call: BotCall) -> bool:
-    return call.method == "editMessageText"
+    return call.method in ("editMessageText", "editMessageCaption", "editMessageMedia")
 
 
 async def consent_ask(h: BotHarness, user: FakeUser, photos: Photos, round_: int) -> BotCall:
@@ -207,7 +207,7 @@ async def test_a_button_tapped_twice_or_on_a_deleted_message(
     assert apologies(calls) == [], calls
     assert answers(calls)
     # The outcome is told in a new message.
-    assert [c for c in calls if c.method == "sendMessage"], calls
+    assert [c for c in calls if c.is_message], calls
     assert errors() == errors_before
 
 
