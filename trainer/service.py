@@ -94,6 +94,9 @@ class Trainer:
         try:
             params = JobParams.from_dict(run.params or {})
             metrics.started(params.epochs)
+            # The chat said "queued" until now; the data takes a while before the first epoch.
+            started = t(lang, "trainer.started", run=run.id, arch=params.arch, epochs=params.epochs)
+            await self._edit_progress(run, started)
 
             async def on_progress(progress: dict[str, Any]) -> None:
                 metrics.progressed(progress)

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import keyboards, metrics
 from bot.keyboards import BatchCb, ConsentCb, LabelCb
-from bot.messages import edit, send
+from bot.messages import drop_keyboard, edit, send
 from bot.services.contribute import Pending, check_photo, save_batch
 from bot.services.photos import incoming_image
 from bot.services.privacy import CONSENT_VERSION
@@ -109,7 +109,11 @@ async def photo(
     text = t(lang, "contribute.accepted", count=len(pending))
     if conflicting:
         text = f"{t(lang, 'contribute.conflicting_copy')}\n{text}"
-    await message.reply(text, reply_markup=keyboards.done(lang))
+    offer = await message.reply(text, reply_markup=keyboards.done(lang))
+    # One "Done" on show at a time: the latest answer's.
+    await state.update_data(offer=offer.message_id)
+    if previous := data.get("offer"):
+        await drop_keyboard(bot, message.chat.id, previous)
 
 
 async def not_a_photo(message: Message, lang: str) -> None:
@@ -125,13 +129,15 @@ async def confirm_first(message: Message, lang: str) -> None:
     await message.reply(t(lang, "contribute.confirm_first"))
 
 
-async def done(query: CallbackQuery, state: FSMContext, lang: str) -> None:
+async def done(query: CallbackQuery, state: FSMContext, bot: Bot, lang: str) -> None:
     data = await state.get_data()
     if not data.get("pending"):
         await query.answer(t(lang, "contribute.nothing"), show_alert=True)
         return
     await query.answer()
     await state.set_state(Contribute.confirm)
+    if offer := data.get("offer"):  # pressed: the batch goes on in the summary's buttons
+        await drop_keyboard(bot, query.from_user.id, offer)
     await send(
         query,
         t(

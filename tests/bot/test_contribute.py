@@ -313,3 +313,20 @@ async def test_leaving_a_batch_asks_about_its_unsaved_photos(
     # The batch closed, the command works now.
     user.send_text("/predict")
     assert "Send a photo" in (await harness.reply(user)).text
+
+
+async def test_only_the_latest_done_button_is_on_show(harness: BotHarness, photos: Photos) -> None:
+    """Each accepted photo's answer offers "Done"; the earlier ones lose it, and the last one
+    too once pressed: a saved batch leaves no button that looks pressable."""
+    user = harness.user(32, "Ann", "en")
+    await open_batch(harness, user)
+    user.send_photo(photos.variants[0])
+    first = await harness.reply(user, text_has("(1 "))
+    user.send_photo(photos.variants[1])
+    second = await harness.reply(user, text_has("(2 "))
+    await harness.reply(user, lambda c: c.method == "editMessageReplyMarkup")
+    markup = harness.emulator.message
+    assert "reply_markup" not in markup(user.id, first.message_id or 0)
+    assert markup(user.id, second.message_id or 0)["reply_markup"]
+    assert "Photos saved: 2" in await finish(harness, user)
+    assert "reply_markup" not in markup(user.id, second.message_id or 0)

@@ -135,7 +135,9 @@ async def test_a_run_trains_reports_progress_and_results(
     assert {"loss", "val_bal_acc"} <= set(run.progress)
     assert run.model_id is not None and run.finished_at and run.reported_at
     edits = [c for c in emulator.calls_in(ADMIN, after=0) if c.method == "editMessageText"]
-    assert [c.message_id for c in edits] == [queued_message.message_id] * 2
+    assert [c.message_id for c in edits] == [queued_message.message_id] * 3
+    # "queued" no longer while the data is prepared: the run says it started.
+    assert f"Обучение #{run_id} (seed_cnn, эпох: 2) идёт" in (edits[0].text or "")
     assert "2 из 2" in (edits[-1].text or "")  # the admin's language (ru by default)
     report = await emulator.wait_for(
         ADMIN, lambda c: c.method == "sendMessage", after=edits[-1].seq
