@@ -37,12 +37,12 @@ async def export(
     except ValueError:
         await message.answer(t(lang, "admin.export.usage", args=command.args))
         return
-    await admin.export_to_chat(
+    admin.start_export(
         bot,
-        db_storage.sessions,
-        db_storage.blobs,
         message.chat.id,
         lang,
+        sessions=db_storage.sessions,
+        blobs=db_storage.blobs,
         workdir=settings.data_dir / "exports",
         document_limit=settings.export_document_bytes,
         raw_ids=raw_ids,

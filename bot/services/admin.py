@@ -164,6 +164,29 @@ async def export_to_chat(
         reporter.cancel()
 
 
+# Exports running in the background; referenced here so that they are not collected mid-way.
+_EXPORTS: set[asyncio.Task[None]] = set()
+
+
+def start_export(bot: Bot, chat_id: int, lang: str, **export: Any) -> asyncio.Task[None]:
+    """`export_to_chat` as a background job: the update's handler returns at once, so the
+    bot answers the admin (and holds no database connection for the update) while the
+    archive is built. A failure is logged and told in the chat."""
+
+    async def run() -> None:
+        try:
+            await export_to_chat(bot, chat_id=chat_id, lang=lang, **export)
+        except Exception:
+            log.exception("export to chat %s failed", chat_id)
+            with contextlib.suppress(Exception):
+                await bot.send_message(chat_id, t(lang, "error"))
+
+    task = asyncio.create_task(run(), name=f"export-{chat_id}")
+    _EXPORTS.add(task)
+    task.add_done_callback(_EXPORTS.discard)
+    return task
+
+
 async def _send_link(
     bot: Bot, blobs: BlobStore, chat_id: int, lang: str, path: Path, document_limit: int
 ) -> None:

@@ -105,6 +105,32 @@ async def test_export_small_is_sent_as_a_document(harness: BotHarness) -> None:
     assert len([n for n in names if n.startswith("train/")]) == 2 and "manifest.csv" in names
 
 
+async def test_the_bot_answers_while_an_export_is_built(
+    harness: BotHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/export is a background job: the admin's next command is answered before the archive
+    is done (the handler once held the admin's updates, and a connection, for the export)."""
+    from bot.services import admin as service
+
+    await contribute_directly(harness, 55, 2)
+    release = asyncio.Event()
+    real = service.export_dataset
+
+    async def slow(*args: object, **kwargs: object) -> object:
+        await release.wait()
+        return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(service, "export_dataset", slow)
+    admin = harness.user(ADMIN, "Admin", "en")
+    admin.send_text("/export")
+    await harness.reply(admin, text_has("Building"))
+    admin.send_text("/help")
+    await harness.reply(admin, text_has("What I can do"))
+    assert not [c for c in harness.emulator.calls_in(ADMIN, after=0) if c.method == "sendDocument"]
+    release.set()
+    await harness.reply(admin, lambda c: c.method == "sendDocument", 30)
+
+
 @pytest.fixture
 async def small_limit_harness(storage: Storage, settings: Settings) -> AsyncIterator[BotHarness]:
     async with running_harness(
