@@ -10,6 +10,7 @@ before anything counts, stores or answers them.
 """
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import BaseMiddleware
@@ -17,9 +18,10 @@ from aiogram.types import Chat, TelegramObject, Update, User
 from aiogram.types.update import UpdateTypeLookupError
 
 from bot import metrics
-from bot.middlewares import Handler
 
 log = logging.getLogger(__name__)
+
+Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
 BIGINT = range(-(2**63), 2**63)
 
