@@ -135,7 +135,7 @@ class Trainer:
                 t(lang, "trainer.refused", run=run.id),
                 exc.readiness.explain(lang, exc.archive),
             ]
-            await self._report(run, [html.escape(part) for part in told], {}, lang)
+            await self._report(run, [html.escape(part, quote=False) for part in told], {}, lang)
             return
         except Exception as exc:
             log.exception("run %d failed", run.id)
@@ -144,7 +144,7 @@ class Trainer:
                 await registry.finish_training_run(session, run.id, error=error)
             metrics.finished("failed")
             told = t(lang, "trainer.failed", run=run.id, error=error)
-            await self._report(run, [html.escape(told)], {}, lang)
+            await self._report(run, [html.escape(told, quote=False)], {}, lang)
             return
         async with self.storage.sessions.begin() as session:
             await registry.finish_training_run(session, run.id, model_id=result.model_id)
@@ -183,7 +183,7 @@ class Trainer:
                     old=rival["balanced_accuracy"],
                 )
             )
-        parts = [html.escape(part) for part in parts]
+        parts = [html.escape(part, quote=False) for part in parts]
         table = html.escape(metrics_table(result.metrics, lang))
         parts.append(f"{html.escape(t(lang, 'trainer.db_test'))}:\n<pre>{table}</pre>")
         for key in PROTOCOL_SETS:
