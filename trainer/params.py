@@ -58,10 +58,14 @@ class JobParams:
         names the word it could not read."""
         params = dict(defaults)
         types = {f.name: type(f.default) for f in fields(cls)}
+        given: set[str] = set()
         for word in text.split():
             key, sep, value = word.partition("=")
             if not sep or key not in types:
                 raise ParamError("not_understood", word=word, keys=", ".join(types))
+            if key in given:  # `epochs=1 epochs=2`: which one was meant is a guess
+                raise ParamError("repeated", name=key)
+            given.add(key)
             if types[key] is bool:
                 if value.lower() not in TRUE + FALSE:
                     raise ParamError("yes_no", name=key, value=value)

@@ -125,6 +125,9 @@ class Trainer:
         try:
             params = JobParams.from_dict(run.params or {})
             metrics.started(params.epochs)
+            # The chat said "queued" until now; the data takes a while before the first epoch.
+            started = t(lang, "trainer.started", run=run.id, arch=params.arch, epochs=params.epochs)
+            await self._edit_progress(run, started)
 
             async def on_progress(progress: dict[str, Any]) -> None:
                 metrics.progressed(progress)
@@ -166,7 +169,7 @@ class Trainer:
                 t(lang, "trainer.refused", run=run.id),
                 exc.readiness.explain(lang, exc.archive),
             ]
-            await self._report(run, [html.escape(part) for part in told], {}, lang)
+            await self._report(run, [html.escape(part, quote=False) for part in told], {}, lang)
             return
         except Exception as exc:
             log.exception("run %d failed", run.id)
@@ -174,7 +177,8 @@ class Trainer:
             async with self.storage.sessions.begin() as session:
                 await registry.finish_training_run(session, run.id, error=error)
             metrics.finished("failed")
-            await self._report(run, [t(lang, "trainer.failed", run=run.id, error=error)], {}, lang)
+            told = t(lang, "trainer.failed", run=run.id, error=error)
+            await self._report(run, [html.escape(told, quote=False)], {}, lang)
             return
         async with self.storage.sessions.begin() as session:
             await registry.finish_training_run(session, run.id, model_id=result.model_id)
@@ -186,6 +190,8 @@ class Trainer:
 
     @staticmethod
     def _summary(run: TrainingRun, params: JobParams, result: "JobResult", lang: str) -> list[str]:
+        """The report's parts, as HTML: each text escaped (the message is sent with
+        parse_mode=HTML, where a stray `<` makes Telegram refuse the whole message)."""
         training = result.metrics["training"]
         parts = [
             t(
@@ -211,12 +217,13 @@ class Trainer:
                     old=rival["balanced_accuracy"],
                 )
             )
+        parts = [html.escape(part, quote=False) for part in parts]
         table = html.escape(metrics_table(result.metrics, lang))
-        parts.append(f"{t(lang, 'trainer.db_test')}:\n<pre>{table}</pre>")
+        parts.append(f"{html.escape(t(lang, 'trainer.db_test'))}:\n<pre>{table}</pre>")
         for key in PROTOCOL_SETS:
             if key in result.metrics:
                 table = html.escape(metrics_table(result.metrics[key], lang))
-                parts.append(f"{t(lang, f'trainer.{key}')}:\n<pre>{table}</pre>")
+                parts.append(f"{html.escape(t(lang, f'trainer.{key}'))}:\n<pre>{table}</pre>")
         return parts
 
     async def _edit_progress(self, run: TrainingRun, text: str) -> None:

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot import keyboards
 from bot.filters import IsAdmin
 from bot.keyboards import PromoteCb
+from bot.messages import edit
 from bot.services import admin
 from db.engine import Storage
 from db.registry import UnknownModel, active_model
@@ -36,12 +37,12 @@ async def export(
     except ValueError:
         await message.answer(t(lang, "admin.export.usage", args=command.args))
         return
-    await admin.export_to_chat(
+    admin.start_export(
         bot,
-        db_storage.sessions,
-        db_storage.blobs,
         message.chat.id,
         lang,
+        sessions=db_storage.sessions,
+        blobs=db_storage.blobs,
         workdir=settings.data_dir / "exports",
         document_limit=settings.export_document_bytes,
         raw_ids=raw_ids,
@@ -123,23 +124,22 @@ async def promote_answered(
     query: CallbackQuery, callback_data: PromoteCb, session: AsyncSession, lang: str
 ) -> None:
     await query.answer()
-    assert isinstance(query.message, Message)
     active = await active_model(session)
     if not callback_data.confirm:
         kept = active.version if active else callback_data.active
-        await query.message.edit_text(t(lang, "admin.promote.kept", version=kept))
+        await edit(query, t(lang, "admin.promote.kept", version=kept))
         return
     if active is None or active.version != callback_data.active:
         text = t(lang, "admin.promote.changed", version=callback_data.version)
-        await query.message.edit_text(text)
+        await edit(query, text)
         return
     try:
         await admin.promote_version(session, callback_data.version)
     except UnknownModel:
         text = t(lang, "admin.promote.unknown", version=callback_data.version)
-        await query.message.edit_text(text)
+        await edit(query, text)
         return
-    await query.message.edit_text(t(lang, "admin.promote.done", version=callback_data.version))
+    await edit(query, t(lang, "admin.promote.done", version=callback_data.version))
 
 
 def make_router() -> Router:

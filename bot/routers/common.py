@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot import keyboards
 from bot.commands import command_list
 from bot.keyboards import LanguageCb
-from bot.messages import edit_text
+from bot.messages import edit
 from db.users import set_language
 from emobot.i18n import LANGUAGES, t
 
@@ -39,7 +39,7 @@ async def language_chosen(
 ) -> None:
     await set_language(session, query.from_user.id, callback_data.code)
     await query.answer()
-    await edit_text(query.message, t(callback_data.code, "language.set"))
+    await edit(query, t(callback_data.code, "language.set"))
 
 
 async def unknown_command(message: Message, lang: str) -> None:

@@ -9,7 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import keyboards, metrics
 from bot.keyboards import BatchCb, ConsentCb, LabelCb
-from bot.services.contribute import Pending, add_pending, check_photo, save_batch
+from bot.messages import drop_keyboard, edit, send
+from bot.services.contribute import Pending, add_pending, check_photo, offer_done, save_batch
 from bot.services.photos import incoming_image
 from bot.services.privacy import CONSENT_VERSION
 from bot.states import Contribute
@@ -23,7 +24,28 @@ from emobot.settings import Settings
 not_command = ~F.text.startswith("/")
 
 
+async def unsaved_batch(message: Message, state: FSMContext, lang: str) -> bool:
+    """A command that would leave a batch whose photos are not saved yet (/predict,
+    /contribute again): the batch is kept and the person asked to save or discard it first,
+    rather than losing the photos without a word. True when asked."""
+    if await state.get_state() not in (Contribute.photos.state, Contribute.confirm.state):
+        return False
+    data = await state.get_data()
+    count = len(data.get("pending", []))
+    if not count:
+        return False
+    await state.set_state(Contribute.confirm)
+    label = label_name(lang, data["label"])
+    await message.answer(
+        t(lang, "contribute.unsaved", count=count, label=label),
+        reply_markup=keyboards.save_or_discard(lang),
+    )
+    return True
+
+
 async def contribute(message: Message, state: FSMContext, user: User, lang: str) -> None:
+    if await unsaved_batch(message, state, lang):
+        return
     await state.clear()
     if not has_consent(user, CONSENT_VERSION):
         await state.set_state(Contribute.consent)
@@ -44,14 +66,13 @@ async def consent(
     lang: str,
 ) -> None:
     await query.answer()
-    assert isinstance(query.message, Message)
     if not callback_data.agree:
         await state.clear()
-        await query.message.edit_text(t(lang, "consent.refused"))
+        await edit(query, t(lang, "consent.refused"))
         return
     await give_consent(session, query.from_user.id, CONSENT_VERSION)
     await state.set_state(Contribute.label)
-    await query.message.edit_text(t(lang, "contribute.choose"), reply_markup=keyboards.labels(lang))
+    await edit(query, t(lang, "contribute.choose"), reply_markup=keyboards.labels(lang))
 
 
 async def label_chosen(
@@ -60,10 +81,7 @@ async def label_chosen(
     await query.answer()
     await state.set_state(Contribute.photos)
     await state.set_data({"label": callback_data.label, "pending": []})
-    assert isinstance(query.message, Message)
-    await query.message.edit_text(
-        t(lang, "contribute.send", label=label_name(lang, callback_data.label))
-    )
+    await edit(query, t(lang, "contribute.send", label=label_name(lang, callback_data.label)))
 
 
 async def photo(
@@ -92,7 +110,10 @@ async def photo(
     text = t(lang, "contribute.accepted", count=count)
     if conflicting:
         text = f"{t(lang, 'contribute.conflicting_copy')}\n{text}"
-    await message.reply(text, reply_markup=keyboards.done(lang))
+    offer = await message.reply(text, reply_markup=keyboards.done(lang))
+    # One "Done" on show at a time: the latest answer's.
+    if previous := await offer_done(state, offer.message_id):
+        await drop_keyboard(bot, message.chat.id, previous)
 
 
 async def not_a_photo(message: Message, lang: str) -> None:
@@ -108,15 +129,17 @@ async def confirm_first(message: Message, lang: str) -> None:
     await message.reply(t(lang, "contribute.confirm_first"))
 
 
-async def done(query: CallbackQuery, state: FSMContext, lang: str) -> None:
+async def done(query: CallbackQuery, state: FSMContext, bot: Bot, lang: str) -> None:
     data = await state.get_data()
     if not data.get("pending"):
         await query.answer(t(lang, "contribute.nothing"), show_alert=True)
         return
     await query.answer()
     await state.set_state(Contribute.confirm)
-    assert isinstance(query.message, Message)
-    await query.message.answer(
+    if offer := data.get("offer"):  # pressed: the batch goes on in the summary's buttons
+        await drop_keyboard(bot, query.from_user.id, offer)
+    await send(
+        query,
         t(
             lang,
             "contribute.summary",
@@ -148,15 +171,13 @@ async def save(
         lines.append(t(lang, "contribute.saved_some_known", known=saved.known))
     if saved.failed:
         lines.append(t(lang, "contribute.fetch_failed", failed=saved.failed))
-    assert isinstance(query.message, Message)
-    await query.message.edit_text("\n".join(lines))
+    await edit(query, "\n".join(lines))
 
 
 async def discard(query: CallbackQuery, state: FSMContext, lang: str) -> None:
     await query.answer()
     await state.clear()
-    assert isinstance(query.message, Message)
-    await query.message.edit_text(t(lang, "contribute.discarded"))
+    await edit(query, t(lang, "contribute.discarded"))
 
 
 def make_router() -> Router:
@@ -166,8 +187,10 @@ def make_router() -> Router:
     router.callback_query.register(
         label_chosen, Contribute.label, LabelCb.filter(F.label.in_(CLASSES))
     )
-    router.message.register(photo, Contribute.photos, F.photo | F.document)
-    router.message.register(not_a_photo, Contribute.photos, not_command)
+    # A photo captioned /predict is for the predict router (it asks about the batch first).
+    not_predict = ~Command("predict")
+    router.message.register(photo, Contribute.photos, F.photo | F.document, not_predict)
+    router.message.register(not_a_photo, Contribute.photos, not_command, not_predict)
     router.message.register(use_buttons, Contribute.consent, not_command)
     router.message.register(use_buttons, Contribute.label, not_command)
     router.message.register(confirm_first, Contribute.confirm, not_command)

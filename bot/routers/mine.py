@@ -2,13 +2,13 @@
 
 from aiogram import F, Router
 from aiogram.filters import Command
-from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+from aiogram.types import BufferedInputFile, CallbackQuery, InlineKeyboardMarkup, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import keyboards
 from bot.keyboards import MineCb
-from bot.messages import edit_text
-from bot.services.mine import Page, delete, page_of
+from bot.messages import edit, edit_photo, replace
+from bot.services.mine import Page, delete, page_of, sheet_of
 from db.blobs import BlobStore
 from emobot.i18n import label_name, t
 from emobot.labels import CLASSES
@@ -41,22 +41,39 @@ def render(lang: str, page: Page) -> tuple[str, InlineKeyboardMarkup | None]:
     return "\n".join(lines), markup
 
 
-async def mine(message: Message, session: AsyncSession, lang: str) -> None:
+async def mine(message: Message, session: AsyncSession, blobs: BlobStore, lang: str) -> None:
+    """The page as one picture of its photos, numbered, with the list as its caption: a
+    person tells which photo a delete button means by its number."""
     assert message.from_user is not None
-    text, markup = render(lang, await page_of(session, message.from_user.id, 0))
-    await message.answer(text, reply_markup=markup)
+    page = await page_of(session, message.from_user.id, 0)
+    text, markup = render(lang, page)
+    if page.total == 0:
+        await message.answer(text)
+        return
+    sheet = BufferedInputFile(await sheet_of(blobs, page), "mine.jpg")
+    await message.answer_photo(sheet, caption=text, reply_markup=markup)
 
 
-async def _show(query: CallbackQuery, session: AsyncSession, lang: str, page: int) -> None:
-    text, markup = render(lang, await page_of(session, query.from_user.id, page))
-    await edit_text(query.message, text, reply_markup=markup)
+async def _show(
+    query: CallbackQuery, session: AsyncSession, blobs: BlobStore, lang: str, page: int
+) -> None:
+    shown = await page_of(session, query.from_user.id, page)
+    text, markup = render(lang, shown)
+    if shown.total == 0:  # the last one deleted: no pictures of deleted photos stay on show
+        await replace(query, text)
+        return
+    await edit_photo(query, await sheet_of(blobs, shown), text, reply_markup=markup)
 
 
 async def turn(
-    query: CallbackQuery, callback_data: MineCb, session: AsyncSession, lang: str
+    query: CallbackQuery,
+    callback_data: MineCb,
+    session: AsyncSession,
+    blobs: BlobStore,
+    lang: str,
 ) -> None:
     await query.answer()
-    await _show(query, session, lang, callback_data.page)
+    await _show(query, session, blobs, lang, callback_data.page)
 
 
 async def delete_one(
@@ -69,14 +86,14 @@ async def delete_one(
     count = await delete(session, blobs, query.from_user.id, callback_data.sample_id)
     key = "mine.deleted" if count else "mine.gone"
     await query.answer(t(lang, key, count=count))
-    await _show(query, session, lang, callback_data.page)
+    await _show(query, session, blobs, lang, callback_data.page)
 
 
 async def delete_all_ask(query: CallbackQuery, session: AsyncSession, lang: str) -> None:
     await query.answer()
     page = await page_of(session, query.from_user.id, 0)
-    assert isinstance(query.message, Message)
-    await query.message.edit_text(
+    await edit(
+        query,
         t(lang, "mine.delete_all_ask", total=page.total),
         reply_markup=keyboards.delete_all_confirm(lang),
     )
@@ -87,13 +104,14 @@ async def delete_all(
 ) -> None:
     await query.answer()
     count = await delete(session, blobs, query.from_user.id, None)
-    assert isinstance(query.message, Message)
-    await query.message.edit_text(t(lang, "mine.deleted", count=count))
+    await replace(query, t(lang, "mine.deleted", count=count))
 
 
-async def delete_all_kept(query: CallbackQuery, session: AsyncSession, lang: str) -> None:
+async def delete_all_kept(
+    query: CallbackQuery, session: AsyncSession, blobs: BlobStore, lang: str
+) -> None:
     await query.answer()
-    await _show(query, session, lang, 0)
+    await _show(query, session, blobs, lang, 0)
 
 
 # Sample ids are PostgreSQL bigints: a button carrying another number was not made by the bot.

@@ -7,6 +7,7 @@ from aiogram.types import Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import metrics
+from bot.routers.contribute import unsaved_batch
 from bot.services.predict import SkippedPhotos, queue_photo
 from bot.states import Predict
 from db.blobs import BlobStore
@@ -15,6 +16,8 @@ from emobot.settings import Settings
 
 
 async def predict(message: Message, state: FSMContext, lang: str) -> None:
+    if await unsaved_batch(message, state, lang):
+        return
     await state.set_state(Predict.photo)
     await message.answer(t(lang, "predict.ask"))
 
@@ -50,7 +53,8 @@ async def not_a_photo(message: Message, lang: str) -> None:
 
 def make_router() -> Router:
     router = Router(name="predict")
-    router.message.register(predict, Command("predict"))
+    # Before the command: a photo captioned /predict (Command reads captions too) is queued.
     router.message.register(photo, StateFilter(None, Predict.photo), F.photo | F.document)
+    router.message.register(predict, Command("predict"))
     router.message.register(not_a_photo, Predict.photo, ~F.text.startswith("/"))
     return router

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import keyboards
 from bot.keyboards import PrivacyCb
+from bot.messages import edit
 from bot.services.privacy import describe, withdraw
 from db.blobs import BlobStore
 from db.erasure import erase_contributions, forget
@@ -27,16 +28,16 @@ async def withdraw_consent(
     query: CallbackQuery, state: FSMContext, session: AsyncSession, lang: str
 ) -> None:
     await query.answer()
-    assert isinstance(query.message, Message)
     photos = await withdraw(session, query.from_user.id)
     if photos is None:
-        await query.message.edit_text(t(lang, "privacy.no_consent"))
+        await edit(query, t(lang, "privacy.no_consent"))
         return
     await state.clear()  # a batch being collected is not saved without consent
     if not photos:
-        await query.message.edit_text(t(lang, "privacy.withdrawn"))
+        await edit(query, t(lang, "privacy.withdrawn"))
         return
-    await query.message.edit_text(
+    await edit(
+        query,
         f"{t(lang, 'privacy.withdrawn')}\n\n{t(lang, 'privacy.withdrawn_ask', count=photos)}",
         reply_markup=keyboards.erase_contributions(lang),
     )
@@ -45,14 +46,12 @@ async def withdraw_consent(
 async def erase(query: CallbackQuery, session: AsyncSession, blobs: BlobStore, lang: str) -> None:
     await query.answer()
     count = await erase_contributions(session, blobs, query.from_user.id)
-    assert isinstance(query.message, Message)
-    await query.message.edit_text(t(lang, "privacy.erased", count=count))
+    await edit(query, t(lang, "privacy.erased", count=count))
 
 
 async def keep(query: CallbackQuery, lang: str) -> None:
     await query.answer()
-    assert isinstance(query.message, Message)
-    await query.message.edit_text(t(lang, "privacy.kept"))
+    await edit(query, t(lang, "privacy.kept"))
 
 
 async def forget_command(message: Message, lang: str) -> None:
@@ -61,9 +60,8 @@ async def forget_command(message: Message, lang: str) -> None:
 
 async def forget_button(query: CallbackQuery, lang: str) -> None:
     await query.answer()
-    assert isinstance(query.message, Message)
     markup = keyboards.forget_confirm(lang)
-    await query.message.edit_text(t(lang, "forget.ask"), reply_markup=markup)
+    await edit(query, t(lang, "forget.ask"), reply_markup=markup)
 
 
 async def forget_confirmed(
@@ -71,22 +69,21 @@ async def forget_confirmed(
 ) -> None:
     await query.answer()
     erased = await forget(session, blobs, query.from_user.id)
-    assert isinstance(query.message, Message)
-    await query.message.edit_text(
+    await edit(
+        query,
         t(
             lang,
             "forget.done",
             contributions=erased.contributions,
             predictions=erased.predictions,
             dialogs=erased.dialogs,
-        )
+        ),
     )
 
 
 async def forget_cancelled(query: CallbackQuery, lang: str) -> None:
     await query.answer()
-    assert isinstance(query.message, Message)
-    await query.message.edit_text(t(lang, "forget.kept"))
+    await edit(query, t(lang, "forget.kept"))
 
 
 def make_router() -> Router:

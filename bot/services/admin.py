@@ -15,6 +15,7 @@ from aiogram.types import FSInputFile
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.messages import edit_message
 from db.blobs import BlobStore
 from db.exporter import export_dataset
 from db.models import ModelVersion
@@ -153,26 +154,60 @@ async def export_to_chat(
             reporter.cancel()
             ids = t(lang, "admin.export.raw") if raw_ids else t(lang, "admin.export.pseudonymous")
             mb = f"{size / 2**20:.1f}"
-            await bot.edit_message_text(
-                t(lang, "admin.export.done", images=summary.images, size=mb, ids=ids),
-                chat_id=chat_id,
-                message_id=status.message_id,
-            )
+            done = t(lang, "admin.export.done", images=summary.images, size=mb, ids=ids)
+            await edit_message(bot, chat_id, status.message_id, done)
             if size <= document_limit:
                 await bot.send_document(chat_id, FSInputFile(path, filename=name))
                 return
-            key = f"exports/{name}"
-            await blobs.put(key, await asyncio.to_thread(path.read_bytes), "application/zip")
-            url = await blobs.url(key, EXPORT_LINK_SECONDS)
-            limit = document_limit // 2**20
-            text = (
-                t(lang, "admin.export.url", limit=limit, url=url)
-                if url
-                else t(lang, "admin.export.no_url", limit=limit, key=key)
-            )
-            await bot.send_message(chat_id, text)
+            await _send_link(bot, blobs, chat_id, lang, path, document_limit)
     finally:
         reporter.cancel()
+
+
+# Exports running in the background; referenced here so that they are not collected mid-way.
+_EXPORTS: set[asyncio.Task[None]] = set()
+
+
+def start_export(bot: Bot, chat_id: int, lang: str, **export: Any) -> asyncio.Task[None]:
+    """`export_to_chat` as a background job: the update's handler returns at once, so the
+    bot answers the admin (and holds no database connection for the update) while the
+    archive is built. A failure is logged and told in the chat."""
+
+    async def run() -> None:
+        try:
+            await export_to_chat(bot, chat_id=chat_id, lang=lang, **export)
+        except Exception:
+            log.exception("export to chat %s failed", chat_id)
+            with contextlib.suppress(Exception):
+                await bot.send_message(chat_id, t(lang, "error"))
+
+    task = asyncio.create_task(run(), name=f"export-{chat_id}")
+    _EXPORTS.add(task)
+    task.add_done_callback(_EXPORTS.discard)
+    return task
+
+
+async def _send_link(
+    bot: Bot, blobs: BlobStore, chat_id: int, lang: str, path: Path, document_limit: int
+) -> None:
+    """An archive too big for a document: put in the store (the purge removes it once its
+    link expired) and its download link sent; where the store gives no links (a local
+    folder), its key in the store. Removed again when the person could not be told."""
+    key = f"exports/{path.name}"
+    await blobs.put(key, await asyncio.to_thread(path.read_bytes), "application/zip")
+    try:
+        url = await blobs.url(key, EXPORT_LINK_SECONDS)
+        limit = document_limit // 2**20
+        text = (
+            t(lang, "admin.export.url", limit=limit, url=url)
+            if url
+            else t(lang, "admin.export.no_url", limit=limit, location=key)
+        )
+        await bot.send_message(chat_id, text)
+    except BaseException:
+        # Nobody knows it is there: it would only fill the store until the purge.
+        await blobs.delete(key)
+        raise
 
 
 async def retrain(

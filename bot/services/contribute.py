@@ -175,6 +175,19 @@ async def add_pending(state: FSMContext, item: Pending) -> int | None:
     return len(pending)
 
 
+async def offer_done(state: FSMContext, message_id: int) -> int | None:
+    """Remember the message whose "Done" button is on show; returns the one before it (its
+    button goes). Under the dialog row's lock, as `add_pending`: written back from an earlier
+    read, the data would drop a photo another replica added meanwhile."""
+    storage = state.storage
+    assert isinstance(storage, PostgresStorage)
+    current, data = await storage.lock(state.key)
+    if current != Contribute.photos.state:
+        return None
+    await state.set_data({**data, "offer": message_id})
+    return data.get("offer")
+
+
 @dataclass
 class Saved:
     new: int = 0

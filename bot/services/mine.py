@@ -1,14 +1,16 @@
 """/mine: a contributor's photos, paged, and deleting them (rows and blobs)."""
 
+import asyncio
 import math
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.blob_refs import release
-from db.blobs import BlobStore
+from db.blobs import BlobNotFound, BlobStore
 from db.contributions import counts_by_label, delete_contributions, list_contributions
 from db.models import Sample
+from ml.annotate import contact_sheet
 
 PAGE_SIZE = 5
 
@@ -45,3 +47,17 @@ async def delete(
     await release(session, blobs, keys)
     await session.commit()
     return count
+
+
+async def sheet_of(blobs: BlobStore, page: Page) -> bytes:
+    """The page's photos as one picture, each numbered with the id its delete button shows."""
+
+    async def fetch(sample: Sample) -> bytes | None:
+        try:
+            return await blobs.get(sample.blob_key)
+        except BlobNotFound:  # removed meanwhile: its cell stays grey, its number still says
+            return None
+
+    images = await asyncio.gather(*(fetch(s) for s in page.samples))
+    numbers = [f"#{s.id}" for s in page.samples]
+    return await asyncio.to_thread(contact_sheet, list(images), numbers)

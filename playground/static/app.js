@@ -8,8 +8,11 @@ const starting = document.getElementById("starting");
 const newer = document.getElementById("newer");
 const commandBar = document.getElementById("commands");
 const drop = document.getElementById("drop");
+const viewer = document.getElementById("viewer");
 let version = "";
-let shownNotice = null;
+// Button answers shown already; undefined until the first snapshot, whose notice is from
+// before this page was loaded and is not shown again.
+let shownNotice;
 let noticeTimer = null;
 let commandsShown = "";
 const rendered = new Map(); // message_id -> [signature, element]
@@ -42,6 +45,14 @@ function formatText(text) {
   return escapeHtml(text).replace(/&lt;(\/?)(b|i|u|s|code|pre)&gt;/g, "<$1$2>");
 }
 
+// A picture at its own size (chat pictures are capped), over the chat; a click or Esc closes.
+function openViewer(src) {
+  viewer.querySelector("img").src = src;
+  viewer.hidden = false;
+}
+viewer.addEventListener("click", () => { viewer.hidden = true; });
+document.addEventListener("keydown", (event) => { if (event.key === "Escape") viewer.hidden = true; });
+
 function renderMessage(message) {
   const div = document.createElement("div");
   div.className = "msg " + (message.from && message.from.is_bot ? "bot" : "user");
@@ -52,6 +63,7 @@ function renderMessage(message) {
     img.src = "/api/files/" + encodeURIComponent(message.photo[message.photo.length - 1].file_id);
     img.alt = "photo";
     img.addEventListener("load", follow);
+    img.addEventListener("click", () => openViewer(img.src));
     div.appendChild(img);
   }
   if (message.document) {
@@ -186,10 +198,11 @@ function render(snapshot) {
   starting.hidden = snapshot.bot_ready;
   typing.hidden = !snapshot.typing;
   renderCommands(snapshot.commands);
-  if (snapshot.notice && snapshot.notice.id !== shownNotice) {
-    shownNotice = snapshot.notice.id;
+  const noticeId = snapshot.notice ? snapshot.notice.id : null;
+  if (shownNotice !== undefined && snapshot.notice && noticeId !== shownNotice) {
     showNotice(snapshot.notice.text, false);
   }
+  shownNotice = noticeId;
   if (stickToBottom) follow();
   else if (added) newer.hidden = false;
 }

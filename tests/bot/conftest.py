@@ -106,15 +106,16 @@ class BotHarness:
 
     async def start(self, *routers: Router) -> None:
         self.bot = build_bot(self.settings)
+        self.emulator.polled = False
         self.dispatcher = build_dispatcher(
             self.storage, self.settings, extra_routers=routers, **self.options
         )
         self._polling = asyncio.create_task(
             self.dispatcher.start_polling(self.bot, polling_timeout=1, handle_signals=False)
         )
-        # Started once the command menus are set (a startup hook).
+        # Started once it polls: the startup hooks (every command menu) have run by then.
         async with asyncio.timeout(10):
-            while "default" not in self.emulator.commands:  # noqa: ASYNC110 - a dict, no event
+            while not self.emulator.polled:  # noqa: ASYNC110 - a flag, no event
                 await asyncio.sleep(0.02)
 
     async def stop(self) -> None:
@@ -166,12 +167,20 @@ async def harness(storage: Storage, settings: Settings) -> AsyncIterator[BotHarn
         yield harness
 
 
+# Calls that show a text: a message's own, or a picture's caption.
+TEXT_METHODS = (
+    "sendMessage",
+    "editMessageText",
+    "sendPhoto",
+    "editMessageCaption",
+    "editMessageMedia",
+)
+
+
 def text_has(*parts: str) -> Callable[[BotCall], bool]:
     """A predicate: a new message or an edit whose text contains every part."""
 
     def accept(call: BotCall) -> bool:
-        return call.method in ("sendMessage", "editMessageText") and all(
-            p in (call.text or "") for p in parts
-        )
+        return call.method in TEXT_METHODS and all(p in (call.text or "") for p in parts)
 
     return accept

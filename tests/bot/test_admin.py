@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 from sqlalchemy import delete, select
 
+from db.blobs import LocalBlobStore
 from db.engine import Storage
 from db.models import Sample, TrainingRun
 from db.registry import active_model, promote, register_model
@@ -104,6 +105,32 @@ async def test_export_small_is_sent_as_a_document(harness: BotHarness) -> None:
     assert len([n for n in names if n.startswith("train/")]) == 2 and "manifest.csv" in names
 
 
+async def test_the_bot_answers_while_an_export_is_built(
+    harness: BotHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/export is a background job: the admin's next command is answered before the archive
+    is done (the handler once held the admin's updates, and a connection, for the export)."""
+    from bot.services import admin as service
+
+    await contribute_directly(harness, 55, 2)
+    release = asyncio.Event()
+    real = service.export_dataset
+
+    async def slow(*args: object, **kwargs: object) -> object:
+        await release.wait()
+        return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(service, "export_dataset", slow)
+    admin = harness.user(ADMIN, "Admin", "en")
+    admin.send_text("/export")
+    await harness.reply(admin, text_has("Building"))
+    admin.send_text("/help")
+    await harness.reply(admin, text_has("What I can do"))
+    assert not [c for c in harness.emulator.calls_in(ADMIN, after=0) if c.method == "sendDocument"]
+    release.set()
+    await harness.reply(admin, lambda c: c.method == "sendDocument", 30)
+
+
 @pytest.fixture
 async def small_limit_harness(storage: Storage, settings: Settings) -> AsyncIterator[BotHarness]:
     async with running_harness(
@@ -125,6 +152,42 @@ async def test_export_too_big_for_a_document_gives_a_url(small_limit_harness: Bo
     with zipfile.ZipFile(io.BytesIO(body)) as archive:
         assert len([n for n in archive.namelist() if n.startswith("train/")]) == 3
     assert [c for c in harness.emulator.calls_in(ADMIN) if c.method == "sendDocument"] == []
+
+
+async def test_export_too_big_where_the_store_gives_no_links_names_its_key(
+    storage: Storage, settings: Settings, local_store: LocalBlobStore
+) -> None:
+    # FER2013 imported makes a 67 MB archive: over the document limit, and a local store
+    # (`make run`) has no download links. That answer once raised TypeError (a placeholder
+    # named `key`, which t() takes itself).
+    local = Storage(storage.engine, storage.sessions, local_store)
+    config = settings.model_copy(update={"export_document_bytes": 100})
+    async with running_harness(local, config) as harness:
+        await contribute_directly(harness, 53, 2)
+        admin = harness.user(ADMIN, "Admin", "en")
+        admin.send_text("/export")
+        answer = await harness.reply(admin, text_has("no download links"))
+        await asyncio.sleep(0.5)  # an error would follow at once
+    [key] = await local_store.list("exports/")
+    assert key in answer.text
+    assert not [c for c in harness.emulator.calls_in(ADMIN) if "Sorry" in (c.text or "")]
+
+
+async def test_an_export_whose_link_cannot_be_sent_leaves_no_archive(
+    small_limit_harness: BotHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    harness = small_limit_harness
+    await contribute_directly(harness, 54, 2)
+
+    async def no_url(key: str, expires_s: int = 3600) -> str:
+        raise RuntimeError("the store is down")
+
+    monkeypatch.setattr(harness.storage.blobs, "url", no_url)
+    admin = harness.user(ADMIN, "Admin", "en")
+    admin.send_text("/export")
+    await harness.reply(admin, text_has("Sorry"))
+    assert await harness.storage.blobs.list("exports/") == []
+    assert not list((harness.settings.data_dir / "exports").iterdir())
 
 
 def manifest_of(document: bytes) -> list[dict[str, str]]:

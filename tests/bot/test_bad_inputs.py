@@ -140,6 +140,9 @@ CASES = {
         command("/promote 99999999999999999999"), "Give a version number"
     ),
     "retrain epochs=-1": Case(command("/retrain epochs=-1"), "epochs must be 1 to 500, not -1"),
+    "retrain epochs=1 epochs=2": Case(
+        command("/retrain epochs=1 epochs=2"), "epochs is given more than once"
+    ),
     "retrain epochs=-1 in Russian": Case(
         command("/retrain epochs=-1"),
         "epochs должно быть от 1 до 500, а не -1",

@@ -283,3 +283,50 @@ async def test_a_near_copy_with_another_class_is_kept_and_both_are_left_out_of_t
     admin.send_text("/stats")
     stats = await harness.reply(admin, text_has("Dataset"))
     assert "Near-identical photos with different classes (left out of training): 2." in stats.text
+
+
+LEAVING = {
+    "/predict": lambda user, photos: user.send_text("/predict"),
+    "/contribute": lambda user, photos: user.send_text("/contribute"),
+    "a photo captioned /predict": lambda user, photos: user.send_photo(
+        photos.variants[1], caption="/predict"
+    ),
+}
+
+
+@pytest.mark.parametrize("leaving", LEAVING)
+@pytest.mark.parametrize("save", [True, False])
+async def test_leaving_a_batch_asks_about_its_unsaved_photos(
+    harness: BotHarness, photos: Photos, leaving: str, save: bool
+) -> None:
+    user = harness.user(31, "Ann", "en")
+    await open_batch(harness, user, "surprise")
+    user.send_photo(photos.variants[0])
+    await accept(harness, user, 1)
+    LEAVING[leaving](user, photos)
+    ask = await harness.reply(user, text_has("not saved yet"))
+    assert "1 photo(s)" in ask.text and "surprised" in ask.text
+    user.press(ask, data="batch:save" if save else "batch:discard")
+    told = (await harness.reply(user, lambda c: c.method == "editMessageText")).text or ""
+    assert ("Photos saved: 1" if save else "nothing was stored") in told
+    assert len(await harness.samples()) == (1 if save else 0)
+    # The batch closed, the command works now.
+    user.send_text("/predict")
+    assert "Send a photo" in (await harness.reply(user)).text
+
+
+async def test_only_the_latest_done_button_is_on_show(harness: BotHarness, photos: Photos) -> None:
+    """Each accepted photo's answer offers "Done"; the earlier ones lose it, and the last one
+    too once pressed: a saved batch leaves no button that looks pressable."""
+    user = harness.user(32, "Ann", "en")
+    await open_batch(harness, user)
+    user.send_photo(photos.variants[0])
+    first = await harness.reply(user, text_has("(1 "))
+    user.send_photo(photos.variants[1])
+    second = await harness.reply(user, text_has("(2 "))
+    await harness.reply(user, lambda c: c.method == "editMessageReplyMarkup")
+    markup = harness.emulator.message
+    assert "reply_markup" not in markup(user.id, first.message_id or 0)
+    assert markup(user.id, second.message_id or 0)["reply_markup"]
+    assert "Photos saved: 2" in await finish(harness, user)
+    assert "reply_markup" not in markup(user.id, second.message_id or 0)

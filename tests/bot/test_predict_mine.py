@@ -1,8 +1,10 @@
 """/predict (and photos outside dialogs) queue a request; /mine lists and deletes."""
 
 import asyncio
+import io
 
 import asyncpg
+from PIL import Image
 from sqlalchemy import func, select
 
 from db.blobs import sha256_hex
@@ -130,3 +132,73 @@ async def test_mine_lists_pages_and_deletes(harness: BotHarness) -> None:
     assert [await harness.storage.blobs.exists(k) for k in others] == [True] * 2
     user.send_text("/mine")
     assert "haven't sent any photos" in (await harness.reply(user)).text
+
+
+def colour_png(colour: tuple[int, int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (300, 200), colour).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+async def test_mine_shows_each_photo_with_its_number(harness: BotHarness) -> None:
+    """One picture per page: the photos as thumbnails, each numbered with the id its delete
+    button carries; turning the page shows the next ones in the same message."""
+    colours = [(220, 30, 30), (30, 30, 220), (30, 200, 30), (240, 240, 0), (0, 0, 0), (255,) * 3]
+    colours.append((128, 0, 128))
+    ids = []
+    async with harness.storage.sessions() as session:
+        from db.users import upsert_user
+
+        await upsert_user(session, 46, username=None, first_name="x", telegram_language="en")
+        for i, colour in enumerate(colours):
+            data = colour_png(colour)
+            sha, key = await harness.storage.blobs.put_content(data)
+            item = Contribution(sha, key, "happy", (0, 0, 300, 200), 300, 200, len(data), f"c{i}")
+            await add_contribution(session, 46, item)
+            ids.append(await session.scalar(select(Sample.id).where(Sample.sha256 == sha)))
+        await session.commit()
+    user = harness.user(46, "Ann", "en")
+    user.send_text("/mine")
+    page = await harness.reply(user)
+    assert page.method == "sendPhoto"
+    shown = [int(b["text"].removeprefix("🗑 #")) for b in page.buttons if b["text"][0] == "🗑"]
+    assert all(f"#{i}" in (page.text or "") for i in shown)
+    by_id = dict(zip(ids, colours, strict=True))
+    assert alike(cells(page.files["photo"], len(shown)), [by_id[i] for i in shown])
+    user.press(page, text="▶")
+    turned = await harness.reply(user, lambda c: c.method == "editMessageMedia")
+    assert turned.message_id == page.message_id and "Page 2 of 2" in (turned.text or "")
+    rest = [int(b["text"].removeprefix("🗑 #")) for b in turned.buttons if b["text"][0] == "🗑"]
+    assert alike(cells(turned.files["photo"], len(rest)), [by_id[i] for i in rest])
+
+
+def cells(sheet: bytes, count: int) -> list[tuple[int, int, int]]:
+    """The colour at the middle of each thumbnail of a contact sheet (three a row)."""
+    image = Image.open(io.BytesIO(sheet)).convert("RGB")
+    columns = min(3, count)
+    width = image.width // columns
+    height = width + round((width - 12) / 6)  # a cell and the number under it
+    found = []
+    for i in range(count):
+        x = (i % columns) * width + width // 2
+        y = (i // columns) * height + 6 + (width - 12) // 2
+        found.append(image.getpixel((x, y)))
+    return found
+
+
+def alike(found: list[tuple[int, int, int]], expected: list[tuple[int, int, int]]) -> bool:
+    """The same colours, give or take JPEG's error."""
+    return len(found) == len(expected) and all(
+        max(abs(a - b) for a, b in zip(f, e, strict=True)) <= 24
+        for f, e in zip(found, expected, strict=True)
+    )
+
+
+async def test_a_photo_captioned_predict_is_queued(harness: BotHarness, photos: Photos) -> None:
+    # aiogram's Command filter reads captions too: /predict with its photo once only asked
+    # for a photo.
+    user = harness.user(45, "Ann", "en")
+    user.send_photo(photos.one_face, caption="/predict")
+    await harness.reply(user, text_has("working on it"))
+    [request] = await requests(harness)
+    assert await harness.storage.blobs.get(request.blob_key) == photos.one_face

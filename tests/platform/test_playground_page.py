@@ -252,3 +252,48 @@ async def test_page_follows_quotes_fades_lists_commands_and_explains_refused_upl
     await page.screenshot(path=str(shots / "4-upload-refused.png"))
     assert await bot.get_updates(offset=pressed.update_id + 1, timeout=1) == []  # nothing sent
     assert errors == []
+
+
+def big_picture() -> bytes:
+    """A 1400×900 picture: the chat shows it at most 240 px high."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (1400, 900), (40, 120, 200)).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+async def test_a_picture_opens_full_size_and_an_old_notice_is_not_shown_again(
+    playground: Playground, bot: Bot, page: Page
+) -> None:
+    me = playground.user
+    # A click on a picture shows it at its own size; a click (or Esc) closes it.
+    await bot.send_photo(me.id, BufferedInputFile(big_picture(), "matrix.jpg"), caption="big")
+    picture = page.locator(".msg.bot img").last
+    await expect(picture).to_be_visible()
+    assert (await picture.bounding_box() or {"height": 0})["height"] <= 240
+    await picture.click()
+    shown = page.locator("#viewer img")
+    await expect(shown).to_be_visible()
+    assert await shown.evaluate("img => [img.naturalWidth, img.width]") == [1400, 1400]
+    await page.keyboard.press("Escape")
+    await expect(page.locator("#viewer")).to_be_hidden()
+    await picture.click()
+    await page.click("#viewer")
+    await expect(page.locator("#viewer")).to_be_hidden()
+
+    # A button's answer shows once: not again on every load of the page.
+    keyboard = InlineKeyboardMarkup(
+        inline_keyboard=[[InlineKeyboardButton(text="Delete", callback_data="mine:delete")]]
+    )
+    await bot.send_message(me.id, "Your photos", reply_markup=keyboard)
+    await page.click(".keyboard button:has-text('Delete')")
+    updates = await bot.get_updates(timeout=5)
+    [query] = [u.callback_query for u in updates if u.callback_query]
+    await bot.answer_callback_query(query.id, text="Photos deleted: 1.")
+    await expect(page.locator("#notice")).to_have_text("Photos deleted: 1.")
+    await page.reload()
+    await expect(page.locator(".msg")).to_have_count(2)  # the chat is rendered again
+    await expect(page.locator("#notice")).to_be_hidden()

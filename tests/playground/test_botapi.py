@@ -3,6 +3,7 @@
 import asyncio
 import io
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -199,3 +200,67 @@ async def test_plain_http_clients_json_and_unknown_methods(emulator: BotAPIEmula
             assert r.status == 400 and "text" in (await r.json())["description"]
         async with http.get(f"{server.url}/file/bot{TOKEN}/photos/none.jpg") as r:
             assert r.status == 404
+
+
+# Telegram's answers, as its HTML parser (TDLib's) words them.
+HTML_CASES = [
+    ("<b>bold</b> and <i>it</i> <code>x</code>", None),
+    ('<a href="https://example.org/?a=1&amp;b=2">link</a>', None),
+    ("<pre>a &lt; b &amp;&amp; c &gt; d</pre>", None),
+    ("<b><i>nested</i></b>", None),
+    ("AT&T is fine: an unknown entity stays text", None),
+    ("<b>x</b >", None),
+    ("<b>x</>", None),
+    ("ValueError: 1 < 2", 'Unsupported start tag "" at byte offset 14'),
+    ("KeyError: <class 'int'>", 'Unsupported start tag "class" at byte offset 10'),
+    ("<br>", 'Unsupported start tag "br" at byte offset 0'),
+    ("<b>bold", 'Can\'t find end tag corresponding to start tag "b"'),
+    ("bold</b>", "Unexpected end tag at byte offset 4"),
+    ("<b><i>x</b></i>", 'Unmatched end tag at byte offset 7, expected "</i>", found "</b>"'),
+    ("é <b", "Unclosed start tag at byte offset 3"),
+    ("<b>x</b", "Unclosed end tag at byte offset 4"),
+    ("<b>x</ b>", "Unclosed end tag at byte offset 4"),
+    (
+        "<a href>x</a>",
+        'Expected equal sign in declaration of an attribute of the tag "a" at byte offset 0',
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "error"), HTML_CASES)
+async def test_html_is_parsed_as_telegram_parses_it(
+    bot: Bot, emulator: BotAPIEmulator, text: str, error: str | None
+) -> None:
+    emulator.user(7)
+    if error is None:
+        sent = await bot.send_message(7, text, parse_mode="HTML")
+        await bot.edit_message_text(
+            text + " ", chat_id=7, message_id=sent.message_id, parse_mode="HTML"
+        )
+        await bot.send_photo(7, BufferedInputFile(png(), "p.png"), caption=text, parse_mode="HTML")
+        return
+    expected = f"Bad Request: can't parse entities: {error}"
+    with pytest.raises(TelegramBadRequest) as raised:
+        await bot.send_message(7, text, parse_mode="HTML")
+    assert raised.value.message == expected
+    with pytest.raises(TelegramBadRequest, match="can't parse entities"):
+        await bot.send_photo(7, BufferedInputFile(png(), "p.png"), caption=text, parse_mode="HTML")
+    sent = await bot.send_message(7, "plain")
+    with pytest.raises(TelegramBadRequest, match="can't parse entities"):
+        await bot.edit_message_text(text, chat_id=7, message_id=sent.message_id, parse_mode="HTML")
+    # Without a parse mode the same text is just text.
+    assert (await bot.send_message(7, text)).text == text
+
+
+def test_the_update_counter_survives_a_restart_with_a_state_file(tmp_path: Path) -> None:
+    state = tmp_path / "state" / "botapi.json"
+    first = BotAPIEmulator(state_file=state)
+    for n in range(3):
+        first.user(7).send_text(f"message {n}")
+    again = BotAPIEmulator(state_file=state)
+    again.user(7).send_text("after the restart")
+    assert [u["update_id"] for u in first.pushed + again.pushed] == [1, 2, 3, 4]
+    # Without one (the tests), each emulator starts at 1.
+    fresh = BotAPIEmulator()
+    fresh.user(7).send_text("x")
+    assert fresh.pushed[-1]["update_id"] == 1

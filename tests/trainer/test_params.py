@@ -31,6 +31,9 @@ def test_params_from_words() -> None:
         ("epochs=99999999999999999999", "must be 1 to 500"),
         ("promote=maybe", "yes or no"),
         ("arch=vgg", "no arch"),
+        # Which of the two was meant is a guess: refused rather than the last one taken.
+        ("epochs=1 epochs=2", "epochs is given more than once"),
+        ("promote=yes arch=seed_cnn promote=no", "promote is given more than once"),
     ):
         with pytest.raises(ParamError, match=message) as error:
             JobParams.from_text(bad)

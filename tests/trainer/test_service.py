@@ -140,7 +140,9 @@ async def test_a_run_trains_reports_progress_and_results(
     assert {"loss", "val_bal_acc"} <= set(run.progress)
     assert run.model_id is not None and run.finished_at and run.reported_at
     edits = [c for c in emulator.calls_in(ADMIN, after=0) if c.method == "editMessageText"]
-    assert [c.message_id for c in edits] == [queued_message.message_id] * 2
+    assert [c.message_id for c in edits] == [queued_message.message_id] * 3
+    # "queued" no longer while the data is prepared: the run says it started.
+    assert f"Обучение #{run_id} (seed_cnn, эпох: 2) идёт" in (edits[0].text or "")
     assert "2 из 2" in (edits[-1].text or "")  # the admin's language (ru by default)
     report = await emulator.wait_for(
         ADMIN, lambda c: c.method == "sendMessage", after=edits[-1].seq
@@ -173,11 +175,13 @@ async def test_a_failing_run_is_marked_and_the_chat_told_woken_by_notify(
     refused_before = sample("emobot_trainer_runs_total", outcome="refused")
     async with running(trainer):
         await asyncio.sleep(1)  # the trainer is waiting now
-        run_id = await queue(storage, {"arch": "resnet"})
+        # The error names the arch as given: HTML-escaped in the report (parse_mode=HTML),
+        # which Telegram (and the fake Bot API) would refuse otherwise.
+        run_id = await queue(storage, {"arch": "<resnet>"})
         told = await emulator.wait_for(ADMIN, timeout=15)
         no_data = await queue_after(storage, run_id, {"epochs": 1})
         told_again = await emulator.wait_for(ADMIN, timeout=15, after=told.seq)
-    assert f"#{run_id}" in (told.text or "") and "resnet" in (told.text or "")
+    assert f"#{run_id}" in (told.text or "") and "&lt;resnet&gt;" in (told.text or "")
     run = await get_run(storage, run_id)
     assert run.status == "failed" and "no arch" in (run.error or "")
     assert run.finished_at is not None and run.model_id is None
