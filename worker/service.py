@@ -48,6 +48,9 @@ from worker.replies import Flooded, Reply, SendFailed, Undeliverable, compose_re
 from worker.retention import Purger
 
 log = logging.getLogger("worker")
+
+# How long a stopping worker waits for its background tasks (a purge) once cancelled.
+BACKGROUND_STOP_SECONDS = 2.0
 T = TypeVar("T")
 
 # How many times per LEASE_SECONDS a batch's lease is renewed (a heartbeat).
@@ -167,6 +170,10 @@ class Worker:
             self.database.close()
             for task in self._background:
                 task.cancel()
+            # Before the storage closes under them: a purge cut short here is done by the next
+            # round of any worker (its rows still say which photos to let go).
+            if self._background:
+                await asyncio.wait(self._background, timeout=BACKGROUND_STOP_SECONDS)
             if self._listener is not None:
                 await self._listener.close()
             self._detection.shutdown(wait=False, cancel_futures=True)

@@ -13,12 +13,20 @@ from tests.worker.conftest import enqueue_photo, photo, start_worker_process, wa
 # Imported by Python at start when on the path: reports, as the process exits, which of the
 # heavy packages it had loaded.
 SITECUSTOMIZE = """
-import atexit, sys
+import atexit, os, sys
 
 def _report():
     heavy = sorted({m.split(".")[0] for m in sys.modules} & {"tensorflow", "keras"})
     print("HEAVY MODULES:", ",".join(heavy) or "none", flush=True)
 
+# A service ends with os._exit (emobot.serving.exit_now), which skips atexit.
+_exit = os._exit
+
+def _report_then_exit(code):
+    _report()
+    _exit(code)
+
+os._exit = _report_then_exit
 atexit.register(_report)
 """
 
