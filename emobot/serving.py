@@ -14,13 +14,11 @@ Kubernetes' 30 s, so a rollout never has to kill it.
 import asyncio
 import contextlib
 import logging
-import os
 import signal
-import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Any, NoReturn, Protocol
+from typing import Any, Protocol
 
 import asyncpg
 from aiogram import Bot
@@ -43,19 +41,6 @@ DATABASE_ERRORS: tuple[type[BaseException], ...] = (
 # One connection attempt while waiting for the database: a black-holed address must not make a
 # single try last asyncpg's 60 s.
 PING_TIMEOUT_SECONDS = 10.0
-
-
-def exit_now(code: int = 0) -> NoReturn:
-    """End a long-running command that has stopped cleanly, skipping the interpreter's
-    teardown: with TensorFlow loaded, unloading the modules takes 1.5-4 s after all the work
-    is done (and `emobot run` waits for three children doing it). Only for the command line:
-    by now the sessions, connections and servers are closed; logs and output are flushed
-    here."""
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    os._exit(code)
 
 
 def run_command(main: Coroutine[Any, Any, None]) -> None:

@@ -20,7 +20,8 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> None:
     from bot.app import run_bot
-    from emobot.serving import exit_now, run_command
+    from emobot.logs import exit_now
+    from emobot.serving import run_command
 
     run_command(run_bot(settings))
     exit_now(0)

@@ -337,7 +337,7 @@ def train(args: argparse.Namespace, settings: Settings) -> int:
 
 def trainer(args: argparse.Namespace, settings: Settings) -> None:
     need_training_libraries()
-    from emobot.serving import exit_now
+    from emobot.logs import exit_now
     from trainer.service import serve
 
     serve(settings)

@@ -34,7 +34,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from emobot.serving import exit_now
+    from emobot.logs import exit_now
     from emobot.supervisor import PROCESSES, prepare_database, run_platform
 
     processes = [name for name in args.processes.split(",") if name]

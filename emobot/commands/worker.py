@@ -18,7 +18,7 @@ def register(subparsers: Any) -> None:
 
 
 def worker(args: argparse.Namespace, settings: Settings) -> None:
-    from emobot.serving import exit_now
+    from emobot.logs import exit_now
     from worker.service import serve
 
     serve(settings)

@@ -19,7 +19,7 @@ def _report():
     heavy = sorted({m.split(".")[0] for m in sys.modules} & {"tensorflow", "keras"})
     print("HEAVY MODULES:", ",".join(heavy) or "none", flush=True)
 
-# A service ends with os._exit (emobot.serving.exit_now), which skips atexit.
+# A service ends with os._exit (emobot.logs.exit_now), which skips atexit.
 _exit = os._exit
 
 def _report_then_exit(code):
