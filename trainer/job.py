@@ -204,9 +204,12 @@ async def run_training(
     on_progress: Progress | None = None,
     min_train_per_class: int = 1,
     min_test_per_class: int = 1,
+    unsure_below: float | None = None,
 ) -> JobResult:
     """Train, measure, register. `archive` (FER2013 zip), `ferplus` (its votes CSV) and
     `photos` (labelled real photos) are the fixed protocol's data; what is missing is left out.
+    With `unsure_below` (the worker's threshold), each protocol set also says how many faces
+    would be answered sure and how right those are.
 
     Raises DatasetNotReady, before anything is trained, when a class has fewer trainable
     images than `min_train_per_class` or fewer test images than `min_test_per_class`: a model
@@ -232,7 +235,10 @@ async def run_training(
     model, history, summary = await asyncio.to_thread(train, data.train, config, workdir, reporter)
     classifier = KerasClassifier(model, None, params.arch)
     metrics = await asyncio.to_thread(_measure, classifier, data)
-    metrics.update(await asyncio.to_thread(evaluate_protocol, classifier, archive, ferplus, photos))
+    protocol = await asyncio.to_thread(
+        evaluate_protocol, classifier, archive, ferplus, photos, unsure_below
+    )
+    metrics.update(protocol)
     # Looked up again, not reused from the warm start: an admin may have promoted another
     # model while this one trained, and that is the one to beat.
     rival = await _measure_active(storage, data, workdir) if params.promote else None

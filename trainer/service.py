@@ -159,6 +159,7 @@ class Trainer:
                 on_progress=on_progress,
                 min_train_per_class=self.settings.min_train_per_class,
                 min_test_per_class=self.settings.min_test_per_class,
+                unsure_below=self.settings.unsure_below,
             )
         except DatasetNotReady as exc:
             log.warning("run %d refused: %s", run.id, exc)

@@ -308,6 +308,7 @@ def train(args: argparse.Namespace, settings: Settings) -> int:
                 on_progress=progress,
                 min_train_per_class=settings.min_train_per_class,
                 min_test_per_class=settings.min_test_per_class,
+                unsure_below=settings.unsure_below,
             )
         dataset, training = result.metrics["dataset"], result.metrics["training"]
         left_out = dataset["not_faces"]

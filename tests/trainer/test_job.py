@@ -116,6 +116,7 @@ async def test_train_register_and_promote(
         workdir=tmp_path / "run1",
         archive=FIXTURE_ARCHIVE,
         on_progress=on_progress,
+        unsure_below=0.56,
     )
     assert [(p["epoch"], p["epochs"]) for p in progress] == [(1, 1)]
     assert set(progress[0]) == {"epoch", "epochs", "loss", "val_bal_acc"}
@@ -128,6 +129,8 @@ async def test_train_register_and_promote(
     assert metrics["dataset"]["train"] == trainable - 1  # every trainable sample but the missing
     assert metrics["n"] == metrics["dataset"]["test"] > 0
     assert metrics["test_4"]["n"] == 21 and "seed_balanced_accuracy" in metrics["test_4"]
+    confident = metrics["test_4"]["confident"]  # the report's "answered sure" rows
+    assert confident["threshold"] == 0.56 and 0 <= confident["answered"] <= 1
     assert 0 <= metrics["balanced_accuracy"] <= 1
     assert not (tmp_path / "run1").exists()  # the work folder is cleaned up
     assert blocking == []
