@@ -7,6 +7,7 @@ LiteRT, the runtime that already runs the face detector. The worker, `emobot pre
 """
 
 import threading
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
@@ -59,9 +60,22 @@ def bucket(n: int) -> int:
     return next((b for b in BUCKETS if b >= n), BUCKETS[-1])
 
 
-def check_faces(faces: np.ndarray) -> None:
+def predict_padded(faces: np.ndarray, run: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """(N, 48, 48) uint8 faces → (N, 4) probabilities, standardised and cut into batches of
+    at most BUCKETS[-1] faces, each padded up to its bucket for `run` (a model's call on one
+    padded batch, whatever runs it)."""
     if faces.ndim != 3 or faces.shape[1:] != (FACE_SIZE, FACE_SIZE):
         raise ValueError(f"faces must be (N, {FACE_SIZE}, {FACE_SIZE}), got {faces.shape}")
+    if len(faces) == 0:
+        return np.zeros((0, len(CLASSES)), np.float32)
+    x = standardise(faces)
+    out = []
+    for start in range(0, len(x), BUCKETS[-1]):
+        chunk = x[start : start + BUCKETS[-1]]
+        padded = np.zeros((bucket(len(chunk)), *chunk.shape[1:]), np.float32)
+        padded[: len(chunk)] = chunk
+        out.append(np.asarray(run(padded))[: len(chunk)])
+    return np.concatenate(out).astype(np.float32, copy=False)
 
 
 class Classifier:
@@ -102,21 +116,11 @@ class Classifier:
         return interpreter
 
     def predict(self, faces: np.ndarray) -> np.ndarray:
-        check_faces(faces)
-        n = len(faces)
-        if n == 0:
-            return np.zeros((0, len(CLASSES)), np.float32)
-        x = standardise(faces)
-        out = []
         with self._lock:
-            for start in range(0, n, BUCKETS[-1]):
-                chunk = x[start : start + BUCKETS[-1]]
-                size = bucket(len(chunk))
-                padded = np.zeros((size, *chunk.shape[1:]), np.float32)
-                padded[: len(chunk)] = chunk
-                interpreter = self._interpreter(size)
-                interpreter.set_tensor(interpreter.get_input_details()[0]["index"], padded)
-                interpreter.invoke()
-                probs = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-                out.append(probs[: len(chunk)].copy())
-        return np.concatenate(out).astype(np.float32, copy=False)
+            return predict_padded(faces, self._run)
+
+    def _run(self, padded: np.ndarray) -> np.ndarray:
+        interpreter = self._interpreter(len(padded))
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], padded)
+        interpreter.invoke()
+        return interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).copy()

@@ -12,8 +12,8 @@ import keras
 import numpy as np
 
 from emobot.labels import CLASSES
-from ml.inference import BUCKETS, Classifier, bucket, check_faces, flatbuffer_path
-from ml.preprocess import FACE_SIZE, standardise
+from ml.inference import Classifier, flatbuffer_path, predict_padded
+from ml.preprocess import FACE_SIZE
 
 # The most the flatbuffer's probabilities may differ from Keras's on the parity faces.
 PARITY_TOLERANCE = 1e-4
@@ -41,20 +41,9 @@ class KerasClassifier:
         return cls(model, version, name)
 
     def predict(self, faces: np.ndarray) -> np.ndarray:
-        check_faces(faces)
-        n = len(faces)
-        if n == 0:
-            return np.zeros((0, len(CLASSES)), np.float32)
-        x = standardise(faces)
-        out = []
-        for start in range(0, n, BUCKETS[-1]):
-            chunk = x[start : start + BUCKETS[-1]]
-            padded = np.zeros((bucket(len(chunk)), *chunk.shape[1:]), np.float32)
-            padded[: len(chunk)] = chunk
-            # predict_on_batch runs the compiled predict function once, without the per-call
-            # dataset machinery of model.predict; padding keeps the traced shapes few.
-            out.append(np.asarray(self.model.predict_on_batch(padded))[: len(chunk)])
-        return np.concatenate(out).astype(np.float32, copy=False)
+        # predict_on_batch runs the compiled predict function once, without the per-call
+        # dataset machinery of model.predict; padding keeps the traced shapes few.
+        return predict_padded(faces, self.model.predict_on_batch)
 
 
 def parity_faces(n: int = 32, seed: int = 0) -> np.ndarray:
