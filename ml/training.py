@@ -137,6 +137,23 @@ class ValidationMetrics(keras.callbacks.Callback):
         return summarise(faces.y, probs, seed_balanced=False)["balanced_accuracy"]
 
 
+class TrainingInterrupted(Exception):
+    """Training was asked to stop before its schedule ended; its last finished epoch is in
+    the work folder's backup, from which the same call resumes."""
+
+
+class StopWhenAsked(keras.callbacks.Callback):
+    """Ends training at the next batch when `asked()` says so (a process being stopped)."""
+
+    def __init__(self, asked: Callable[[], bool]):
+        super().__init__()
+        self.asked = asked
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.asked():
+            raise TrainingInterrupted
+
+
 class ReportProgress(keras.callbacks.Callback):
     def __init__(self, on_epoch: EpochCallback):
         super().__init__()
@@ -180,10 +197,12 @@ def train(
     workdir: Path,
     on_epoch: EpochCallback | None = None,
     real: Faces | None = None,
+    stop_asked: Callable[[], bool] | None = None,
 ) -> tuple[keras.Model, dict[str, list[float]], dict[str, Any]]:
     """Fit a model; returns the best checkpoint (by `val_score`: see ValidationMetrics), the
     history and a summary of what was trained on. Resumes from `workdir` if a run there was
-    cut off. `real`: faces cut from labelled real photos, a second validation set."""
+    cut off. `real`: faces cut from labelled real photos, a second validation set.
+    `stop_asked`: TrainingInterrupted is raised at the first batch after it says True."""
     workdir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
     fit_faces, val_faces = split_validation(train_faces, config.val_fraction, config.seed)
@@ -218,6 +237,8 @@ def train(
         )
     if on_epoch is not None:
         callbacks.append(ReportProgress(on_epoch))
+    if stop_asked is not None:
+        callbacks.append(StopWhenAsked(stop_asked))
     started = time.perf_counter()
     model.fit(
         batches,

@@ -205,6 +205,7 @@ async def run_training(
     min_train_per_class: int = 1,
     min_test_per_class: int = 1,
     unsure_below: float | None = None,
+    stop_asked: Callable[[], bool] | None = None,
 ) -> JobResult:
     """Train, measure, register. `archive` (FER2013 zip), `ferplus` (its votes CSV) and
     `photos` (labelled real photos) are the fixed protocol's data; what is missing is left out.
@@ -232,7 +233,9 @@ async def run_training(
     warm = {"learning_rate": WARM_LEARNING_RATE, "init": str(start.path)} if start else {}
     config = params.train_config(**warm)
     reporter = _epoch_reporter(on_progress, params.epochs, asyncio.get_running_loop())
-    model, history, summary = await asyncio.to_thread(train, data.train, config, workdir, reporter)
+    model, history, summary = await asyncio.to_thread(
+        train, data.train, config, workdir, reporter, stop_asked=stop_asked
+    )
     classifier = KerasClassifier(model, None, params.arch)
     metrics = await asyncio.to_thread(_measure, classifier, data)
     protocol = await asyncio.to_thread(

@@ -121,6 +121,10 @@ class Trainer:
 
     async def process(self, run: TrainingRun) -> None:
         lang = run.language  # decided when the run was queued: the whole report speaks it
+        # Imported with the first run: TensorFlow and Keras cost an idle trainer 500 MB.
+        from ml.training import TrainingInterrupted
+        from trainer.job import run_training
+
         log.info("run %d started with %s", run.id, run.params)
         try:
             params = JobParams.from_dict(run.params or {})
@@ -145,9 +149,6 @@ class Trainer:
                 )
                 await self._edit_progress(run, text)
 
-            # Imported with the first run: TensorFlow and Keras cost an idle trainer 500 MB.
-            from trainer.job import run_training
-
             result = await run_training(
                 self.storage,
                 params,
@@ -160,7 +161,14 @@ class Trainer:
                 min_train_per_class=self.settings.min_train_per_class,
                 min_test_per_class=self.settings.min_test_per_class,
                 unsure_below=self.settings.unsure_below,
+                stop_asked=self._stopping.is_set,
             )
+        except TrainingInterrupted:
+            # Left `running`: the next trainer queues it again and it resumes from its last
+            # finished epoch (the work folder's backup); nothing is told to the chat.
+            log.warning("run %d: stopped mid-training; it resumes at the next start", run.id)
+            metrics.finished("interrupted")
+            return
         except DatasetNotReady as exc:
             log.warning("run %d refused: %s", run.id, exc)
             async with self.storage.sessions.begin() as session:

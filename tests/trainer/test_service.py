@@ -298,8 +298,9 @@ def _start_trainer(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
 async def test_sigterm_mid_training_hands_the_run_back_and_exits_0(
     storage: Storage, settings: Settings, tmp_path: Path
 ) -> None:
-    """A training outlasting the grace period is cut short: the process exits 0 at once
-    rather than when Keras is done, and the run is queued again at the next start."""
+    """SIGTERM mid-training stops the training at its next batch (however far the schedule
+    or early stopping would take it): the process exits 0, nothing is registered, and the
+    run is queued again at the next start."""
     await import_archive(FIXTURE_ARCHIVE, storage.sessions, storage.blobs)
     run_id = await queue(storage, {"arch": "seed_cnn", "epochs": 500})
     env = child_env(settings, SHUTDOWN_GRACE_SECONDS="1", DATA_DIR=str(tmp_path / "var"))
@@ -316,7 +317,8 @@ async def test_sigterm_mid_training_hands_the_run_back_and_exits_0(
         if trainer.poll() is None:
             trainer.kill()
     assert code == 0, log.read_text()[-3000:]
-    assert "handing the rest back" in log.read_text()
+    assert f"run {run_id}: stopped mid-training; it resumes at the next start" in log.read_text()
+    assert "registered" not in log.read_text()
     assert (await get_run(storage, run_id)).status == "running"  # until the next trainer starts
     async with storage.sessions.begin() as session:
         assert await registry.requeue_interrupted_runs(session) == [run_id]
