@@ -9,7 +9,10 @@ benchmark then reads each process's resident memory (VmRSS, and VmHWM, its peak)
    a photo is sent as soon as it runs, and the time from the new process's start to the
    answer in the chat is measured;
 4. with `--train`, the trainer while it trains (FER2013 imported, `/retrain epochs=1
-   balance=200`), sampled every half second.
+   balance=200`), sampled every half second;
+5. what the serving and the training install add to Python (`emobot[serve]`, `emobot[train]`:
+   the installed files of every distribution they bring, from this environment's metadata), the
+   images' size less their base image, as no Docker engine runs here.
 
     .venv/bin/python -m benchmarks.memory [--photos 1000] [--rate 20] [--train] [--json PATH]
 """
@@ -293,6 +296,29 @@ async def during_training(run: Platform, chat: Chat) -> dict[str, dict[str, floa
     return peak
 
 
+def install_sizes() -> dict[str, dict[str, float]]:
+    """Megabytes of installed files that `pip install emobot[extra]` brings, per extra, and
+    its largest distributions."""
+    from importlib import metadata
+
+    from tests.test_packaging import closure
+
+    def size(name: str) -> int:
+        files = metadata.distribution(name).files or []
+        return sum(f.locate().stat().st_size for f in files if f.locate().is_file())
+
+    sizes = {}
+    for extra in ("serve", "train"):
+        names = closure("emobot", frozenset({extra})) - {"emobot"}
+        each = {name: size(name) / 2**20 for name in names}
+        largest = dict(sorted(each.items(), key=lambda kv: -kv[1])[:5])
+        sizes[extra] = {
+            "mb": round(sum(each.values())),
+            **{k: round(v) for k, v in largest.items()},
+        }
+    return sizes
+
+
 def print_table(title: str, rows: dict[str, dict[str, float]]) -> None:
     ours = sum(rows[name]["rss_mb"] for name in ("supervisor", *PROCESSES) if name in rows)
     print(f"\n{title}")
@@ -311,7 +337,14 @@ def main() -> None:
     parser.add_argument("--train", action="store_true", help="also measure during a training")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    sizes = install_sizes()
+    for extra, row in sizes.items():
+        print(
+            f"emobot[{extra}] installs {row['mb']} MB: "
+            + ", ".join(f"{name} {mb}" for name, mb in row.items() if name != "mb")
+        )
     result = asyncio.run(measure(args))
+    result["install_mb"] = sizes
     result["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     result["photos"] = args.photos
     if args.json:
