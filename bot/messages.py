@@ -8,6 +8,7 @@ shown in place is sent as a new message, so that it is still read.
 """
 
 import contextlib
+from collections.abc import Awaitable
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
@@ -30,6 +31,20 @@ CANNOT_EDIT = (
 )
 
 
+async def _in_place(change: Awaitable[object]) -> bool:
+    """Make an edit; True when it is done (a second tap's "not modified" counts as done), False
+    when Telegram cannot edit that message (gone, too old, not ours): the caller sends anew."""
+    try:
+        await change
+    except TelegramBadRequest as exc:
+        if NOT_MODIFIED in exc.message:
+            return True
+        if not any(reason in exc.message for reason in CANNOT_EDIT):
+            raise
+        return False
+    return True
+
+
 async def edit(
     query: CallbackQuery, text: str, reply_markup: InlineKeyboardMarkup | None = None
 ) -> None:
@@ -37,17 +52,12 @@ async def edit(
     message; as a new message where that message cannot be edited."""
     message = query.message
     if isinstance(message, Message):
-        try:
-            if message.text is None and message.photo:  # a picture: its caption is the text
-                await message.edit_caption(caption=text, reply_markup=reply_markup)
-            else:
-                await message.edit_text(text, reply_markup=reply_markup)
+        if message.text is None and message.photo:  # a picture: its caption is the text
+            change = message.edit_caption(caption=text, reply_markup=reply_markup)
+        else:
+            change = message.edit_text(text, reply_markup=reply_markup)
+        if await _in_place(change):
             return
-        except TelegramBadRequest as exc:
-            if NOT_MODIFIED in exc.message:
-                return
-            if not any(reason in exc.message for reason in CANNOT_EDIT):
-                raise
     await send(query, text, reply_markup)
 
 
@@ -61,15 +71,10 @@ async def edit_photo(
     message where that message cannot be edited (gone, or a text message)."""
     message = query.message
     media = InputMediaPhoto(media=BufferedInputFile(photo, "photo.jpg"), caption=caption)
-    if isinstance(message, Message):
-        try:
-            await message.edit_media(media, reply_markup=reply_markup)
-            return
-        except TelegramBadRequest as exc:
-            if NOT_MODIFIED in exc.message:
-                return
-            if not any(reason in exc.message for reason in CANNOT_EDIT):
-                raise
+    if isinstance(message, Message) and await _in_place(
+        message.edit_media(media, reply_markup=reply_markup)
+    ):
+        return
     await _bot(query).send_photo(
         _chat_id(query),
         BufferedInputFile(photo, "photo.jpg"),
@@ -108,22 +113,11 @@ async def send(
 async def edit_message(bot: Bot, chat_id: int, message_id: int, text: str) -> None:
     """Replace the text of a message the bot sent earlier (a status that reports progress);
     sent anew when it is gone, as `edit` does."""
-    try:
-        await bot.edit_message_text(text, chat_id=chat_id, message_id=message_id)
-    except TelegramBadRequest as exc:
-        if NOT_MODIFIED in exc.message:
-            return
-        if not any(reason in exc.message for reason in CANNOT_EDIT):
-            raise
+    if not await _in_place(bot.edit_message_text(text, chat_id=chat_id, message_id=message_id)):
         await bot.send_message(chat_id, text)
 
 
 async def drop_keyboard(bot: Bot, chat_id: int, message_id: int) -> None:
     """Take the buttons off a message whose buttons no longer apply (a batch's earlier "Done"),
     so that they do not look pressable; quiet when they are already off or the message gone."""
-    try:
-        await bot.edit_message_reply_markup(chat_id=chat_id, message_id=message_id)
-    except TelegramBadRequest as exc:
-        if NOT_MODIFIED in exc.message or any(reason in exc.message for reason in CANNOT_EDIT):
-            return
-        raise
+    await _in_place(bot.edit_message_reply_markup(chat_id=chat_id, message_id=message_id))
