@@ -21,6 +21,7 @@ import numpy as np
 
 from db import registry
 from db.engine import Storage
+from db.readiness import DatasetNotReady, Readiness, readiness
 from db.training_set import SampleRef, read_training_set
 from emobot.labels import CLASS_INDEX, CLASSES
 from ml.dataset import to_face
@@ -28,12 +29,11 @@ from ml.evaluate import evaluate, evaluate_protocol
 from ml.faces import ImageError, decode_image, face_at, whole_face
 from ml.ferplus import Votes, mean_distribution
 from ml.inference import Predictor, flatbuffer_key
+from ml.job_params import JobParams
 from ml.keras_classifier import KerasClassifier, save_for_serving
 from ml.preprocess import FACE_SIZE
 from ml.report import confusion_png, learning_curve_png
 from ml.training import Faces, train
-from trainer.params import JobParams
-from trainer.readiness import DatasetNotReady, Readiness, readiness
 
 log = logging.getLogger(__name__)
 

@@ -29,13 +29,13 @@ from db import registry
 from db.engine import Storage
 from db.models import TrainingRun
 from db.notify import LISTEN_ERRORS, listen
+from db.readiness import DatasetNotReady
 from emobot.i18n import t
 from emobot.report import metrics_table
 from emobot.serving import DATABASE_ERRORS, Backoff, Serving
 from emobot.settings import Settings
+from ml.job_params import JobParams
 from trainer import metrics
-from trainer.params import JobParams
-from trainer.readiness import DatasetNotReady
 
 if TYPE_CHECKING:
     from trainer.job import JobResult

@@ -14,7 +14,7 @@ from db.engine import Storage
 from db.registry import UnknownModel, active_model
 from emobot.i18n import t
 from emobot.settings import Settings
-from trainer.params import JobParams, ParamError
+from ml.job_params import JobParams, ParamError
 
 # Versions are PostgreSQL integers: a bigger number is no version, not an overflow.
 MAX_VERSION = 2**31 - 1

@@ -20,6 +20,7 @@ from db.blobs import BlobStore
 from db.exporter import export_dataset
 from db.models import ModelVersion
 from db.queue import depth
+from db.readiness import how_to_import, readiness
 from db.registry import (
     active_model,
     current_training_run,
@@ -33,8 +34,7 @@ from db.stats import dataset_stats
 from emobot.i18n import label_name, t
 from emobot.labels import CLASSES
 from emobot.settings import Settings
-from trainer.params import JobParams
-from trainer.readiness import how_to_import, readiness
+from ml.job_params import JobParams
 
 log = logging.getLogger(__name__)
 

@@ -275,10 +275,10 @@ def train(args: argparse.Namespace, settings: Settings) -> int:
     need_training_libraries()
 
     from db.engine import open_storage
+    from db.readiness import DatasetNotReady
     from emobot.report import metrics_table
+    from ml.job_params import JobParams
     from trainer.job import run_training
-    from trainer.params import JobParams
-    from trainer.readiness import DatasetNotReady
 
     try:
         params = JobParams(

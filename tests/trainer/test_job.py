@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 import trainer.job
 from db import registry, training_set
 from db.engine import Storage
+from db.readiness import DatasetNotReady
 from db.samples import dataset_version, insert_samples, trainable_counts
 from db.training_set import SampleRef, train_refs
 from emobot.importer import import_archive, import_votes
@@ -22,11 +23,10 @@ from emobot.labels import CLASS_INDEX
 from ml.faces import decode_image, find_faces
 from ml.ferplus import COLUMNS, read_votes
 from ml.inference import Classifier, flatbuffer_key, shipped_model_path
+from ml.job_params import JobParams
 from tests.conftest import FIXTURE_ARCHIVE
 from tests.ml.test_ferplus import fake_votes
 from trainer.job import load_training_data, run_training, sample_face, sample_target
-from trainer.params import JobParams
-from trainer.readiness import DatasetNotReady
 
 PHOTOS = Path(__file__).parents[1] / "data" / "faces"
 ASTRONAUT_BOX = [178, 68, 93, 93]

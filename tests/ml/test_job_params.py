@@ -4,8 +4,8 @@ import pytest
 
 from emobot.cli import _build
 from ml.architectures import ARCHITECTURES
+from ml.job_params import JobParams, ParamError
 from ml.params import ARCH_NAMES, TrainConfig
-from trainer.params import JobParams, ParamError
 
 
 def test_the_light_arch_list_matches_the_architectures() -> None:
