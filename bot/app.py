@@ -8,9 +8,14 @@ from contextlib import AsyncExitStack
 from aiogram import Bot, Dispatcher, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.fsm.storage.memory import SimpleEventIsolation
-from aiogram.types import BotCommand, BotCommandScopeChat, BotCommandScopeDefault
+from aiogram.types import (
+    BotCommand,
+    BotCommandScopeAllGroupChats,
+    BotCommandScopeChat,
+    BotCommandScopeDefault,
+)
 
-from bot.commands import ADMIN_COMMANDS, USER_COMMANDS
+from bot.commands import ADMIN_COMMANDS, GROUP_COMMANDS, USER_COMMANDS
 from bot.guards import Screen
 from bot.middlewares import (
     Concurrency,
@@ -21,7 +26,17 @@ from bot.middlewares import (
     RetryAfter,
     Throttling,
 )
-from bot.routers import admin, common, contribute, errors, mine, predict, privacy
+from bot.routers import (
+    admin,
+    common,
+    contribute,
+    errors,
+    feedback,
+    groups,
+    mine,
+    predict,
+    privacy,
+)
 from bot.services.predict import SkippedPhotos
 from db.engine import Storage, make_sessionmaker
 from db.fsm import PostgresStorage
@@ -86,6 +101,10 @@ def build_dispatcher(
     # may build another after a restart.
     dispatcher.include_routers(
         errors.make_router(),
+        # Before every other: group messages go no further, and /start with a deep link's
+        # payload starts its dialog.
+        groups.make_router(),
+        feedback.make_router(),
         common.make_router(),
         admin.make_router(),
         contribute.make_router(),
@@ -104,12 +123,19 @@ def _commands(lang: str, names: tuple[str, ...]) -> list[BotCommand]:
 
 
 async def set_commands(bot: Bot, settings: Settings) -> None:
-    """Menus per language; admins get theirs with the admin commands added."""
+    """Menus per language and scope: private chats (the default scope, which groups do not
+    use once they have their own) get every user command, group chats what works there;
+    admins get theirs with the admin commands added."""
     for lang in LANGUAGES:
         # Russian is the default menu, the others are shown to clients in that language.
         code = None if lang == LANGUAGES[0] else lang
         await bot.set_my_commands(
             _commands(lang, USER_COMMANDS), scope=BotCommandScopeDefault(), language_code=code
+        )
+        await bot.set_my_commands(
+            _commands(lang, GROUP_COMMANDS),
+            scope=BotCommandScopeAllGroupChats(),
+            language_code=code,
         )
         for admin_id in sorted(settings.admin_ids):
             try:

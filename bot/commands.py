@@ -13,6 +13,8 @@ USER_COMMANDS = (
     "privacy",
     "forget",
 )
+# The menu in group chats: the rest opens the private chat.
+GROUP_COMMANDS = ("predict", "help")
 ADMIN_COMMANDS = ("stats", "export", "retrain", "models", "promote")
 
 

@@ -7,17 +7,21 @@ before anything counts, stores or answers them.
   answering bots invites loops.
 - A user or chat id outside PostgreSQL's bigint (Telegram's ids fit in 52 bits): forged, and
   it would fail on the first insert.
+- A channel post: the bot has nothing to say in channels.
+- A group message not addressed to the bot (no command, no mention): its sender never spoke
+  to the bot, so nothing about them is stored (their user row included).
 """
 
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiogram import BaseMiddleware
+from aiogram import BaseMiddleware, Bot
 from aiogram.types import Chat, TelegramObject, Update, User
 from aiogram.types.update import UpdateTypeLookupError
 
 from bot import metrics
+from bot.filters import GROUP_CHATS, addressed_to_bot
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +34,8 @@ class Screen(BaseMiddleware):
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         assert isinstance(event, Update)
         reason = self.reason_to_ignore(event, data)
+        if reason is None and not await self._addressed(event, data["bot"]):
+            reason = "group_chatter"
         if reason is not None:
             log.info("update %s ignored: %s", event.update_id, reason)
             metrics.refused(reason)
@@ -50,4 +56,13 @@ class Screen(BaseMiddleware):
             chat is not None and chat.id not in BIGINT
         ):
             return "id_out_of_range"
+        if event.channel_post is not None or event.edited_channel_post is not None:
+            return "channel_post"
         return None
+
+    @staticmethod
+    async def _addressed(event: Update, bot: Bot) -> bool:
+        message = event.message
+        if message is None or message.chat.type not in GROUP_CHATS:
+            return True
+        return addressed_to_bot(message, await bot.me())

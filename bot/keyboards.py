@@ -4,6 +4,7 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
+from emobot import feedback
 from emobot.i18n import LANGUAGES, label_name, t
 from emobot.labels import CLASSES
 
@@ -33,6 +34,16 @@ class MineCb(CallbackData, prefix="mine"):
 class PrivacyCb(CallbackData, prefix="privacy"):
     # withdraw | erase | keep (after withdrawing) | forget | forget_yes | forget_no
     action: str
+
+
+class FeedbackCb(CallbackData, prefix=feedback.PREFIX):
+    """The buttons under an answer (built by the worker: emobot.feedback packs the same
+    strings) and those that follow them."""
+
+    request: int
+    action: str  # ok | fix | set | done | yes | no
+    face: int = 0  # 0-based
+    label: str = ""
 
 
 class PromoteCb(CallbackData, prefix="promote"):
@@ -154,4 +165,36 @@ def promote_confirm(lang: str, version: int, active: int) -> InlineKeyboardMarku
         callback_data=PromoteCb(version=version, active=active, confirm=False),
     )
     builder.adjust(1)
+    return builder.as_markup()
+
+
+def corrections(
+    lang: str, request_id: int, faces: int, chosen: dict[int, str]
+) -> InlineKeyboardMarkup:
+    """A row per face (numbered as on the picture; one face: the emotions by name), its
+    chosen emotion ticked, and "Done"."""
+    rows = []
+    for face in range(faces):
+        row = []
+        for label in CLASSES:
+            name = label_name(lang, label) if faces == 1 else feedback.EMOJI[label]
+            text = f"{face + 1}. {name}" if faces > 1 and label == CLASSES[0] else name
+            if chosen.get(face) == label:
+                text = f"✓ {text}"
+            data = FeedbackCb(request=request_id, action="set", face=face, label=label)
+            row.append(InlineKeyboardButton(text=text, callback_data=data.pack()))
+        rows.append(row)
+    done = FeedbackCb(request=request_id, action="done").pack()
+    rows.append([InlineKeyboardButton(text=t(lang, "feedback.done"), callback_data=done)])
+    return InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+def feedback_consent(lang: str, request_id: int) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(
+        text=t(lang, "consent.yes"), callback_data=FeedbackCb(request=request_id, action="yes")
+    )
+    builder.button(
+        text=t(lang, "consent.no"), callback_data=FeedbackCb(request=request_id, action="no")
+    )
     return builder.as_markup()

@@ -121,3 +121,10 @@ async def drop_keyboard(bot: Bot, chat_id: int, message_id: int) -> None:
     """Take the buttons off a message whose buttons no longer apply (a batch's earlier "Done"),
     so that they do not look pressable; quiet when they are already off or the message gone."""
     await _in_place(bot.edit_message_reply_markup(chat_id=chat_id, message_id=message_id))
+
+
+async def set_keyboard(query: CallbackQuery, markup: InlineKeyboardMarkup | None) -> None:
+    """Change only the buttons of the pressed button's message (its text or picture stays);
+    quiet when that message can no longer be edited."""
+    if isinstance(query.message, Message):
+        await _in_place(query.message.edit_reply_markup(reply_markup=markup))

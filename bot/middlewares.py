@@ -188,7 +188,9 @@ class Database(BaseMiddleware):
                 data["session"] = session
                 data["lang"] = DEFAULT_LANGUAGE
                 data["is_admin"] = False
-                if sender is not None:
+                # Who added or removed the bot in a chat has not spoken to it: not stored.
+                membership = isinstance(event, Update) and event.my_chat_member is not None
+                if sender is not None and not membership:
                     user = await upsert_user(
                         session,
                         sender.id,
@@ -286,7 +288,10 @@ class Throttling(BaseMiddleware):
             hits.popleft()
         if len(hits) >= self.limit:
             metrics.refused("throttled")
-            if sender.id not in self._warned:
+            # In a group the warning would be for everyone, and the sender's private chat
+            # may not exist: dropped quietly there.
+            private = event.message is None or event.message.chat.type == "private"
+            if sender.id not in self._warned and private:
                 self._warned.add(sender.id)
                 bot: Bot = data["bot"]
                 # No database yet (that is the point): the client's language, not /language's.

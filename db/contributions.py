@@ -1,5 +1,6 @@
-"""Photos contributed through the bot: stored as `samples` (source telegram, split train),
-listed and deleted by their contributor."""
+"""Photos contributed through the bot: stored as `samples` (source telegram, or feedback for
+faces of answers their sender confirmed or corrected; split train), listed and deleted by their
+contributor."""
 
 from dataclasses import dataclass
 from enum import StrEnum
@@ -30,6 +31,7 @@ class Contribution:
     size_bytes: int
     origin: str  # the Telegram file_unique_id
     face: FaceHash | None = None  # None: never matched as a near-copy
+    source: str = "telegram"  # or "feedback": a face of an answer, confirmed or corrected
 
 
 async def is_in_dataset(session: AsyncSession, sha256: str) -> bool:
@@ -38,6 +40,13 @@ async def is_in_dataset(session: AsyncSession, sha256: str) -> bool:
         select(Sample.id).where(Sample.sha256 == sha256, Sample.status == "active")
     )
     return found is not None
+
+
+async def sample_id_of(session: AsyncSession, sha256: str) -> int | None:
+    """The active sample holding these bytes."""
+    return await session.scalar(
+        select(Sample.id).where(Sample.sha256 == sha256, Sample.status == "active")
+    )
 
 
 async def near_copy_labels(session: AsyncSession, face: FaceHash) -> set[str]:
@@ -59,7 +68,7 @@ async def add_contribution(session: AsyncSession, contributor_id: int, item: Con
         "blob_key": item.blob_key,
         "label": item.label,
         "split": "train",  # the fixed test split is FER2013's
-        "source": "telegram",
+        "source": item.source,
         "contributor_id": contributor_id,
         "face_box": list(item.face_box),
         "width": item.width,

@@ -13,6 +13,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
     func,
     text,
 )
@@ -66,6 +67,9 @@ class User(TimestampMixin, Base):
     # (bot.services.privacy.CONSENT_VERSION): a newer text is asked for again.
     consent_at: Mapped[datetime | None]
     consent_version: Mapped[int | None] = mapped_column(Integer)
+    # The consent text version they were asked under after a verdict on an answer (feedback):
+    # someone who said no is not asked again after every answer, only under a newer text.
+    feedback_asked_version: Mapped[int | None] = mapped_column(Integer)
 
 
 class Bits(TypeDecorator[bytes]):
@@ -87,7 +91,9 @@ class Bits(TypeDecorator[bytes]):
 
 
 SAMPLE_STATUSES = ("active", "deleted")
-SAMPLE_SOURCES = ("fer2013", "telegram")
+# telegram: contributed with /contribute; feedback: a face of an answer its sender confirmed or
+# corrected, with their consent.
+SAMPLE_SOURCES = ("fer2013", "telegram", "feedback")
 
 
 class Sample(TimestampMixin, Base):
@@ -152,6 +158,8 @@ class PredictionRequest(TimestampMixin, Base):
             postgresql_where=text("status IN ('queued', 'processing')"),
         ),
         Index("ix_prediction_requests_user", "user_id", "created_at"),
+        # The per-group rate limit: a chat's requests of the last minute.
+        Index("ix_prediction_requests_chat", "chat_id", "created_at"),
         # The purge query: answered requests whose photo is still kept.
         Index(
             "ix_prediction_requests_photo_kept",
@@ -164,7 +172,12 @@ class PredictionRequest(TimestampMixin, Base):
     chat_id: Mapped[int] = mapped_column(BigInteger)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     message_id: Mapped[int | None] = mapped_column(BigInteger)
+    # The forum topic of a group's photo: the answer goes there.
+    thread_id: Mapped[int | None] = mapped_column(BigInteger)
     blob_key: Mapped[str] = mapped_column(Text)
+    # Telegram's id of the photo: fetched again if its sender turns the answer into a sample
+    # (feedback), since the stored photo is deleted once answered.
+    file_id: Mapped[str | None] = mapped_column(Text)
     whole: Mapped[bool] = mapped_column(server_default=text("false"))
     # The reply's language, decided when the request was made (emobot.i18n.pick_language).
     language: Mapped[str] = mapped_column(String(2), server_default="ru")
@@ -181,6 +194,30 @@ class PredictionRequest(TimestampMixin, Base):
     replied_at: Mapped[datetime | None]
     # When the photo stopped being kept for this request (see db.retention); the result stays.
     photo_deleted_at: Mapped[datetime | None]
+
+
+class Feedback(TimestampMixin, Base):
+    """A person's verdict on one face of an answer: what the model said and what they say.
+    With their consent the face became a sample (`sample_id`); without, only this is kept."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (
+        CheckConstraint(_one_of("predicted", CLASSES), name="predicted"),
+        CheckConstraint(_one_of("actual", CLASSES), name="actual"),
+        UniqueConstraint("request_id", "face"),
+        Index("ix_feedback_recent", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    request_id: Mapped[int] = mapped_column(
+        ForeignKey("prediction_requests.id", ondelete="CASCADE")
+    )
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    face: Mapped[int] = mapped_column(Integer)  # 0-based, numbered from 1 on the picture
+    predicted: Mapped[str] = mapped_column(String(16))
+    actual: Mapped[str] = mapped_column(String(16))
+    model_version: Mapped[int | None] = mapped_column(Integer)
+    sample_id: Mapped[int | None] = mapped_column(ForeignKey("samples.id", ondelete="SET NULL"))
 
 
 class ModelVersion(Base):

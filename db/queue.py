@@ -28,7 +28,7 @@ commit), so the window is at most two short UPDATEs wide.
 """
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, text
@@ -48,12 +48,17 @@ async def enqueue(
     blob_key: str,
     whole: bool = False,
     language: str = DEFAULT_LANGUAGE,
+    thread_id: int | None = None,
+    file_id: str | None = None,
 ) -> PredictionRequest:
-    """Queue a request; `language` is what the reply will speak."""
+    """Queue a request; `language` is what the reply will speak, `thread_id` the forum topic
+    it goes to."""
     request = PredictionRequest(
         chat_id=chat_id,
         user_id=user_id,
         message_id=message_id,
+        thread_id=thread_id,
+        file_id=file_id,
         blob_key=blob_key,
         whole=whole,
         language=language,
@@ -68,6 +73,15 @@ async def waiting_for(session: AsyncSession, user_id: int) -> int:
     statement = select(func.count()).where(
         PredictionRequest.user_id == user_id,
         PredictionRequest.status.in_(("queued", "processing")),
+    )
+    return await session.scalar(statement) or 0
+
+
+async def recent_in_chat(session: AsyncSession, chat_id: int, seconds: float) -> int:
+    """The chat's requests of the last `seconds` (a group's rate limit, shared by replicas)."""
+    statement = select(func.count()).where(
+        PredictionRequest.chat_id == chat_id,
+        PredictionRequest.created_at > func.now() - timedelta(seconds=seconds),
     )
     return await session.scalar(statement) or 0
 
@@ -128,6 +142,7 @@ class Claimed:
     model_version: int | None
     created_at: datetime
     language: str  # what the reply speaks, decided when the request was made
+    thread_id: int | None = None  # the forum topic the answer goes to
 
 
 # Claimable: queued, or processing with a lease that ran out (its worker died). A queued row
@@ -160,7 +175,7 @@ SET status = 'processing', locked_by = :worker,
 FROM picked
 WHERE p.id = picked.id
 RETURNING p.id, p.chat_id, p.user_id, p.message_id, p.blob_key, p.whole, p.attempts, p.result,
-    p.model_version, p.created_at, p.language
+    p.model_version, p.created_at, p.language, p.thread_id
 """)
 
 

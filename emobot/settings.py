@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     # Photos a user may have waiting for the worker; more are refused (and counted) at once
     # rather than queued behind everyone else's.
     max_queued_per_user: int = Field(20, ge=1)
+    # Photos a group chat may have queued per minute (all its members together): a busy group
+    # is not flooded with answers, nor does it crowd out everyone else's.
+    group_photos_per_minute: int = Field(10, ge=1)
     # Exports up to this size are sent as a document (the Bot API takes 50 MB), bigger ones
     # as a download link from the blob store.
     export_document_bytes: int = Field(50 * 1024 * 1024, ge=1)

@@ -13,7 +13,8 @@ Used by the tests (a real aiogram Dispatcher polls it over HTTP) and as the loca
         alice.press(reply, text="Yes")                    # an inline button, by text or data
 
 Model:
-- Every chat is private: a user's chat id is their user id.
+- A user's private chat id is their user id; group chats (`group()`, playground/groups.py)
+  have negative ids, several members, forum topics and Telegram's privacy mode.
 - What users do becomes updates that `getUpdates` hands out (offset confirms, `timeout`
   long-polls). Files users send are stored and served by `getFile` and `/file/bot<token>/<path>`.
 - What the bot does is recorded as `BotCall`s, numbered in order. Each user action sets the
@@ -53,6 +54,7 @@ from typing import Any, Self
 from aiohttp import BodyPartReader, web
 from PIL import Image, UnidentifiedImageError
 
+from playground.groups import FakeGroup
 from playground.parse_mode import EntityError, check_html
 
 # Image formats whose size is read (those the platform decodes).
@@ -79,7 +81,16 @@ Json = dict[str, Any]
 MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024
 # Parameters that arrive as text in forms but are numbers or JSON.
 _INT_PARAMS = frozenset(
-    {"chat_id", "message_id", "offset", "limit", "timeout", "reply_to_message_id", "cache_time"}
+    {
+        "chat_id",
+        "message_id",
+        "offset",
+        "limit",
+        "timeout",
+        "reply_to_message_id",
+        "cache_time",
+        "message_thread_id",
+    }
 )
 _JSON_PARAMS = frozenset(
     {
@@ -182,6 +193,7 @@ class Chat:
     messages: dict[int, Json] = field(default_factory=dict)  # with edits applied
     mark: int = 0  # calls after this sequence number answer the latest user action
     message_ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    info: Json | None = None  # a group's chat JSON; None for a private chat
 
 
 class FakeUser:
@@ -232,16 +244,7 @@ class FakeUser:
         self, data: bytes, *, caption: str | None = None, media_group_id: str | None = None
     ) -> Json:
         """Send a compressed photo (the bytes are delivered as they are)."""
-        stored = self.emulator.store_file(data, "photos", ".jpg", "image/jpeg")
-        width, height = image_size(data)
-        size = {
-            "file_id": stored.file_id,
-            "file_unique_id": stored.unique_id,
-            "width": width,
-            "height": height,
-            "file_size": len(data),
-        }
-        content: Json = {"photo": [size]}
+        content: Json = {"photo": [self.emulator.photo_size(data)]}
         if caption:
             content["caption"] = caption
         if media_group_id:
@@ -337,6 +340,8 @@ class BotAPIEmulator:
         self.pushed: list[Json] = []  # every update ever queued, in order
         self.calls: list[BotCall] = []
         self.chats: dict[int, Chat] = {}
+        self.groups: dict[int, FakeGroup] = {}
+        self.token = "1:playground"  # the bot's, as last seen in a call
         self.users: dict[int, FakeUser] = {}
         self.files: dict[str, StoredFile] = {}
         self.files_by_path: dict[str, StoredFile] = {}
@@ -382,6 +387,22 @@ class BotAPIEmulator:
         self.users[user_id] = user
         self.chat(user_id)
         return user
+
+    def group(self, chat_id: int, title: str, **options: Any) -> FakeGroup:
+        """A group chat with the bot in it (options: kind, forum, privacy_mode)."""
+        return FakeGroup(self, chat_id, title, **options)
+
+    def photo_size(self, data: bytes) -> Json:
+        """A compressed photo's one size, its bytes stored as they are."""
+        stored = self.store_file(data, "photos", ".jpg", "image/jpeg")
+        width, height = image_size(data)
+        return {
+            "file_id": stored.file_id,
+            "file_unique_id": stored.unique_id,
+            "width": width,
+            "height": height,
+            "file_size": len(data),
+        }
 
     def chat(self, chat_id: int) -> Chat:
         if chat_id not in self.chats:
@@ -599,13 +620,14 @@ class BotAPIEmulator:
             "is_bot": True,
             "first_name": "Emobot",
             "username": self.bot_username,
-            "can_join_groups": False,
+            "can_join_groups": True,
             "can_read_all_group_messages": False,
             "supports_inline_queries": False,
         }
 
     async def call(self, token: str, method: str, params: Json, files: dict[str, Upload]) -> Any:
         """Run one Bot API method; returns its result or raises BotAPIError."""
+        self.token = token
         failures = self._failures.get(method.lower())
         if failures:
             raise failures.pop(0)
@@ -636,22 +658,33 @@ class BotAPIEmulator:
         self, token: str, chat_id: int, content: Json, params: Json | None = None
     ) -> Json:
         """A message from the bot, stored in the chat; `params` of the call may make it a reply
-        (`reply_parameters` or the older `reply_to_message_id`), as Telegram shows it."""
+        (`reply_parameters` or the older `reply_to_message_id`), as Telegram shows it, and put
+        it in a forum topic (`message_thread_id`, or the topic of the message it replies to)."""
         chat = self.chat(chat_id)
         user = self.users.get(chat_id)
-        replied = (params or {}).get("reply_parameters", {}).get("message_id") or (
-            params or {}
-        ).get("reply_to_message_id")
+        params = params or {}
+        replied = params.get("reply_parameters", {}).get("message_id") or params.get(
+            "reply_to_message_id"
+        )
+        thread = params.get("message_thread_id")
         if replied in chat.messages:
             quoted = {k: v for k, v in chat.messages[replied].items() if k != "reply_to_message"}
             content = {**content, "reply_to_message": quoted}
+            thread = thread or quoted.get("message_thread_id")
+        if chat.info is not None:
+            chat_json = chat.info
+        else:
+            chat_json = user.chat_json() if user else {"id": chat_id, "type": "private"}
         message: Json = {
             "message_id": next(chat.message_ids),
             "date": int(time.time()),
-            "chat": user.chat_json() if user else {"id": chat_id, "type": "private"},
+            "chat": chat_json,
             "from": self.bot_json(token),
             **{k: v for k, v in content.items() if v is not None},
         }
+        if thread is not None and chat_json.get("is_forum"):
+            message["message_thread_id"] = int(thread)
+            message["is_topic_message"] = True
         chat.messages[message["message_id"]] = message
         return message
 

@@ -24,8 +24,9 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramUnauthorizedError,
 )
-from aiogram.types import BufferedInputFile, ReplyParameters
+from aiogram.types import BufferedInputFile
 
+from emobot.feedback import EMOJI
 from emobot.i18n import label_name, t
 from emobot.labels import CLASSES
 from ml.annotate import annotate
@@ -73,7 +74,6 @@ async def _deliver(send: Callable[[], Awaitable[T]]) -> T:
         raise SendFailed(str(exc)) from exc
 
 
-EMOJI: Final = {"negative": "😟", "happy": "😄", "surprise": "😮", "neutral": "😐"}
 UNSURE_EMOJI: Final = "🤔"
 
 
@@ -142,26 +142,50 @@ def compose_reply(
     return Reply(several_faces(all_probs, lang, unsure_below), photo)
 
 
-async def send_reply(bot: Bot, chat_id: int, reply_to: int | None, reply: Reply) -> None:
-    """Send `reply` as an answer to message `reply_to` (sent anyway if that one is gone)."""
+async def send_reply(
+    bot: Bot,
+    chat_id: int,
+    reply_to: int | None,
+    reply: Reply,
+    *,
+    thread_id: int | None = None,
+    reply_markup: dict[str, Any] | None = None,
+) -> None:
+    """Send `reply` as an answer to message `reply_to` (sent anyway if that one is gone), in
+    forum topic `thread_id`, with `reply_markup` (the Bot API's JSON) under it."""
     reply_parameters = (
-        ReplyParameters(message_id=reply_to, allow_sending_without_reply=True)
+        {"message_id": reply_to, "allow_sending_without_reply": True}
         if reply_to is not None
         else None
     )
     text = reply.text[:MAX_TEXT]
     if reply.photo is None:
-        await _deliver(lambda: bot.send_message(chat_id, text, reply_parameters=reply_parameters))
+        await _deliver(
+            lambda: bot.send_message(
+                chat_id,
+                text,
+                message_thread_id=thread_id,
+                reply_parameters=reply_parameters,
+                reply_markup=reply_markup,
+            )
+        )
         return
     photo = BufferedInputFile(reply.photo, filename="faces.jpg")
     caption = text if len(text) <= MAX_CAPTION else None
     await _deliver(
-        lambda: bot.send_photo(chat_id, photo, caption=caption, reply_parameters=reply_parameters)
+        lambda: bot.send_photo(
+            chat_id,
+            photo,
+            caption=caption,
+            message_thread_id=thread_id,
+            reply_parameters=reply_parameters,
+            reply_markup=reply_markup,
+        )
     )
     if caption is None:
         # The picture went out: sending the answer again would send it twice. The text that
         # did not follow (flood control, Telegram failing) is left out rather than repeated.
         try:
-            await _deliver(lambda: bot.send_message(chat_id, text))
+            await _deliver(lambda: bot.send_message(chat_id, text, message_thread_id=thread_id))
         except SendFailed as exc:
             log.warning("chat %d: the text after the picture was not sent: %s", chat_id, exc)

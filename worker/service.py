@@ -34,6 +34,7 @@ from db.blobs import BlobNotFound
 from db.engine import Storage
 from db.notify import LISTEN_ERRORS, listen
 from db.queue import Claimed
+from emobot.feedback import answer_buttons
 from emobot.i18n import t
 from emobot.labels import CLASSES
 from emobot.serving import Serving
@@ -511,8 +512,23 @@ class Worker:
         reply = await asyncio.to_thread(
             compose_reply, job.result, job.image, job.lang, self.settings.unsure_below
         )
+        request = job.request
+        # Feedback buttons in private chats only (a private chat's id is its person's id): in
+        # a group they would be for everyone to press.
+        markup = (
+            answer_buttons(job.lang, request.id)
+            if request.chat_id == request.user_id and job.result["faces"]
+            else None
+        )
         try:
-            await send_reply(self.bot, job.request.chat_id, job.request.message_id, reply)
+            await send_reply(
+                self.bot,
+                request.chat_id,
+                request.message_id,
+                reply,
+                thread_id=request.thread_id,
+                reply_markup=markup,
+            )
         except Undeliverable as exc:
             return Problem.UNDELIVERABLE, f"undeliverable: {exc}"
         except Flooded as exc:
@@ -542,7 +558,13 @@ class Worker:
     async def _fail(self, job: Job, error: str, apology: Reply) -> None:
         log.warning("%s: request %d failed: %s", self.name, job.request.id, error)
         try:
-            await send_reply(self.bot, job.request.chat_id, job.request.message_id, apology)
+            await send_reply(
+                self.bot,
+                job.request.chat_id,
+                job.request.message_id,
+                apology,
+                thread_id=job.request.thread_id,
+            )
             replied = True
         except (Undeliverable, SendFailed) as exc:
             error += f"; the apology was not delivered: {exc}"

@@ -28,12 +28,17 @@ async def queue_photo(
     max_bytes: int,
     max_pixels: int,
     lang: str,
+    *,
+    photo: Message | None = None,
 ) -> PredictionRequest:
     """Store the photo under its content hash and queue a request for the worker; committed
     here, so the NOTIFY wakes a worker before the user is told it is queued. Faces are the
     worker's job (it answers "no face" itself); what its header shows cannot hold a face is
-    refused here, without a trip through the queue."""
-    image = incoming_image(message)
+    refused here, without a trip through the queue.
+
+    The answer replies to `message`, in its forum topic; the photo is `photo` when that is
+    another message (a group's reply to a photo asking for it), `message` otherwise."""
+    image = incoming_image(photo or message)
     data = await download(bot, image, max_bytes)
     check_header(data, max_pixels)
     # Uploaded before the transaction: put_photo then finds it, under its lock.
@@ -46,6 +51,8 @@ async def queue_photo(
         message_id=message.message_id,
         blob_key=key,
         language=lang,
+        thread_id=message.message_thread_id if message.is_topic_message else None,
+        file_id=image.file_id,
     )
     await session.commit()
     return request

@@ -8,8 +8,9 @@ from db.users import withdraw_consent
 from emobot.i18n import t
 
 # The version of the consent text (`consent.ask`): raise it when what people agree to changes,
-# and everyone is asked again on their next /contribute. Version 1 did not mention /privacy.
-CONSENT_VERSION = 2
+# and everyone is asked again on their next /contribute. Version 1 did not mention /privacy;
+# version 2 not the faces of answers a person confirms or corrects (feedback).
+CONSENT_VERSION = 3
 
 
 def describe(lang: str, user: User, retention_hours: float) -> str:
