@@ -189,6 +189,15 @@ def corrections(
     return InlineKeyboardMarkup(inline_keyboard=rows)
 
 
+def verdict_given(lang: str, request_id: int) -> InlineKeyboardMarkup:
+    """Under an answer once judged: only "correct it", for a change of mind."""
+    builder = InlineKeyboardBuilder()
+    builder.button(
+        text=t(lang, "feedback.correct"), callback_data=FeedbackCb(request=request_id, action="fix")
+    )
+    return builder.as_markup()
+
+
 def feedback_consent(lang: str, request_id: int) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     builder.button(

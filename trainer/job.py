@@ -53,6 +53,7 @@ class TrainingData:
     version: str
     skipped: int  # samples whose image could not be read
     not_faces: int  # FER2013 samples left out: their FER+ votes say "not a face" or "unknown"
+    feedback: int = 0  # train samples that are faces of answers their senders judged
 
 
 @dataclass
@@ -128,7 +129,12 @@ async def load_training_data(storage: Storage, cache_dir: Path) -> TrainingData:
     )
     test_faces, skipped_test = await _faces(storage, test_list)
     data = TrainingData(
-        train_faces, test_faces, version, skipped_train + skipped_test, len(train_list) - len(kept)
+        train_faces,
+        test_faces,
+        version,
+        skipped_train + skipped_test,
+        len(train_list) - len(kept),
+        sum(ref.source == "feedback" for ref, _ in kept),
     )
     await asyncio.to_thread(_write_cache, path, data)
     return data
@@ -145,6 +151,8 @@ def _read_cache(path: Path, version: str) -> TrainingData | None:
             version,
             int(cached["skipped"]),
             int(cached["not_faces"]),
+            # Caches written before feedback samples existed hold none.
+            int(cached["feedback"]) if "feedback" in cached.files else 0,
         )
 
 
@@ -160,6 +168,7 @@ def _write_cache(path: Path, data: TrainingData) -> None:
         y_test=data.test.y,
         skipped=data.skipped,
         not_faces=data.not_faces,
+        feedback=data.feedback,
         **targets,
     )
     tmp.replace(path)
@@ -259,6 +268,7 @@ async def run_training(
             "test": len(data.test),
             "skipped": data.skipped,
             "not_faces": data.not_faces,
+            "feedback": data.feedback,
         },
     )
     # Files and pictures in threads: the event loop goes on editing progress and listening.

@@ -216,6 +216,8 @@ class Trainer:
         ]
         if (warm := result.metrics.get("warm_start")) is not None:
             parts.append(t(lang, "trainer.warm", version=warm))
+        if feedback := result.metrics["dataset"].get("feedback"):
+            parts.append(t(lang, "trainer.feedback", count=feedback))
         if rival := result.metrics.get("compared_with"):
             parts.append(
                 t(

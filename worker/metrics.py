@@ -14,6 +14,7 @@ from prometheus_client.registry import Collector
 
 from db import queue
 from db.engine import Storage
+from db.feedback import Accuracy, accuracy
 
 log = logging.getLogger(__name__)
 
@@ -65,25 +66,33 @@ def observe_batch(size: int, stage_ms: dict[str, float], faces_per_photo: Iterab
         FACES_PER_PHOTO.observe(faces)
 
 
+# Windows (days) of the live accuracy from feedback.
+FEEDBACK_DAYS = (7, 30)
+
+
 class QueueCollector(Collector):
-    """`emobot_queue_depth{status}` and `emobot_queue_oldest_age_seconds`, from the snapshot
-    `refresh()` read just before the scrape. When PostgreSQL cannot be read the series are
-    left out (Prometheus marks them stale) rather than repeating old numbers."""
+    """`emobot_queue_depth{status}` and `emobot_queue_oldest_age_seconds`, and the live
+    accuracy from people's verdicts on answers (`emobot_feedback_*{model,days}`), from the
+    snapshot `refresh()` read just before the scrape. When PostgreSQL cannot be read the series
+    are left out (Prometheus marks them stale) rather than repeating old numbers."""
 
     def __init__(self, storage: Storage):
         self.storage = storage
         self.snapshot: queue.Backlog | None = None
+        self.verdicts: dict[int, list[Accuracy]] = {}
 
     async def refresh(self) -> None:
         try:
             async with self.storage.sessions() as session:
                 self.snapshot = await queue.backlog(session)
+                self.verdicts = {d: await accuracy(session, d) for d in FEEDBACK_DAYS}
         except Exception as exc:
             log.warning("queue metrics not read: %r", exc)
             self.snapshot = None
+            self.verdicts = {}
 
     def describe(self) -> Iterable[Metric]:
-        return [self._depth(), self._age()]
+        return [self._depth(), self._age(), *self._feedback()]
 
     def collect(self) -> Iterable[Metric]:
         if self.snapshot is None:
@@ -93,7 +102,37 @@ class QueueCollector(Collector):
         depth.add_metric(["processing"], self.snapshot.processing)
         age = self._age()
         age.add_metric([], self.snapshot.oldest_age_s)
-        return [depth, age]
+        faces, right, confusion = self._feedback()
+        for days, items in self.verdicts.items():
+            for item in items:
+                model = str(item.model_version or 0)
+                faces.add_metric([model, str(days)], item.total)
+                right.add_metric([model, str(days)], item.share)
+                for actual, row in item.confusion.items():
+                    for predicted, n in row.items():
+                        confusion.add_metric([model, str(days), actual, predicted], n)
+        return [depth, age, faces, right, confusion]
+
+    @staticmethod
+    def _feedback() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+        window = ["model", "days"]
+        return (
+            GaugeMetricFamily(
+                "emobot_feedback_faces",
+                "Faces of answers their senders judged (👍 / ✏️) in the last N days, by model",
+                labels=window,
+            ),
+            GaugeMetricFamily(
+                "emobot_feedback_accuracy",
+                "Share of judged faces the model had right in the last N days, by model",
+                labels=window,
+            ),
+            GaugeMetricFamily(
+                "emobot_feedback_confusion",
+                "Judged faces by the class their sender named and the class answered",
+                labels=[*window, "actual", "predicted"],
+            ),
+        )
 
     @staticmethod
     def _depth() -> GaugeMetricFamily:

@@ -79,7 +79,7 @@ async def right(
         if face in rows and rows[face].sample_id is not None and rows[face].actual != label:
             await forget_sample(session, blobs, rows[face])
         await record(session, request, face, label)
-    await set_keyboard(query, None)
+    await set_keyboard(query, keyboards.verdict_given(lang, request.id))
     await _after_verdict(query, request, user, session, blobs, bot, settings, lang)
 
 
@@ -118,14 +118,18 @@ async def chosen(
     await record(session, request, face, label)
     picked = {f: row.actual for f, row in (await verdicts(session, request.id)).items()}
     # One face: its pick is the whole correction. Several: the keyboard stays until "Done".
-    markup = None if faces == 1 else keyboards.corrections(lang, request.id, faces, picked)
+    markup = (
+        keyboards.verdict_given(lang, request.id)
+        if faces == 1
+        else keyboards.corrections(lang, request.id, faces, picked)
+    )
     await set_keyboard(query, markup)
     await _after_verdict(query, request, user, session, blobs, bot, settings, lang)
 
 
-async def done(query: CallbackQuery, lang: str) -> None:
+async def done(query: CallbackQuery, callback_data: FeedbackCb, lang: str) -> None:
     await query.answer(t(lang, "feedback.thanks"))
-    await set_keyboard(query, None)
+    await set_keyboard(query, keyboards.verdict_given(lang, callback_data.request))
 
 
 async def consent_answered(

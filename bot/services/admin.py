@@ -16,6 +16,7 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.messages import edit_message
+from bot.services.accuracy import accuracy_text
 from db.blobs import BlobStore
 from db.exporter import export_dataset
 from db.models import ModelVersion
@@ -90,7 +91,7 @@ async def stats_text(session: AsyncSession, lang: str, settings: Settings) -> st
         notes.append(ready.explain(lang, settings.fer2013_zip))
     elif not any(source == "fer2013" for source, _, _ in stats.stored):
         notes += [t(lang, "admin.stats.no_fer"), how_to_import(lang, settings.fer2013_zip)]
-    return "\n\n".join([text, *notes])
+    return "\n\n".join([text, await accuracy_text(session, lang), *notes])
 
 
 def raw_ids_asked(args: str) -> bool:

@@ -57,7 +57,7 @@ def register(subparsers: Any) -> None:
         "--ids raw writes their Telegram ids (contributor_id).",
     )
     p.add_argument("output", type=Path, help="zip file to write")
-    p.add_argument("--source", choices=["fer2013", "telegram"], help="only this source")
+    p.add_argument("--source", choices=["fer2013", "telegram", "feedback"], help="only this source")
     p.add_argument("--split", choices=["train", "test"], help="only this split")
     p.add_argument(
         "--status",

@@ -33,7 +33,8 @@ ASTRONAUT_BOX = [178, 68, 93, 93]
 
 
 async def add_contributed_photos(storage: Storage) -> None:
-    """One contributed photo with its face box, and one whose image went missing."""
+    """One contributed photo with its face box, and one whose image went missing (a face of
+    an answer its sender judged: counted as feedback though it cannot be read)."""
     data = (PHOTOS / "astronaut.jpg").read_bytes()
     sha, key = await storage.blobs.put_content(data, content_type="image/jpeg")
     common = {
@@ -58,6 +59,7 @@ async def add_contributed_photos(storage: Storage) -> None:
                 {
                     **common,
                     "sha256": "0" * 64,
+                    "source": "feedback",
                     "blob_key": "images/missing",
                     "label": "neutral",
                     "face_box": None,
@@ -124,6 +126,7 @@ async def test_train_register_and_promote(
     assert "warm_start" not in first.metrics and "compared_with" not in first.metrics
     metrics = first.metrics
     assert metrics["dataset"]["skipped"] == 1  # the missing image, not the whole run
+    assert metrics["dataset"]["feedback"] == 1
     async with storage.sessions() as session:
         trainable = sum((await trainable_counts(session)).values())
     assert metrics["dataset"]["train"] == trainable - 1  # every trainable sample but the missing
