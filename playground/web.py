@@ -1,14 +1,18 @@
 """The playground: the fake Bot API (`playground.botapi`) plus a web chat page, on one port.
 
 The bot and the worker talk to `/bot<token>/<method>` as they would to Telegram; a person
-chats with them at `/` as the one local user. The page's own endpoints:
+chats with them at `/` as the one local user, in a private chat and in a group chat (its own
+chat id; the other members, simulated, can be sent as). The page's own endpoints, where
+`chat=group` picks the group (the private chat otherwise) and `as=<member id>` who sends
+there:
 
-- `GET /api/chat?since=<version>`: the chat (messages with edits applied, oldest first) and
-  its version; waits up to 25 s for a change when `since` is the current version.
-- `POST /api/send` `{"text": …}`: a text message (or command).
-- `POST /api/photos` multipart `photo` parts: one photo, or an album when several.
-- `POST /api/press` `{"message_id": …, "data": …}`: an inline button.
-- `GET /api/files/<file_id>`: a photo or document from the chat.
+- `GET /api/chat?since=<version>[&chat=group]`: the chat (messages with edits applied, oldest
+  first) and its version; waits up to 25 s for a change when `since` is the current version.
+- `POST /api/send` `{"text": …[, "chat": "group", "as": id]}`: a text message (or command).
+- `POST /api/photos[?chat=group&as=id&caption=…]` multipart `photo` parts: one photo, or an
+  album (in the group, each photo with the caption).
+- `POST /api/press` `{"message_id": …, "data": …}`: an inline button (private chat).
+- `GET /api/files/<file_id>`: a photo or document from a chat.
 """
 
 import asyncio
@@ -22,18 +26,23 @@ from aiohttp import BodyPartReader, web
 from PIL import Image, UnidentifiedImageError
 
 from playground.botapi import BotAPIEmulator, FakeUser, make_app
+from playground.groups import FakeGroup
 
 STATIC = Path(__file__).parent / "static"
 LONG_POLL_SECONDS = 25.0
 POLL_INTERVAL_SECONDS = 0.2
 
 
-def chat_snapshot(emulator: BotAPIEmulator, user: FakeUser) -> dict[str, Any]:
-    """What the page shows: the messages, whether the bot is 'typing' (its latest action in
-    the chat is a chat action), the latest button notice (with its number, so the page shows
-    each once), whether the bot has started polling, and the user's command menu."""
-    messages = [emulator.chat(user.id).messages[k] for k in sorted(emulator.chat(user.id).messages)]
-    calls = [c for c in emulator.calls if c.chat_id == user.id]
+def chat_snapshot(
+    emulator: BotAPIEmulator, user: FakeUser, group: FakeGroup | None = None
+) -> dict[str, Any]:
+    """What the page shows of the private chat, or of `group`: the messages, whether the bot
+    is 'typing' (its latest action in the chat is a chat action), the latest button notice
+    (with its number, so the page shows each once), whether the bot has started polling, the
+    command menu, and the group's title and members."""
+    chat_id = group.id if group is not None else user.id
+    messages = [emulator.chat(chat_id).messages[k] for k in sorted(emulator.chat(chat_id).messages)]
+    calls = [c for c in emulator.calls if c.chat_id == chat_id]
     typing = bool(calls) and calls[-1].method == "sendChatAction"
     answers = [c for c in calls if c.method == "answerCallbackQuery" and c.params.get("text")]
     notice = {"id": answers[-1].seq, "text": answers[-1].params["text"]} if answers else None
@@ -42,17 +51,30 @@ def chat_snapshot(emulator: BotAPIEmulator, user: FakeUser) -> dict[str, Any]:
         "typing": typing,
         "notice": notice,
         "bot_ready": emulator.polled,
-        "commands": user_commands(emulator, user),
+        "commands": user_commands(emulator, user, group=group is not None),
+        "title": group.title if group is not None else None,
+        "bot_username": emulator.bot_username,
+        "me": user.id,
+        "members": [{"id": m.id, "name": m.first_name} for m in group_members(emulator, user)]
+        if group is not None
+        else [],
     }
     version = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
     return {**body, "version": version[:16]}
 
 
-def user_commands(emulator: BotAPIEmulator, user: FakeUser) -> list[dict[str, str]]:
-    """The menu Telegram would show this user: the most specific scope the bot set, in the
-    user's language when there is one for it (setMyCommands)."""
+def user_commands(
+    emulator: BotAPIEmulator, user: FakeUser, *, group: bool = False
+) -> list[dict[str, str]]:
+    """The menu Telegram would show this user (in a group chat when `group`): the most
+    specific scope the bot set, in the user's language when there is one for it."""
     lang = (user.language_code or "")[:2]
-    for scope in (f"chat:{user.id}", "all_private_chats", "default"):
+    scopes = (
+        ("all_group_chats", "default")
+        if group
+        else (f"chat:{user.id}", "all_private_chats", "default")
+    )
+    for scope in scopes:
         for key in (f"{scope}/{lang}", scope):
             if emulator.commands.get(key):
                 return emulator.commands[key]
@@ -86,9 +108,31 @@ def photo_problem(name: str, data: bytes) -> str | None:
     return None
 
 
-def make_web_app(emulator: BotAPIEmulator, user: FakeUser) -> web.Application:
+# The group chat's simulated members besides the local user: (id, first name, language).
+SIMULATED_MEMBERS = ((2, "Alice", "en"), (3, "Борис", "ru"))
+
+
+def group_members(emulator: BotAPIEmulator, user: FakeUser) -> list[FakeUser]:
+    return [user, *(emulator.users[member_id] for member_id, _, _ in SIMULATED_MEMBERS)]
+
+
+def make_web_app(
+    emulator: BotAPIEmulator, user: FakeUser, group: FakeGroup | None = None
+) -> web.Application:
     """The Bot API routes of `make_app` plus the chat page and its endpoints."""
     app = make_app(emulator)
+
+    def chosen_group(value: object) -> FakeGroup | None:
+        return group if value == "group" else None
+
+    def sender(value: object) -> FakeUser:
+        """The group member sending (the local user unless another member is picked)."""
+        try:
+            member_id = int(str(value))
+        except ValueError:
+            return user
+        members = {m.id: m for m in group_members(emulator, user)}
+        return members.get(member_id, user)
 
     async def index(request: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "index.html")
@@ -96,10 +140,11 @@ def make_web_app(emulator: BotAPIEmulator, user: FakeUser) -> web.Application:
     async def chat(request: web.Request) -> web.Response:
         since = request.query.get("since")
         deadline = asyncio.get_running_loop().time() + LONG_POLL_SECONDS
-        snapshot = chat_snapshot(emulator, user)
+        shown = chosen_group(request.query.get("chat"))
+        snapshot = chat_snapshot(emulator, user, shown)
         while snapshot["version"] == since and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(POLL_INTERVAL_SECONDS)
-            snapshot = chat_snapshot(emulator, user)
+            snapshot = chat_snapshot(emulator, user, shown)
         return web.json_response(snapshot)
 
     def language(request: web.Request) -> None:
@@ -109,12 +154,15 @@ def make_web_app(emulator: BotAPIEmulator, user: FakeUser) -> web.Application:
 
     async def send(request: web.Request) -> web.Response:
         try:
-            text = str((await request.json())["text"]).strip()
+            body = await request.json()
+            text = str(body["text"]).strip()
         except (ValueError, KeyError, TypeError):
             return web.json_response({"error": 'send {"text": "…"}'}, status=400)
         if not text:
             return web.json_response({"error": "empty message"}, status=400)
         language(request)
+        if (target := chosen_group(body.get("chat"))) is not None:
+            return web.json_response(target.send_text(sender(body.get("as")), text))
         return web.json_response(user.send_text(text))
 
     async def photos(request: web.Request) -> web.Response:
@@ -131,6 +179,11 @@ def make_web_app(emulator: BotAPIEmulator, user: FakeUser) -> web.Application:
         if not images:
             return web.json_response({"error": "no photo in the request"}, status=400)
         language(request)
+        if (target := chosen_group(request.query.get("chat"))) is not None:
+            member = sender(request.query.get("as"))
+            caption = request.query.get("caption") or None
+            sent = [target.send_photo(member, data, caption=caption) for data in images]
+            return web.json_response(sent)
         sent = user.send_album(images) if len(images) > 1 else [user.send_photo(images[0])]
         return web.json_response(sent)
 
@@ -183,6 +236,10 @@ class Playground:
         state_file = state_dir / "botapi.json" if state_dir is not None else None
         self.emulator = BotAPIEmulator(state_file=state_file)
         self.user = self.emulator.user(user_id, "You", language_code="en", username="you")
+        for member_id, name, lang in SIMULATED_MEMBERS:
+            self.emulator.user(member_id, name, language_code=lang)
+        # Its own chat id; Telegram's privacy mode on, as for any bot by default.
+        self.group = self.emulator.group(-1001, "Playground group")
         self._runner: web.AppRunner | None = None
 
     @property
@@ -198,7 +255,9 @@ class Playground:
         # Stopping waits this long for requests in hand: the page's long poll (25 s) is cut
         # short rather than holding up Ctrl-C.
         self._runner = web.AppRunner(
-            make_web_app(self.emulator, self.user), access_log=None, shutdown_timeout=1.0
+            make_web_app(self.emulator, self.user, self.group),
+            access_log=None,
+            shutdown_timeout=1.0,
         )
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, self.port).start()

@@ -1,4 +1,6 @@
-// The playground chat page: renders the local chat and sends what the person does.
+// The playground chat page: renders the local user's private chat with the bot, or the group
+// chat the bot is in (its other members simulated: the page can send as them), and sends what
+// the person does.
 "use strict";
 
 const chat = document.getElementById("chat");
@@ -9,6 +11,11 @@ const newer = document.getElementById("newer");
 const commandBar = document.getElementById("commands");
 const drop = document.getElementById("drop");
 const viewer = document.getElementById("viewer");
+const sendAs = document.getElementById("as");
+const tabs = document.querySelectorAll("#chats button");
+let current = "private"; // the chat on show: "private" or "group"
+let me = null; // the local user's id
+let polling = null; // the long poll of the chat on show, aborted when another is picked
 let version = "";
 // Button answers shown already; undefined until the first snapshot, whose notice is from
 // before this page was loaded and is not shown again.
@@ -53,10 +60,32 @@ function openViewer(src) {
 viewer.addEventListener("click", () => { viewer.hidden = true; });
 document.addEventListener("keydown", (event) => { if (event.key === "Escape") viewer.hidden = true; });
 
+// Who wrote a message: "Bot", "You" for the local user, a group member's name.
+function sender(from) {
+  if (!from) return "";
+  if (from.is_bot) return "Bot";
+  return current === "group" && from.id !== me ? from.first_name : "You";
+}
+
+// A link of the bot's that opens its private chat at a dialog (`t.me/<bot>?start=<payload>`,
+// as a group's buttons do): in the playground it starts that dialog in the private chat tab.
+function deepLink(url) {
+  const match = /^https:\/\/t\.me\/[A-Za-z0-9_]+\?start=([A-Za-z0-9_-]{1,64})$/.exec(url);
+  return match ? match[1] : null;
+}
+
 function renderMessage(message) {
   const div = document.createElement("div");
+  const mine = message.from && !message.from.is_bot && sender(message.from) === "You";
   div.className = "msg " + (message.from && message.from.is_bot ? "bot" : "user");
+  if (message.from && !message.from.is_bot && !mine) div.classList.add("member");
   div.dataset.messageId = message.message_id;
+  if (current === "group" && message.from && !mine) {
+    const who = document.createElement("div");
+    who.className = "who";
+    who.textContent = sender(message.from);
+    div.appendChild(who);
+  }
   if (message.reply_to_message) div.appendChild(renderQuote(message.reply_to_message));
   if (message.photo && message.photo.length) {
     const img = document.createElement("img");
@@ -94,6 +123,14 @@ function renderMessage(message) {
           el = document.createElement("a");
           el.href = button.url;
           el.target = "_blank";
+          const payload = deepLink(button.url);
+          if (payload) {
+            el.addEventListener("click", (event) => {
+              event.preventDefault();
+              show("private");
+              post("/api/send", { text: "/start " + payload, chat: "private" });
+            });
+          }
         } else {
           el = document.createElement("button");
           el.type = "button";
@@ -114,7 +151,7 @@ function renderMessage(message) {
 function renderQuote(quoted) {
   const quote = document.createElement("div");
   quote.className = "quote";
-  const who = quoted.from && quoted.from.is_bot ? "Bot" : "You";
+  const who = sender(quoted.from);
   const what = quoted.text || quoted.caption || (quoted.photo ? "Photo" : quoted.document ? "File" : "");
   quote.textContent = who + ": " + what;
   if (quoted.photo && quoted.photo.length) {
@@ -170,7 +207,7 @@ function renderCommands(commands) {
     button.dataset.command = "/" + command.command;
     button.textContent = "/" + command.command;
     button.title = command.description;
-    button.addEventListener("click", () => post("/api/send", { text: button.dataset.command }));
+    button.addEventListener("click", () => say(button.dataset.command));
     return button;
   }));
 }
@@ -189,13 +226,20 @@ function showNotice(text, isError) {
 }
 
 function render(snapshot) {
+  me = snapshot.me;
   const hint = chat.querySelector(".hint");
   if (snapshot.messages.length && hint) hint.remove();
   const added = renderMessages(snapshot.messages);
   if (!snapshot.messages.length && !hint) {
-    chat.innerHTML = '<p class="hint">Send <code>/start</code>, or drop face photos anywhere on this page.</p>';
+    chat.innerHTML = current === "group"
+      ? '<p class="hint">A group with the bot and two simulated members. Type <code>@' +
+        escapeHtml(snapshot.bot_username || "") + '</code>, then attach or drop a photo: it goes ' +
+        "with that caption. Personal commands (<code>/contribute</code>) answer with a button " +
+        "to the private chat.</p>"
+      : '<p class="hint">Send <code>/start</code>, or drop face photos anywhere on this page.</p>';
   }
   starting.hidden = snapshot.bot_ready;
+  renderMembers(snapshot.members);
   typing.hidden = !snapshot.typing;
   renderCommands(snapshot.commands);
   const noticeId = snapshot.notice ? snapshot.notice.id : null;
@@ -207,19 +251,59 @@ function render(snapshot) {
   else if (added) newer.hidden = false;
 }
 
-async function poll() {
-  for (;;) {
+// The group's members to send as: the local user first.
+let membersShown = "";
+function renderMembers(members) {
+  sendAs.hidden = current !== "group";
+  const signature = JSON.stringify(members);
+  if (signature === membersShown) return;
+  membersShown = signature;
+  sendAs.replaceChildren(...members.map((member, index) => {
+    const option = document.createElement("option");
+    option.value = member.id;
+    option.textContent = index === 0 ? "You" : member.name;
+    return option;
+  }));
+}
+
+async function poll(controller) {
+  while (!controller.signal.aborted) {
     try {
-      const response = await fetch("/api/chat?since=" + encodeURIComponent(version));
+      const url = `/api/chat?chat=${current}&since=${encodeURIComponent(version)}`;
+      const response = await fetch(url, { signal: controller.signal });
       const snapshot = await response.json();
-      if (snapshot.version !== version) {
+      if (!controller.signal.aborted && snapshot.version !== version) {
         version = snapshot.version;
         render(snapshot);
       }
     } catch (error) {
+      if (controller.signal.aborted) return;
       await new Promise((resolve) => setTimeout(resolve, 1000));
     }
   }
+}
+
+// Show the private chat or the group: rendered afresh from the server's snapshot.
+function show(which) {
+  if (which === current && polling) return;
+  current = which;
+  for (const tab of tabs) tab.classList.toggle("current", tab.dataset.chat === which);
+  if (polling) polling.abort();
+  polling = new AbortController();
+  version = "";
+  shownNotice = undefined;
+  rendered.clear();
+  chat.replaceChildren();
+  stickToBottom = true;
+  poll(polling);
+}
+for (const tab of tabs) tab.addEventListener("click", () => show(tab.dataset.chat));
+
+// A text (or command) in the chat on show; in the group, from the member picked.
+function say(text) {
+  const body = { text, chat: current };
+  if (current === "group") body.as = sendAs.value;
+  return post("/api/send", body);
 }
 
 async function post(url, body) {
@@ -246,7 +330,16 @@ async function sendPhotos(files) {
   if (!images.length) return showNotice("only images can be sent as photos", true);
   const form = new FormData();
   for (const file of images) form.append("photo", file, file.name);
-  const response = await fetch("/api/photos", { method: "POST", body: form });
+  // In the group the text typed so far goes with the photos as their caption: the bot
+  // answers a photo there only when its caption mentions it (or is /predict).
+  let query = "";
+  if (current === "group") {
+    const input = document.getElementById("text");
+    query = `?chat=group&as=${encodeURIComponent(sendAs.value)}`;
+    query += `&caption=${encodeURIComponent(input.value.trim())}`;
+    input.value = "";
+  }
+  const response = await fetch("/api/photos" + query, { method: "POST", body: form });
   if (!response.ok) await showError(response);
 }
 
@@ -254,7 +347,7 @@ document.getElementById("composer").addEventListener("submit", (event) => {
   event.preventDefault();
   const input = document.getElementById("text");
   const text = input.value.trim();
-  if (text) post("/api/send", { text });
+  if (text) say(text);
   input.value = "";
 });
 document.getElementById("file").addEventListener("change", (event) => {
@@ -269,4 +362,4 @@ document.addEventListener("drop", (event) => {
   sendPhotos(event.dataTransfer.files);
 });
 
-poll();
+show("private");
