@@ -110,6 +110,7 @@ async def enqueue_photo(
     user_id: int | None = None,
     message_id: int | None = None,
     language: str = "ru",
+    thread_id: int | None = None,
 ) -> int:
     _, key = await storage.blobs.put_content(data)
     return await enqueue_key(
@@ -119,6 +120,7 @@ async def enqueue_photo(
         user_id=user_id,
         message_id=message_id,
         language=language,
+        thread_id=thread_id,
     )
 
 
@@ -130,6 +132,7 @@ async def enqueue_key(
     user_id: int | None = None,
     message_id: int | None = None,
     language: str = "ru",
+    thread_id: int | None = None,
 ) -> int:
     async with sessions.begin() as session:
         request = await queue.enqueue(
@@ -139,6 +142,7 @@ async def enqueue_key(
             message_id=message_id,
             blob_key=key,
             language=language,
+            thread_id=thread_id,
         )
         return request.id
 

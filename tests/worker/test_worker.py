@@ -80,6 +80,9 @@ async def test_a_queued_face_gets_its_emotion_in_the_requests_language(
     assert reply_en.method == "sendMessage"
     assert reply_en.text == "😄 happy\nhappy 97% · negative 1% · surprised 1% · neutral 1%"
     assert reply_en.params["reply_parameters"]["message_id"] == 7
+    # A private chat's answer takes feedback: its buttons carry the request's id.
+    assert [b["text"] for b in reply_en.buttons] == ["👍 right", "✏️ correct it"]
+    assert reply_en.buttons[0]["callback_data"] == f"fb:{english}:ok:0:"
     assert reply_ru.text is not None and reply_ru.text.startswith("😄 счастливый\nсчастливый 97%")
     for row in rows:
         assert row.status == "done" and row.replied_at is not None and row.error is None
@@ -112,11 +115,31 @@ async def test_several_faces_get_a_numbered_picture_and_no_face_gets_advice(
     assert picture.text.splitlines()[1:] == [f"{i}. {line}" for i in (1, 2, 3)]
     with Image.open(io.BytesIO(picture.files["photo"])) as image:
         assert image.format == "JPEG" and image.size == (512, 512)
+    assert picture.reply_markup is None  # not a person's private chat: no feedback buttons
     assert advice.method == "sendMessage"
     assert advice.text == t("ru", "worker.no_face")
+    assert advice.reply_markup is None  # no face: nothing to judge
     row = await _request(storage.sessions, group)
     assert len(row.result["faces"]) == 3 and row.status == "done"
     assert (await _request(storage.sessions, empty)).result["faces"] == []
+
+
+async def test_a_groups_photo_is_answered_in_its_topic_without_feedback_buttons(
+    worker_settings: Settings, storage: Storage, bot: Bot, botapi: API
+) -> None:
+    emulator, _ = botapi
+    emulator.group(-650, "Forum", forum=True)
+    async with storage.sessions.begin() as session:
+        session.add(User(id=651))
+    request = await enqueue_photo(
+        storage, fer_face(), chat_id=-650, user_id=651, message_id=4, thread_id=12
+    )
+    async with running(Worker(worker_settings, storage, bot)):
+        answer = await emulator.wait_for(-650, timeout=30)
+        await _wait_status(storage.sessions, [request])
+    assert answer.params["message_thread_id"] == 12
+    assert answer.reply_markup is None
+    assert emulator.message(-650, answer.message_id)["message_thread_id"] == 12
 
 
 async def test_a_photo_sent_upside_down_is_answered_as_the_upright_one(
