@@ -3,11 +3,13 @@ under an answer, the verdict stored, with consent the face kept as a sample (and
 /forget), without it the verdict alone; a forged button changes nothing."""
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select, update
 
 from bot.keyboards import FeedbackCb
+from db.exporter import export_dataset
 from db.models import Feedback, PredictionRequest, Sample
 from emobot.feedback import answer_buttons, pack
 from ml.faces import decode_image
@@ -72,7 +74,7 @@ async def rows(harness: BotHarness) -> list[Feedback]:
 
 
 async def test_a_confirmed_face_with_consent_becomes_a_sample_and_forget_erases_it(
-    harness: BotHarness, photos: Photos
+    harness: BotHarness, photos: Photos, tmp_path: Path
 ) -> None:
     user = harness.user(70, "Ann", "ru")
     answer = await answered(harness, user, photos.one_face, "happy")
@@ -93,6 +95,15 @@ async def test_a_confirmed_face_with_consent_becomes_a_sample_and_forget_erases_
     assert crop != photos.one_face
     [verdict] = await rows(harness)
     assert verdict.sample_id == sample.id
+    # /mine lists it, and the export has it under its source.
+    user.send_text("/mine")
+    listed = await harness.reply(user, lambda c: c.method == "sendPhoto")
+    assert "Ваши фото: 1" in (listed.text or "")
+    archive = tmp_path / "feedback.zip"
+    summary = await export_dataset(
+        archive, harness.storage.sessions, harness.storage.blobs, source="feedback"
+    )
+    assert summary.images == 1
     # A correction later moves the sample to the new label.
     user.press(answer.message_id, data=FeedbackCb(request=verdict.request_id, action="fix").pack())
     await harness.reply(user, lambda c: c.method == "editMessageReplyMarkup")
