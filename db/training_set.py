@@ -1,12 +1,16 @@
-"""The samples a training run reads: trainable ones for training, active test ones for testing."""
+"""The samples a training run reads: trainable ones for training, active test ones for testing,
+and the faces people judged in the active model's answers (feedback), held out of training
+while that model is active: the next model's exam on the photos people actually send. Once
+another model is active they train like any sample."""
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db.models import Sample
+from db.models import Feedback, ModelVersion, Sample
 from db.samples import dataset_version, trainable
 
 
@@ -25,8 +29,46 @@ async def _refs(session: AsyncSession, condition: Any, *more: Any) -> list[Sampl
     return [SampleRef(*row) for row in result.all()]
 
 
-async def train_refs(session: AsyncSession) -> list[SampleRef]:
-    return await _refs(session, trainable(), Sample.ferplus_votes)
+async def train_refs(session: AsyncSession, excluding: Sequence[int] = ()) -> list[SampleRef]:
+    condition = trainable() & Sample.id.not_in(excluding) if excluding else trainable()
+    return await _refs(session, condition, Sample.ferplus_votes)
+
+
+@dataclass(frozen=True)
+class Judged:
+    """Faces kept from verdicts on one model's answers: `refs` labelled as the people said,
+    `predicted` what the model answered each."""
+
+    model_version: int | None = None
+    refs: list[SampleRef] = field(default_factory=list)
+    predicted: list[str] = field(default_factory=list)
+    sample_ids: list[int] = field(default_factory=list)
+
+
+async def judged_refs(session: AsyncSession) -> Judged:
+    """The faces judged in the active model's answers, with their sample kept (consent)."""
+    active = await session.scalar(select(ModelVersion.version).where(ModelVersion.is_active))
+    if active is None:
+        return Judged()
+    rows = await session.execute(
+        select(
+            Sample.id,
+            Sample.blob_key,
+            Feedback.actual,
+            Sample.source,
+            Sample.face_box,
+            Feedback.predicted,
+        )
+        .join(Feedback, Feedback.sample_id == Sample.id)
+        .where(Feedback.model_version == active, Sample.status == "active")
+        .order_by(Sample.id)
+    )
+    judged = Judged(active)
+    for sample_id, blob_key, actual, source, box, predicted in rows.all():
+        judged.refs.append(SampleRef(blob_key, actual, source, box))
+        judged.predicted.append(predicted)
+        judged.sample_ids.append(sample_id)
+    return judged
 
 
 async def test_refs(session: AsyncSession) -> list[SampleRef]:
@@ -39,7 +81,8 @@ async def test_refs(session: AsyncSession) -> list[SampleRef]:
 class TrainingSet:
     train: list[SampleRef]
     test: list[SampleRef]
-    version: str  # the cache key of what `train` and `test` hold
+    version: str  # the cache key of what `train`, `test` and `judged` hold
+    judged: Judged = field(default_factory=Judged)
 
 
 async def read_training_set(sessions: async_sessionmaker[AsyncSession]) -> TrainingSet:
@@ -51,8 +94,12 @@ async def read_training_set(sessions: async_sessionmaker[AsyncSession]) -> Train
         await session.connection(
             execution_options={"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
         )
-        train = await train_refs(session)
+        judged = await judged_refs(session)
+        train = await train_refs(session, judged.sample_ids)
         test = await test_refs(session)
-        # The test split is not part of dataset_version (trainable samples only).
+        # The test split is not part of dataset_version (trainable samples only), nor which
+        # of them are held out, and for which model.
         version = f"{await dataset_version(session)}-t{len(test)}"
-    return TrainingSet(train, test, version)
+        if judged.refs:
+            version += f"-m{judged.model_version}h{len(judged.refs)}"
+    return TrainingSet(train, test, version, judged)

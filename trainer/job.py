@@ -54,6 +54,11 @@ class TrainingData:
     skipped: int  # samples whose image could not be read
     not_faces: int  # FER2013 samples left out: their FER+ votes say "not a face" or "unknown"
     feedback: int = 0  # train samples that are faces of answers their senders judged
+    # Faces judged in the active model's answers, held out of training (db.training_set):
+    # `judged.y` is what people said, `judged_predicted` what that model answered.
+    judged: Faces | None = None
+    judged_predicted: np.ndarray | None = None
+    judged_model: int | None = None
 
 
 @dataclass
@@ -84,9 +89,10 @@ def sample_target(ref: SampleRef) -> np.ndarray | None:
 
 async def _faces(
     storage: Storage, refs: list[SampleRef], targets: list[np.ndarray] | None = None
-) -> tuple[Faces, int]:
-    """The refs' faces, those whose image cannot be read left out; with `targets` (one per
-    ref), those as soft targets and their most likely class as `y`."""
+) -> tuple[Faces, list[int]]:
+    """The refs' faces, those whose image cannot be read left out (the indices of those kept
+    come with them); with `targets` (one per ref), those as soft targets and their most
+    likely class as `y`."""
     semaphore = asyncio.Semaphore(FETCH_CONCURRENCY)
 
     async def one(ref: SampleRef) -> np.ndarray | None:
@@ -105,11 +111,10 @@ async def _faces(
         if kept
         else np.zeros((0, FACE_SIZE, FACE_SIZE), np.uint8)
     )
-    skipped = len(refs) - len(kept)
     if targets is None:
-        return Faces(x, np.array([CLASS_INDEX[refs[i].label] for i in kept], np.int64)), skipped
+        return Faces(x, np.array([CLASS_INDEX[refs[i].label] for i in kept], np.int64)), kept
     t = np.array([targets[i] for i in kept], np.float32).reshape(-1, len(CLASSES))
-    return Faces(x, t.argmax(axis=1), t), skipped
+    return Faces(x, t.argmax(axis=1), t), kept
 
 
 async def load_training_data(storage: Storage, cache_dir: Path) -> TrainingData:
@@ -124,17 +129,23 @@ async def load_training_data(storage: Storage, cache_dir: Path) -> TrainingData:
     kept = [(ref, t) for ref, t in zip(train_list, targets, strict=True) if t is not None]
     # Without a single vote the targets are the labels: trained as before, and said so.
     voted = any(ref.votes is not None for ref, _ in kept)
-    train_faces, skipped_train = await _faces(
+    train_faces, train_kept = await _faces(
         storage, [ref for ref, _ in kept], [t for _, t in kept] if voted else None
     )
-    test_faces, skipped_test = await _faces(storage, test_list)
+    test_faces, test_kept = await _faces(storage, test_list)
+    judged = dataset.judged
+    judged_faces, judged_kept = await _faces(storage, judged.refs)
+    skipped = len(kept) - len(train_kept) + len(test_list) - len(test_kept)
     data = TrainingData(
         train_faces,
         test_faces,
         version,
-        skipped_train + skipped_test,
+        skipped,
         len(train_list) - len(kept),
         sum(ref.source == "feedback" for ref, _ in kept),
+        judged_faces if judged_kept else None,
+        np.array([CLASS_INDEX[judged.predicted[i]] for i in judged_kept], np.int64),
+        judged.model_version,
     )
     await asyncio.to_thread(_write_cache, path, data)
     return data
@@ -153,13 +164,28 @@ def _read_cache(path: Path, version: str) -> TrainingData | None:
             int(cached["not_faces"]),
             # Caches written before feedback samples existed hold none.
             int(cached["feedback"]) if "feedback" in cached.files else 0,
+            *_cached_judged(cached),
         )
+
+
+def _cached_judged(cached: Any) -> tuple[Faces | None, np.ndarray | None, int | None]:
+    if "x_judged" not in cached.files:
+        return None, None, None
+    judged = Faces(cached["x_judged"], cached["y_judged"])
+    return judged, cached["p_judged"], int(cached["judged_model"])
 
 
 def _write_cache(path: Path, data: TrainingData) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")  # renamed when complete: a cut-off write is never read
     targets = {} if data.train.targets is None else {"t_train": data.train.targets}
+    if data.judged is not None:
+        targets |= {
+            "x_judged": data.judged.x,
+            "y_judged": data.judged.y,
+            "p_judged": data.judged_predicted,
+            "judged_model": data.judged_model,
+        }
     np.savez(
         tmp,
         x_train=data.train.x,
@@ -247,6 +273,8 @@ async def run_training(
     )
     classifier = KerasClassifier(model, None, params.arch)
     metrics = await asyncio.to_thread(_measure, classifier, data)
+    if (judged := await asyncio.to_thread(_measure_judged, classifier, data)) is not None:
+        metrics["feedback"] = judged
     protocol = await asyncio.to_thread(
         evaluate_protocol, classifier, archive, ferplus, photos, unsure_below
     )
@@ -269,6 +297,7 @@ async def run_training(
             "skipped": data.skipped,
             "not_faces": data.not_faces,
             "feedback": data.feedback,
+            "held_out": 0 if data.judged is None else len(data.judged),
         },
     )
     # Files and pictures in threads: the event loop goes on editing progress and listening.
@@ -341,6 +370,20 @@ async def _measure_active(
 def _measure(classifier: Predictor, data: TrainingData) -> dict[str, Any]:
     """Metrics on the database's test split (never empty: run_training refuses without one)."""
     return evaluate(classifier, data.test, seed_balanced=False)
+
+
+def _measure_judged(classifier: Predictor, data: TrainingData) -> dict[str, Any] | None:
+    """How many of the faces people judged in the active model's answers this model gets
+    right, against how many that model got right (what it answered them)."""
+    if data.judged is None or data.judged_predicted is None:
+        return None
+    answered = classifier.predict(data.judged.x).argmax(axis=1)
+    return {
+        "model_version": data.judged_model,
+        "n": len(data.judged),
+        "right": int((answered == data.judged.y).sum()),
+        "old_right": int((data.judged_predicted == data.judged.y).sum()),
+    }
 
 
 async def _register(

@@ -216,8 +216,19 @@ class Trainer:
         ]
         if (warm := result.metrics.get("warm_start")) is not None:
             parts.append(t(lang, "trainer.warm", version=warm))
-        if feedback := result.metrics["dataset"].get("feedback"):
+        if feedback := result.metrics.get("dataset", {}).get("feedback"):
             parts.append(t(lang, "trainer.feedback", count=feedback))
+        if judged := result.metrics.get("feedback"):
+            parts.append(
+                t(
+                    lang,
+                    "trainer.feedback_score",
+                    n=judged["n"],
+                    old=judged["model_version"],
+                    right=judged["right"],
+                    old_right=judged["old_right"],
+                )
+            )
         if rival := result.metrics.get("compared_with"):
             parts.append(
                 t(

@@ -10,11 +10,13 @@ import keras
 import numpy as np
 import pytest
 from PIL import Image
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import trainer.job
-from db import registry, training_set
+from db import queue, registry, training_set
 from db.engine import Storage
+from db.models import Feedback, Sample, User
 from db.readiness import DatasetNotReady
 from db.samples import dataset_version, insert_samples, trainable_counts
 from db.training_set import SampleRef, train_refs
@@ -173,10 +175,34 @@ async def test_train_register_and_promote(
         active = await registry.active_model(session)
         assert active is not None and active.version == 2
 
+    # A person judged v2's answer on the contributed face (they say happy, v2 said neutral):
+    # held out of the next training, which is measured on it.
+    async with storage.sessions.begin() as session:
+        astronaut = await session.scalar(
+            select(Sample.id).where(Sample.label == "happy", Sample.source == "telegram")
+        )
+        session.add(User(id=9))
+        await session.flush()
+        request = await queue.enqueue(session, chat_id=9, user_id=9, message_id=1, blob_key="k")
+        session.add(
+            Feedback(
+                request_id=request.id,
+                user_id=9,
+                face=0,
+                predicted="neutral",
+                actual="happy",
+                model_version=2,
+                sample_id=astronaut,
+            )
+        )
     # The same architecture as the active model: training starts from its weights.
     warm_params = JobParams(arch="emonet", epochs=1, promote=True, batch_size=16)
     third = await run_training(storage, warm_params, data_dir=tmp_path, workdir=tmp_path / "run3")
     assert third.metrics["warm_start"] == 2
+    judged = third.metrics["feedback"]
+    assert (judged["model_version"], judged["n"], judged["old_right"]) == (2, 1, 0)
+    assert third.metrics["dataset"]["held_out"] == 1
+    assert third.metrics["dataset"]["train"] == trainable - 2  # the missing one, the held out
     assert third.metrics["balanced_accuracy"] > second.metrics["balanced_accuracy"]
     assert third.promoted == (third.metrics["balanced_accuracy"] > rival["balanced_accuracy"])
 
