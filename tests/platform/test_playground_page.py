@@ -15,6 +15,7 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.types import (
     BotCommand,
+    BotCommandScopeAllGroupChats,
     BotCommandScopeChat,
     BufferedInputFile,
     InlineKeyboardButton,
@@ -297,3 +298,51 @@ async def test_a_picture_opens_full_size_and_an_old_notice_is_not_shown_again(
     await page.reload()
     await expect(page.locator(".msg")).to_have_count(2)  # the chat is rendered again
     await expect(page.locator("#notice")).to_be_hidden()
+
+
+async def test_the_group_tab_sends_as_a_member_with_a_caption_and_follows_deep_links(
+    playground: Playground, bot: Bot, page: Page
+) -> None:
+    me = playground.user
+    group = playground.group
+    await bot.set_my_commands(
+        [BotCommand(command="predict", description="predict")],
+        scope=BotCommandScopeAllGroupChats(),
+    )
+    await page.click("#chats button[data-chat='group']")
+    await expect(page.locator("#commands button")).to_have_text(["/predict"])
+    await expect(page.locator(".hint")).to_contain_text("@emobot_playground_bot")
+
+    # Chatter not addressed to the bot stays in the group, undelivered (privacy mode).
+    await page.select_option("#as", label="Alice")
+    await page.fill("#text", "hello all")
+    await page.press("#text", "Enter")
+    await expect(page.locator(".msg.member .who")).to_have_text(["Alice"])
+    # The text typed goes with the photo as its caption: the bot gets it.
+    await page.fill("#text", "@emobot_playground_bot who is this?")
+    await page.set_input_files("#file", str(PHOTOS / "astronaut.jpg"))
+    updates = await bot.get_updates(timeout=5)
+    assert [(u.message.chat.id, u.message.from_user.first_name) for u in updates] == [
+        (group.id, "Alice")
+    ]
+    assert updates[0].message.photo and updates[0].message.caption_entities[0].type == "mention"
+    await expect(page.locator(".msg.member img")).to_have_count(1)
+
+    # A deep link button in the group opens the private tab and starts that dialog there.
+    link = InlineKeyboardMarkup(
+        inline_keyboard=[
+            [InlineKeyboardButton(text="Open", url="https://t.me/emobot_playground_bot?start=mine")]
+        ]
+    )
+    await bot.send_message(
+        group.id,
+        "personal",
+        reply_markup=link,
+        reply_parameters=ReplyParameters(message_id=updates[0].message.message_id),
+    )
+    await expect(page.locator(".msg.bot .quote")).to_contain_text("Alice")
+    await page.click(".keyboard a:has-text('Open')")
+    await expect(page.locator("#chats button.current")).to_have_text("Private chat")
+    updates = await bot.get_updates(offset=updates[-1].update_id + 1, timeout=5)
+    assert [(u.message.chat.id, u.message.text) for u in updates] == [(me.id, "/start mine")]
+    await expect(page.locator(".msg.user .text")).to_have_text(["/start mine"])
