@@ -7,8 +7,8 @@ from several users and counts what the users got (issue 21).
 Real processes on loopback: an embedded PostgreSQL of its own in a temporary folder (started
 and stopped from separate processes, so that `pg_ctl stop -m immediate` is like a crash),
 migrations and the shipped model (`emobot run --prepare-only`), a local blob store, the fake Bot
-API (`playground/botapi.py`) in this process, two bot replicas (`python -m emobot bot`) and two
-workers (`python -m emobot worker`) with their default settings.
+API (`playground/botapi.py`) in this process, two bot replicas (`python -m cli bot`) and two
+workers (`python -m cli worker`) with their default settings.
 
 The bot replicas run in webhook mode, as in Kubernetes: this process plays Telegram and the
 load balancer in front of them, posting each update to a live replica in turn (the album
@@ -220,7 +220,7 @@ class Recorder(BotAPIEmulator):
 
 
 class Process:
-    """A `python -m emobot <command>` child with its log in the temporary folder; its
+    """A `python -m cli <command>` child with its log in the temporary folder; its
     /readyz (METRICS_PORT) says when it is up."""
 
     def __init__(self, command: str, env: dict[str, str], logs: Path, **extra: str) -> None:
@@ -236,7 +236,7 @@ class Process:
         self.starts += 1
         log = (self.logs / f"{self.command}-{self.metrics_port}-{self.starts}.log").open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "emobot", self.command],
+            [sys.executable, "-m", "cli", self.command],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -359,7 +359,7 @@ class EmbeddedPostgres:
 
     def _run(self, steps: str) -> str:
         script = (
-            "import sys; from pathlib import Path; from emobot.supervisor import EmbeddedPostgres;"
+            "import sys; from pathlib import Path; from cli.supervisor import EmbeddedPostgres;"
             f" server = EmbeddedPostgres(Path(sys.argv[1])); {steps}"
         )
         done = subprocess.run(
@@ -724,7 +724,7 @@ async def run_all(args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
                     LOG_LEVEL="WARNING",
                     PYTHONPATH=str(ROOT),
                 )
-                prepare = [sys.executable, "-m", "emobot", "run", "--prepare-only"]
+                prepare = [sys.executable, "-m", "cli", "run", "--prepare-only"]
                 done = await asyncio.to_thread(
                     subprocess.run, prepare, env=env, capture_output=True, text=True, cwd=ROOT
                 )

@@ -123,7 +123,7 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
                     "DATA_DIR": str(Path(tmp) / "var"),
                     "LOG_LEVEL": "WARNING",
                 }
-                prepare = [sys.executable, "-m", "emobot", "run", "--prepare-only"]
+                prepare = [sys.executable, "-m", "cli", "run", "--prepare-only"]
                 done = await asyncio.to_thread(
                     subprocess.run, prepare, env=env, capture_output=True, text=True
                 )
@@ -132,7 +132,7 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
 
                 def start(command: str) -> None:
                     log = (Path(tmp) / f"{command}-{len(processes)}.log").open("wb")
-                    command_line = [sys.executable, "-m", "emobot", command]
+                    command_line = [sys.executable, "-m", "cli", command]
                     processes.append(
                         subprocess.Popen(command_line, env=env, stdout=log, stderr=log, cwd=ROOT)
                     )
@@ -225,7 +225,7 @@ def _cpu_seconds(pid: int) -> float:
 
 def _start_bot(env: dict[str, str], log: Path) -> "subprocess.Popen[bytes]":
     out = log.open("wb")
-    command = [sys.executable, "-m", "emobot", "bot"]
+    command = [sys.executable, "-m", "cli", "bot"]
     return subprocess.Popen(command, env=env, stdout=out, stderr=out, cwd=ROOT)
 
 
@@ -307,7 +307,7 @@ async def run_dialogs(args: argparse.Namespace) -> dict[str, Any]:
                     "DB_POOL_SIZE": str(args.pool),
                     "DB_MAX_OVERFLOW": "0",
                 }
-                migrate = [sys.executable, "-m", "emobot", "migrate"]
+                migrate = [sys.executable, "-m", "cli", "migrate"]
                 done = await asyncio.to_thread(
                     subprocess.run, migrate, env=env, capture_output=True, text=True, cwd=ROOT
                 )

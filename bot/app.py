@@ -26,9 +26,9 @@ from bot.services.predict import SkippedPhotos
 from db.engine import Storage, make_sessionmaker
 from db.fsm import PostgresStorage
 from emobot.i18n import LANGUAGES, t
-from emobot.serving import Serving, serve
 from emobot.settings import WEBHOOK_SECRET_MISSING, Settings
-from emobot.telegram import ConfigurationError, make_bot
+from runtime.serving import Serving, serve
+from runtime.telegram import ConfigurationError, make_bot
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ async def set_commands(bot: Bot, settings: Settings) -> None:
 
 class BotService:
     """The Dispatcher fed by long polling, or by a webhook server when WEBHOOK_URL is set; run
-    by emobot.serving.serve like the worker and the trainer."""
+    by runtime.serving.serve like the worker and the trainer."""
 
     def __init__(self, bot: Bot, dispatcher: Dispatcher, settings: Settings):
         self.bot = bot

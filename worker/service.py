@@ -28,7 +28,7 @@ from aiogram import Bot
 from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncSession
 
-import emobot.serving
+import runtime.serving
 from db import queue
 from db.blobs import BlobNotFound
 from db.engine import Storage
@@ -36,10 +36,10 @@ from db.notify import LISTEN_ERRORS, listen
 from db.queue import Claimed
 from emobot.i18n import t
 from emobot.labels import CLASSES
-from emobot.serving import Serving
 from emobot.settings import Settings
 from ml.faces import Face, ImageError, UnusableShape, decode_image, whole_face
 from ml.upright import turned, upright_faces
+from runtime.serving import Serving
 from worker import metrics
 from worker.models import ModelHolder
 from worker.outage import DATABASE_ERRORS, DatabaseWatch, Stopping
@@ -629,7 +629,7 @@ class ReplyLog:
 
 
 def serve(settings: Settings) -> None:
-    """Run one worker until SIGTERM or Ctrl-C (`emobot worker`, `python -m worker`)."""
+    """Run one worker until SIGTERM or Ctrl-C (`emobot worker`)."""
 
     def build(storage: Storage, bot: Bot | None, stack: AsyncExitStack) -> Serving:
         assert bot is not None  # needs_bot
@@ -643,4 +643,4 @@ def serve(settings: Settings) -> None:
 
         return Serving(worker, {"model": model_loaded}, [queue_metrics.refresh])
 
-    asyncio.run(emobot.serving.serve(settings, "worker", build, needs_bot=True))
+    asyncio.run(runtime.serving.serve(settings, "worker", build, needs_bot=True))

@@ -10,11 +10,11 @@ import aiohttp
 import pytest
 from sqlalchemy import delete, select
 
+from cli.importer import import_archive
 from db.blobs import LocalBlobStore
 from db.engine import Storage
 from db.models import Sample, TrainingRun
 from db.registry import active_model, promote, register_model
-from emobot.importer import import_archive
 from emobot.settings import Settings
 from tests.bot.conftest import ADMIN, BotHarness, running_harness, text_has
 from tests.bot.test_predict_mine import contribute_directly
