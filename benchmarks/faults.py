@@ -7,7 +7,7 @@ from several users and counts what the users got (issue 21).
 Real processes on loopback: an embedded PostgreSQL of its own in a temporary folder (started
 and stopped from separate processes, so that `pg_ctl stop -m immediate` is like a crash),
 migrations and the shipped model (`emobot run --prepare-only`), a local blob store, the fake Bot
-API (`playground/botapi.py`) in this process, two bot replicas (`python -m cli bot`) and two
+API (`playground/botapi/`) in this process, two bot replicas (`python -m cli bot`) and two
 workers (`python -m cli worker`) with their default settings.
 
 The bot replicas run in webhook mode, as in Kubernetes: this process plays Telegram and the
