@@ -158,6 +158,7 @@ class Recorder(BotAPIEmulator):
 
     def __init__(self, errors: list[str]) -> None:
         super().__init__()
+        self.observe(self._stamp)
         self.error_starts = errors
         self.photos: dict[tuple[int, int], float] = {}  # (chat, message) -> sent
         self.answers: dict[tuple[int, int], list[float]] = {}
@@ -188,17 +189,10 @@ class Recorder(BotAPIEmulator):
                 )
         return await super().call(token, method, params, files)
 
-    def _record(
-        self,
-        method: str,
-        chat_id: int | None,
-        params: Json,
-        message_id: int | None = None,
-        files: dict[str, bytes] | None = None,
-    ) -> BotCall:
-        call = super()._record(method, chat_id, params, message_id, files)
+    def _stamp(self, call: BotCall) -> None:
+        chat_id, params = call.chat_id, call.params
         if chat_id is None or not call.is_message:
-            return call
+            return
         text = call.text or ""
         stamp = now()
         if any(text.startswith(start) for start in self.error_starts):
@@ -212,7 +206,6 @@ class Recorder(BotAPIEmulator):
                 self.answers.setdefault(key, []).append(stamp)  # type: ignore[arg-type]
             else:
                 self.unmatched.append((chat_id, stamp))
-        return call
 
     def send_photo(self, user: FakeUser, data: bytes) -> None:
         message = user.send_photo(data)

@@ -45,7 +45,7 @@ from sqlalchemy import func, select
 
 from db.engine import make_engine, make_sessionmaker
 from db.models import PredictionRequest
-from playground.botapi import BotAPIEmulator, BotAPIServer, BotCall, FakeUser, Json
+from playground.botapi import BotAPIEmulator, BotAPIServer, BotCall, FakeUser
 
 ROOT = Path(__file__).resolve().parents[1]
 FACES = ROOT / "tests" / "data" / "faces"
@@ -69,19 +69,13 @@ class TimedEmulator(BotAPIEmulator):
 
     def __init__(self, answers: Answers, expected: int) -> None:
         super().__init__()
+        self.observe(self._stamp)
         self.answers = answers
         self.expected = expected
         self.all_answered = asyncio.Event()
 
-    def _record(
-        self,
-        method: str,
-        chat_id: int | None,
-        params: Json,
-        message_id: int | None = None,
-        files: dict[str, bytes] | None = None,
-    ) -> BotCall:
-        call = super()._record(method, chat_id, params, message_id, files)
+    def _stamp(self, call: BotCall) -> None:
+        chat_id = call.chat_id
         if chat_id in self.answers.sent and call.is_message:
             text = call.text or ""
             if call.method == "sendPhoto" or "%" in text:
@@ -90,7 +84,6 @@ class TimedEmulator(BotAPIEmulator):
                     self.all_answered.set()
             elif QUEUED_NOTICE not in text:
                 self.answers.errors.append(f"{chat_id}: {text[:80]}")
-        return call
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -235,22 +228,15 @@ class DialogEmulator(BotAPIEmulator):
 
     def __init__(self) -> None:
         super().__init__()
+        self.observe(self._stamp)
         self.by_chat: dict[int, list[BotCall]] = {}
         self.changed: dict[int, asyncio.Event] = {}
 
-    def _record(
-        self,
-        method: str,
-        chat_id: int | None,
-        params: Json,
-        message_id: int | None = None,
-        files: dict[str, bytes] | None = None,
-    ) -> BotCall:
-        call = super()._record(method, chat_id, params, message_id, files)
+    def _stamp(self, call: BotCall) -> None:
+        chat_id = call.chat_id
         if chat_id is not None:
             self.by_chat.setdefault(chat_id, []).append(call)
             self.changed.setdefault(chat_id, asyncio.Event()).set()
-        return call
 
     async def next_call(
         self, chat_id: int, accept: "Callable[[BotCall], bool]", after: int, seconds: float

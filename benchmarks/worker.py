@@ -98,13 +98,12 @@ class TimedEmulator(BotAPIEmulator):
 
     def __init__(self) -> None:
         super().__init__()
+        self.observe(self._stamp)
         self.replied_at: dict[int, float] = {}
 
-    def _record(self, *args: Any, **kwargs: Any) -> BotCall:
-        call = super()._record(*args, **kwargs)
+    def _stamp(self, call: BotCall) -> None:
         if call.is_message and call.chat_id is not None:
             self.replied_at.setdefault(call.chat_id, time.perf_counter())
-        return call
 
 
 @dataclass

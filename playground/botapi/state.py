@@ -63,6 +63,7 @@ class EmulatorState:
         self._update_ids = itertools.count(self._last_update_id() + 1)
         # Set (and replaced) whenever an update arrives or the bot does something.
         self._changed = asyncio.Event()
+        self._observers: list[Callable[[BotCall], None]] = []
 
     # Acting as users -------------------------------------------------------------------
 
@@ -194,6 +195,12 @@ class EmulatorState:
 
     # Reading what the bot did ----------------------------------------------------------
 
+    def observe(self, observer: Callable[[BotCall], None]) -> None:
+        """Have `observer` called with every call the bot makes, as it is recorded, before
+        anyone waiting is woken: a benchmark stamps answers as they come rather than scanning
+        every chat's calls at each change."""
+        self._observers.append(observer)
+
     def calls_in(self, chat_id: int, *, after: int | None = None) -> list[BotCall]:
         start = self.chat(chat_id).mark if after is None else after
         return [c for c in self.calls[start:] if c.chat_id == chat_id]
@@ -320,6 +327,8 @@ class EmulatorState:
         call = BotCall(len(self.calls) + 1, method, chat_id, params, message_id, files or {})
         self.calls.append(call)
         log.debug("bot %r", call)
+        for observer in self._observers:
+            observer(call)
         self._notify()
         return call
 
