@@ -110,7 +110,7 @@ async def test_the_bot_answers_while_an_export_is_built(
 ) -> None:
     """/export is a background job: the admin's next command is answered before the archive
     is done (the handler once held the admin's updates, and a connection, for the export)."""
-    from bot.services import admin as service
+    from bot.services.admin import export as service
 
     await contribute_directly(harness, 55, 2)
     release = asyncio.Event()
