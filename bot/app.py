@@ -36,8 +36,9 @@ WEBHOOK_PATH = "/telegram/webhook"
 
 
 def build_bot(settings: Settings) -> Bot:
-    """The bot's Bot API client: Telegram's flood control honoured on every request."""
-    return make_bot(settings, RetryAfter())
+    """The bot's Bot API client: Telegram's flood control honoured on every request, up to
+    the wait the worker's answers accept too."""
+    return make_bot(settings, RetryAfter(settings.flood_wait_max_seconds))
 
 
 def build_dispatcher(
