@@ -1,7 +1,7 @@
 # Two images from one file, each with only what its processes use:
 #   docker build --target serve -t emobot:serve .   # bot, worker, `emobot predict`: no TensorFlow
 #   docker build --target train -t emobot:train .   # trainer, migrate (converts old models)
-# Every process runs as `python -m emobot bot|worker|trainer|run --prepare-only|…`.
+# Every process runs as `python -m cli bot|worker|trainer|run --prepare-only|…`.
 FROM python:3.11-slim AS base
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -22,9 +22,9 @@ COPY . .
 FROM base AS serve
 RUN pip install -e '.[serve]'
 USER emobot
-CMD ["python", "-m", "emobot", "--help"]
+CMD ["python", "-m", "cli", "--help"]
 
 FROM base AS train
 RUN pip install -e '.[train]'
 USER emobot
-CMD ["python", "-m", "emobot", "--help"]
+CMD ["python", "-m", "cli", "--help"]

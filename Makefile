@@ -29,7 +29,7 @@ lint: install
 # processes read (committed; tests/test_i18n.py fails when one is stale or a key is missing).
 l10n: install
 	$(VENV)/bin/pybabel extract --no-default-keywords -k t:2 -k Rejected:1 \
-		-o emobot/locales/emobot.pot bot worker trainer emobot db ml
+		-o emobot/locales/emobot.pot bot worker trainer emobot runtime cli db ml
 	$(VENV)/bin/pybabel compile --statistics -D emobot -d emobot/locales
 
 format: install

@@ -224,7 +224,7 @@ def predict_cli(photos: list[tuple[str, bytes, int]], y: np.ndarray) -> float:
             (Path(folder) / name).parent.mkdir(parents=True, exist_ok=True)
             (Path(folder) / name).write_bytes(data)
         out = subprocess.run(
-            [sys.executable, "-m", "emobot", "predict", "--json", folder],
+            [sys.executable, "-m", "cli", "predict", "--json", folder],
             capture_output=True,
             text=True,
             check=False,

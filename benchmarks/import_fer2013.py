@@ -21,10 +21,10 @@ from pathlib import Path
 import asyncpg
 from moto.server import ThreadedMotoServer
 
+from cli.importer import import_archive
 from db.blobs import BlobStore, LocalBlobStore, S3BlobStore
 from db.engine import make_engine, make_sessionmaker
 from db.migrate import upgrade
-from emobot.importer import import_archive
 
 logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto logs every request
 PG_ADMIN_DSN = os.environ.get("TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -33,9 +33,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,54 +41,15 @@ import asyncpg
 import cv2
 from sqlalchemy import func, select
 
+from benchmarks.emulators import Answers, DialogEmulator, TimedEmulator
 from db.engine import make_engine, make_sessionmaker
 from db.models import PredictionRequest
-from playground.botapi import BotAPIEmulator, BotAPIServer, BotCall, FakeUser, Json
+from playground.botapi import BotAPIServer, BotCall, FakeUser
 
 ROOT = Path(__file__).resolve().parents[1]
 FACES = ROOT / "tests" / "data" / "faces"
 PG_ADMIN_DSN = os.environ.get("TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 TOKEN = "9:load"
-QUEUED_NOTICE = "working on it"  # the bot's "photo received" message (users speak English)
-
-
-@dataclass
-class Answers:
-    """When each user sent and when the answers came, stamped as the fake Bot API records them."""
-
-    sent: dict[int, float] = field(default_factory=dict)
-    answered: dict[int, list[float]] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
-
-
-class TimedEmulator(BotAPIEmulator):
-    """The fake Bot API, stamping the worker's answers as they arrive (scanning every chat's
-    calls per change would cost more than the platform under test)."""
-
-    def __init__(self, answers: Answers, expected: int) -> None:
-        super().__init__()
-        self.answers = answers
-        self.expected = expected
-        self.all_answered = asyncio.Event()
-
-    def _record(
-        self,
-        method: str,
-        chat_id: int | None,
-        params: Json,
-        message_id: int | None = None,
-        files: dict[str, bytes] | None = None,
-    ) -> BotCall:
-        call = super()._record(method, chat_id, params, message_id, files)
-        if chat_id in self.answers.sent and call.is_message:
-            text = call.text or ""
-            if call.method == "sendPhoto" or "%" in text:
-                self.answers.answered.setdefault(chat_id, []).append(time.perf_counter())
-                if len(self.answers.answered) == self.expected:
-                    self.all_answered.set()
-            elif QUEUED_NOTICE not in text:
-                self.answers.errors.append(f"{chat_id}: {text[:80]}")
-        return call
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -123,7 +82,7 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
                     "DATA_DIR": str(Path(tmp) / "var"),
                     "LOG_LEVEL": "WARNING",
                 }
-                prepare = [sys.executable, "-m", "emobot", "run", "--prepare-only"]
+                prepare = [sys.executable, "-m", "cli", "run", "--prepare-only"]
                 done = await asyncio.to_thread(
                     subprocess.run, prepare, env=env, capture_output=True, text=True
                 )
@@ -132,7 +91,7 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
 
                 def start(command: str) -> None:
                     log = (Path(tmp) / f"{command}-{len(processes)}.log").open("wb")
-                    command_line = [sys.executable, "-m", "emobot", command]
+                    command_line = [sys.executable, "-m", "cli", command]
                     processes.append(
                         subprocess.Popen(command_line, env=env, stdout=log, stderr=log, cwd=ROOT)
                     )
@@ -225,47 +184,8 @@ def _cpu_seconds(pid: int) -> float:
 
 def _start_bot(env: dict[str, str], log: Path) -> "subprocess.Popen[bytes]":
     out = log.open("wb")
-    command = [sys.executable, "-m", "emobot", "bot"]
+    command = [sys.executable, "-m", "cli", "bot"]
     return subprocess.Popen(command, env=env, stdout=out, stderr=out, cwd=ROOT)
-
-
-class DialogEmulator(BotAPIEmulator):
-    """The fake Bot API keeping each chat's calls apart and waking only that chat's waiter
-    (one scan of every call per change for 300 waiters would cost more than the bot)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.by_chat: dict[int, list[BotCall]] = {}
-        self.changed: dict[int, asyncio.Event] = {}
-
-    def _record(
-        self,
-        method: str,
-        chat_id: int | None,
-        params: Json,
-        message_id: int | None = None,
-        files: dict[str, bytes] | None = None,
-    ) -> BotCall:
-        call = super()._record(method, chat_id, params, message_id, files)
-        if chat_id is not None:
-            self.by_chat.setdefault(chat_id, []).append(call)
-            self.changed.setdefault(chat_id, asyncio.Event()).set()
-        return call
-
-    async def next_call(
-        self, chat_id: int, accept: "Callable[[BotCall], bool]", after: int, seconds: float
-    ) -> tuple[BotCall, int]:
-        """The first call in the chat from index `after` on that `accept`s, and the index
-        after it; TimeoutError when none comes within `seconds`."""
-        async with asyncio.timeout(seconds):
-            while True:
-                calls = self.by_chat.get(chat_id, [])
-                for index in range(after, len(calls)):
-                    if accept(calls[index]):
-                        return calls[index], index + 1
-                event = self.changed.setdefault(chat_id, asyncio.Event())
-                event.clear()
-                await event.wait()
 
 
 # What each dialog ends with, and the texts that are no answer but a failure.
@@ -307,7 +227,7 @@ async def run_dialogs(args: argparse.Namespace) -> dict[str, Any]:
                     "DB_POOL_SIZE": str(args.pool),
                     "DB_MAX_OVERFLOW": "0",
                 }
-                migrate = [sys.executable, "-m", "emobot", "migrate"]
+                migrate = [sys.executable, "-m", "cli", "migrate"]
                 done = await asyncio.to_thread(
                     subprocess.run, migrate, env=env, capture_output=True, text=True, cwd=ROOT
                 )

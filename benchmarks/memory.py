@@ -94,7 +94,7 @@ class Platform:
         for name in ("DATABASE_URL", "BOT_TOKEN", "METRICS_PORT"):
             env.pop(name, None)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "emobot", "run", "--port", str(self.port)],
+            [sys.executable, "-m", "cli", "run", "--port", str(self.port)],
             cwd=ROOT,
             env=env,
             stdout=self.log.open("wb"),
@@ -274,7 +274,7 @@ async def during_training(run: Platform, chat: Chat) -> dict[str, dict[str, floa
     env = {**os.environ, "DATABASE_URL": url, "DATA_DIR": str(run.folder / "var")}
     env["BLOB_STORE_URL"] = f"file://{run.folder / 'var' / 'blobs'}"
     importer = await asyncio.create_subprocess_exec(
-        *[sys.executable, "-m", "emobot", "import-fer2013", str(SHARED / "fer2013.zip")],
+        *[sys.executable, "-m", "cli", "import-fer2013", str(SHARED / "fer2013.zip")],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

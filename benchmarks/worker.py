@@ -1,7 +1,7 @@
 """How fast the prediction worker answers, with the shipped model on this machine.
 
 1. The raw model: faces/s of `Classifier.predict` at batch 1, 8, 32 and 64.
-2. The worker as it runs in production (`python -m worker`, its own process) against a fresh
+2. The worker as it runs in production (`python -m cli worker`, its own process) against a fresh
    PostgreSQL database, a local blob store and the fake Bot API: requests (one face each) are
    enqueued at 5, 20 and 50 per second, then all at once (`burst`); throughput is answered
    requests per second from the first enqueue to the last reply, latency is enqueue → the Bot
@@ -98,13 +98,12 @@ class TimedEmulator(BotAPIEmulator):
 
     def __init__(self) -> None:
         super().__init__()
+        self.observe(self._stamp)
         self.replied_at: dict[int, float] = {}
 
-    def _record(self, *args: Any, **kwargs: Any) -> BotCall:
-        call = super()._record(*args, **kwargs)
+    def _stamp(self, call: BotCall) -> None:
         if call.is_message and call.chat_id is not None:
             self.replied_at.setdefault(call.chat_id, time.perf_counter())
-        return call
 
 
 @dataclass
@@ -232,7 +231,7 @@ async def worker_runs(
                 "BATCH_WAIT_MS": "50" if batching else "0",
             }
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "worker", cwd=ROOT, env=env
+                sys.executable, "-m", "cli", "worker", cwd=ROOT, env=env
             )
             try:
                 # The model is loaded when this is answered.

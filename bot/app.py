@@ -41,9 +41,9 @@ from bot.services.predict import SkippedPhotos
 from db.engine import Storage, make_sessionmaker
 from db.fsm import PostgresStorage
 from emobot.i18n import LANGUAGES, t
-from emobot.serving import Serving, serve
 from emobot.settings import WEBHOOK_SECRET_MISSING, Settings
-from emobot.telegram import ConfigurationError, make_bot
+from runtime.serving import Serving, serve
+from runtime.telegram import ConfigurationError, make_bot
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,9 @@ WEBHOOK_PATH = "/telegram/webhook"
 
 
 def build_bot(settings: Settings) -> Bot:
-    """The bot's Bot API client: Telegram's flood control honoured on every request."""
-    return make_bot(settings, RetryAfter())
+    """The bot's Bot API client: Telegram's flood control honoured on every request, up to
+    the wait the worker's answers accept too."""
+    return make_bot(settings, RetryAfter(settings.flood_wait_max_seconds))
 
 
 def build_dispatcher(
@@ -152,7 +153,7 @@ async def set_commands(bot: Bot, settings: Settings) -> None:
 
 class BotService:
     """The Dispatcher fed by long polling, or by a webhook server when WEBHOOK_URL is set; run
-    by emobot.serving.serve like the worker and the trainer."""
+    by runtime.serving.serve like the worker and the trainer."""
 
     def __init__(self, bot: Bot, dispatcher: Dispatcher, settings: Settings):
         self.bot = bot

@@ -306,9 +306,10 @@ class Throttling(BaseMiddleware):
 
 
 class RetryAfter(BaseRequestMiddleware):
-    """Waits as long as Telegram's flood control asks and sends again (a few times at most)."""
+    """Waits as long as Telegram's flood control asks and sends again (a few times at most);
+    a wait longer than `max_wait` is not waited: FLOOD_WAIT_MAX_SECONDS, the worker's rule."""
 
-    def __init__(self, attempts: int = 3, max_wait: float = 60.0) -> None:
+    def __init__(self, max_wait: float, attempts: int = 3) -> None:
         self.attempts = attempts
         self.max_wait = max_wait
 

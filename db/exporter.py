@@ -28,7 +28,7 @@ from db.samples import export_query
 
 RAW_ID, PSEUDONYM = "contributor_id", "contributor_key"
 
-# The export's list of files with their metadata (emobot.importer reads it back).
+# The export's list of files with their metadata (cli.importer reads it back).
 MANIFEST = "manifest.csv"
 
 

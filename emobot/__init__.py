@@ -1,4 +1,7 @@
-"""Emotion bot platform: settings and the `emobot` command line shared by every process."""
+"""The kernel every layer may import: settings, labels, the i18n catalogue, logging and the
+face hash. It imports nothing of the platform (ml, db, the processes, runtime, cli).
+
+The `emobot` command lives in cli/ (`python -m cli`)."""
 
 import os
 

@@ -84,8 +84,9 @@ class Settings(BaseSettings):
     # to miss six renewals in a row to lose them.
     lease_seconds: int = Field(3, ge=1)
     max_attempts: int = Field(3, ge=1)
-    # Telegram's flood control for one chat: its answer goes back to the queue for as long as
-    # Telegram asks, up to this; a longer wait gives the answer up (nothing reaches that chat).
+    # Telegram's flood control for one chat: the worker's answer goes back to the queue for as
+    # long as Telegram asks, and the bot waits before sending again, up to this; a longer wait
+    # gives the message up (nothing reaches that chat).
     flood_wait_max_seconds: int = Field(60, ge=1)
     poll_seconds: float = Field(5.0, gt=0)
     model_path: Path | None = None

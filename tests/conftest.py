@@ -183,7 +183,7 @@ def fer2013_zip() -> Path:
 
 
 def child_env(settings: Settings, **extra: str) -> dict[str, str]:
-    """The environment of a `python -m emobot …` child process: the test database and bucket."""
+    """The environment of a `python -m cli …` child process: the test database and bucket."""
     return {
         **os.environ,
         "DATABASE_URL": settings.database_url or "",

@@ -9,8 +9,8 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from cli.main import command_names
 from db.models import Sample
-from emobot.cli import command_names
 from emobot.settings import Settings
 from ml.ferplus import COLUMNS
 from tests.conftest import FIXTURE_ARCHIVE, child_env
@@ -24,7 +24,7 @@ def emobot(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
         **child_env(settings),
     }
     return subprocess.run(
-        [sys.executable, "-m", "emobot", *args],
+        [sys.executable, "-m", "cli", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -34,7 +34,7 @@ def emobot(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_help_lists_the_commands() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "emobot", "--help"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "cli", "--help"], capture_output=True, text=True, check=True
     ).stdout
     for command in ("migrate", "import-fer2013", "import-ferplus", "export", "stats"):
         assert command in out
@@ -118,7 +118,7 @@ async def test_a_bad_votes_file_is_refused_before_anything_is_imported(
 def test_invalid_setting_names_the_variable(settings: Settings) -> None:
     env = {**os.environ, "BATCH_SIZE": "lots"}
     result = subprocess.run(
-        [sys.executable, "-m", "emobot", "stats"], env=env, capture_output=True, text=True
+        [sys.executable, "-m", "cli", "stats"], env=env, capture_output=True, text=True
     )
     assert result.returncode != 0 and "BATCH_SIZE" in result.stderr
 
@@ -165,7 +165,7 @@ def test_a_command_on_the_embedded_database_prints_no_library_lines(tmp_path: Pa
     }
     env.update(DATA_DIR=str(tmp_path / "var"), BLOB_STORE_URL=f"file://{tmp_path}/var/blobs")
     result = subprocess.run(
-        [sys.executable, "-m", "emobot", "migrate"],
+        [sys.executable, "-m", "cli", "migrate"],
         env=env,
         cwd=tmp_path,
         capture_output=True,

@@ -48,7 +48,7 @@ def test_every_key_the_code_names_is_in_the_catalogue() -> None:
     keys = {m.id for m in catalogue("en") if m.id}
     named = {
         message
-        for folder in ("bot", "worker", "trainer", "emobot", "db", "ml")
+        for folder in ("bot", "worker", "trainer", "emobot", "runtime", "cli", "db", "ml")
         for _, _, message, _, _ in extract_from_dir(
             ROOT / folder, [("**.py", "python")], keywords=KEYWORDS
         )

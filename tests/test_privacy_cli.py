@@ -17,7 +17,7 @@ from tests.conftest import child_env
 
 def emobot(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "emobot", *args],
+        [sys.executable, "-m", "cli", *args],
         env=child_env(settings, **env),
         capture_output=True,
         text=True,

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from emobot.report import metrics_table
 from ml.metrics import summarise
+from runtime.report import metrics_table
 
 
 def test_the_table_names_every_number_in_the_readers_language() -> None:

@@ -1,4 +1,4 @@
-"""emobot.serving.serve, which runs the bot, the worker and the trainer: it waits for an
+"""runtime.serving.serve, which runs the bot, the worker and the trainer: it waits for an
 unreachable database instead of exiting, and a SIGTERM stops the service within the grace
 period, cutting short one that does not stop by itself."""
 
@@ -9,8 +9,8 @@ from contextlib import AsyncExitStack
 from aiogram import Bot
 
 from db.engine import Storage
-from emobot.serving import Build, Serving, serve
 from emobot.settings import Settings
+from runtime.serving import Build, Serving, serve
 from tests.trainer.test_service import DatabaseGate
 
 

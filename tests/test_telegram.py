@@ -4,7 +4,7 @@ import pytest
 from pydantic import SecretStr
 
 from emobot.settings import Settings
-from emobot.telegram import PLAYGROUND_TOKEN, ConfigurationError, make_bot
+from runtime.telegram import PLAYGROUND_TOKEN, ConfigurationError, make_bot
 
 
 async def test_the_token_rule() -> None:

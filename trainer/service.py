@@ -24,17 +24,17 @@ from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import BufferedInputFile, InputMediaPhoto
 
-import emobot.serving
+import runtime.serving
 from db import registry
 from db.engine import Storage
 from db.models import TrainingRun
 from db.notify import LISTEN_ERRORS, listen
 from db.readiness import DatasetNotReady
 from emobot.i18n import t
-from emobot.report import metrics_table
-from emobot.serving import DATABASE_ERRORS, Backoff, Serving
 from emobot.settings import Settings
 from ml.job_params import JobParams
+from runtime.report import metrics_table
+from runtime.serving import DATABASE_ERRORS, Backoff, Serving
 from trainer import metrics
 
 if TYPE_CHECKING:
@@ -287,11 +287,11 @@ class Trainer:
 
 
 def serve(settings: Settings) -> None:
-    """Run the trainer until SIGTERM or Ctrl-C (`emobot trainer`, `python -m trainer`)."""
+    """Run the trainer until SIGTERM or Ctrl-C (`emobot trainer`)."""
 
     def build(storage: Storage, bot: Bot | None, _: AsyncExitStack) -> Serving:
         return Serving(Trainer(settings, storage, bot))
 
     # Not asyncio.run: a training cut short at the end of the grace period goes on in its
     # thread, which must not keep the process alive (its run resumes at the next start).
-    emobot.serving.run_command(emobot.serving.serve(settings, "trainer", build, needs_bot=False))
+    runtime.serving.run_command(runtime.serving.serve(settings, "trainer", build, needs_bot=False))

@@ -8,7 +8,7 @@ Create Date: 2026-12-02 10:00:00.000000
 (ml.near_dupes), and `near_conflict`: a near-copy of another sample with a different label.
 No backfill here: the hashes need the images (blob store) and the face detector, which a
 schema change should not depend on. Contributed photos get them when the platform is prepared
-after the migrations (`emobot run`, compose's migrate: emobot.importer.hash_old_contributions),
+after the migrations (`emobot run`, compose's migrate: cli.importer.hash_old_contributions),
 FER2013 rows when `emobot import-fer2013` runs again (it reads the archive anyway and fills in
 what is missing). Rows without hashes are never matched.
 """

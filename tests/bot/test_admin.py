@@ -10,11 +10,11 @@ import aiohttp
 import pytest
 from sqlalchemy import delete, select
 
+from cli.importer import import_archive
 from db.blobs import LocalBlobStore
 from db.engine import Storage
 from db.models import Sample, TrainingRun
 from db.registry import active_model, promote, register_model
-from emobot.importer import import_archive
 from emobot.settings import Settings
 from tests.bot.conftest import ADMIN, BotHarness, running_harness, text_has
 from tests.bot.test_predict_mine import contribute_directly
@@ -110,7 +110,7 @@ async def test_the_bot_answers_while_an_export_is_built(
 ) -> None:
     """/export is a background job: the admin's next command is answered before the archive
     is done (the handler once held the admin's updates, and a connection, for the export)."""
-    from bot.services import admin as service
+    from bot.services.admin import export as service
 
     await contribute_directly(harness, 55, 2)
     release = asyncio.Event()

@@ -4,9 +4,11 @@ import asyncio
 
 import pytest
 from aiogram import F, Router
+from aiogram.exceptions import TelegramRetryAfter
 from aiogram.types import Message
 from sqlalchemy import func, select
 
+from bot.app import build_bot
 from db.models import SeenUpdate
 from tests.bot.conftest import ADMIN, BotHarness, text_has
 
@@ -131,6 +133,22 @@ async def test_flood_control_retry_after_is_honoured(harness: BotHarness) -> Non
     user.send_text("/help")
     reply = await harness.reply(user, seconds=10)
     assert "What I can do" in reply.text
+
+
+async def test_a_flood_wait_longer_than_the_setting_is_given_up(harness: BotHarness) -> None:
+    """One rule for the bot and the worker: FLOOD_WAIT_MAX_SECONDS."""
+    user = harness.user(11, "Bea", "en")
+    bot = build_bot(harness.settings.model_copy(update={"flood_wait_max_seconds": 1}))
+    try:
+        harness.emulator.fail_next("sendMessage", retry_after=2)
+        with pytest.raises(TelegramRetryAfter):
+            await bot.send_message(user.id, "not sent again")
+        harness.emulator.fail_next("sendMessage", retry_after=1)
+        await bot.send_message(user.id, "sent again")
+    finally:
+        await bot.session.close()
+    sent = [c.text for c in harness.emulator.calls_in(user.id, after=0) if c.is_message]
+    assert sent == ["sent again"]
 
 
 async def test_errors_are_logged_and_apologised_for(

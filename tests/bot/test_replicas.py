@@ -41,7 +41,7 @@ class Replica:
             METRICS_PORT=str(self.metrics_port),
         )
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "emobot", "bot"],
+            [sys.executable, "-m", "cli", "bot"],
             env=env,
             cwd=ROOT,
             text=True,

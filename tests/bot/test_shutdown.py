@@ -1,4 +1,4 @@
-"""SIGTERM to a real bot process (`python -m emobot bot`) while it handles an update, as every
+"""SIGTERM to a real bot process (`python -m cli bot`) while it handles an update, as every
 Kubernetes rollout sends it: the update in hand is answered, then the process exits 0. The fake
 Bot API holds the photo's download, so the handler is in flight when the signal comes."""
 
@@ -26,13 +26,13 @@ HEADERS = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
 
 
 class BotProcess:
-    """`python -m emobot bot`, its output in a file (a pipe nobody reads could fill up)."""
+    """`python -m cli bot`, its output in a file (a pipe nobody reads could fill up)."""
 
     def __init__(self, settings: Settings, log: Path, **env: str) -> None:
         self.log = log
         with log.open("w") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "emobot", "bot"],
+                [sys.executable, "-m", "cli", "bot"],
                 env=child_env(settings, **env),
                 cwd=ROOT,
                 stdout=out,

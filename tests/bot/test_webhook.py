@@ -14,8 +14,8 @@ from pydantic import SecretStr, ValidationError
 from bot.app import WEBHOOK_PATH, build_dispatcher, run_bot
 from db.engine import Storage
 from emobot.settings import Settings, SettingsError, get_settings
-from emobot.telegram import ConfigurationError
 from playground.botapi import BotAPIEmulator, BotAPIServer
+from runtime.telegram import ConfigurationError
 from tests.bot.conftest import text_has
 from tests.conftest import child_env, free_port
 
@@ -110,7 +110,7 @@ def test_the_bot_command_refuses_a_webhook_without_a_secret(
     )
     env.pop("WEBHOOK_SECRET", None)
     result = subprocess.run(
-        [sys.executable, "-m", "emobot", "bot"],
+        [sys.executable, "-m", "cli", "bot"],
         env=env,
         cwd=tmp_path,  # no .env there
         capture_output=True,

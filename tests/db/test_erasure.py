@@ -7,6 +7,7 @@ import cv2
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from cli.importer import import_archive
 from db import queue
 from db.blob_refs import put_photo
 from db.blobs import BlobStore
@@ -17,7 +18,6 @@ from db.models import FsmState, PredictionRequest, Sample, TrainingRun
 from db.samples import dataset_version
 from db.training_set import train_refs
 from db.users import give_consent, upsert_user
-from emobot.importer import import_archive
 from tests.conftest import FIXTURE_ARCHIVE
 
 Sessions = async_sessionmaker[AsyncSession]

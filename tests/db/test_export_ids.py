@@ -10,13 +10,13 @@ import numpy as np
 from pydantic import SecretStr
 from sqlalchemy import select
 
+from cli.importer import import_archive
 from db.blobs import LocalBlobStore
 from db.contributions import Contribution, add_contribution
 from db.engine import Storage
 from db.exporter import export_dataset, pseudonym
 from db.models import Sample
 from db.users import upsert_user
-from emobot.importer import import_archive
 
 ANN, BOB = 555_000_111, 555_000_222
 

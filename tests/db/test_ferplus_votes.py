@@ -5,10 +5,10 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from cli.importer import import_archive, import_votes
 from db.engine import Storage
 from db.models import Sample
 from db.samples import dataset_version, insert_samples
-from emobot.importer import import_archive, import_votes
 from ml.ferplus import COLUMNS, read_votes
 from tests.conftest import FIXTURE_ARCHIVE
 from tests.ml.test_ferplus import fake_votes

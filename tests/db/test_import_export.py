@@ -10,12 +10,12 @@ import numpy as np
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from cli.importer import import_archive, import_votes
 from db.blobs import LocalBlobStore
 from db.engine import Storage
 from db.exporter import export_dataset
 from db.models import Sample
 from db.stats import dataset_stats
-from emobot.importer import import_archive, import_votes
 from ml.ferplus import read_votes
 from tests.conftest import FIXTURE_ARCHIVE
 from tests.ml.test_ferplus import fake_votes

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.services.contribute import find_one_face
+from cli.importer import hash_old_contributions
 from db.blob_refs import put_photo
 from db.contributions import (
     Added,
@@ -21,7 +22,6 @@ from db.erasure import erase_rows
 from db.models import Sample
 from db.samples import ensure_users, trainable_counts
 from emobot.face_hash import BLOCK_MAX, PHASH_MAX, FaceHash
-from emobot.importer import hash_old_contributions
 from tests.bot.conftest import FACES, different_faces
 
 Sessions = async_sessionmaker[AsyncSession]

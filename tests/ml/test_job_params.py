@@ -2,7 +2,7 @@
 
 import pytest
 
-from emobot.cli import _build
+from cli.main import _build
 from ml.architectures import ARCHITECTURES
 from ml.job_params import JobParams, ParamError
 from ml.params import ARCH_NAMES, TrainConfig

@@ -10,10 +10,10 @@ from pathlib import Path
 def start_emobot_run(
     args: Sequence[str], env: dict[str, str], cwd: Path, timeout_s: float
 ) -> tuple[subprocess.Popen[str], list[str]]:
-    """`python -m emobot run ARGS`, returned once it says "platform up"; the lines read so far
+    """`python -m cli run ARGS`, returned once it says "platform up"; the lines read so far
     come back too, and fail the test if it exits or takes longer than `timeout_s`."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "emobot", "run", *args],
+        [sys.executable, "-m", "cli", "run", *args],
         env=env,
         cwd=cwd,
         text=True,

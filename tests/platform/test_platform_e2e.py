@@ -1,5 +1,5 @@
 """The platform end to end through the real bot: `emobot bot` and `emobot worker` run as separate
-OS processes (`python -m emobot`) against the fake Bot API (served by this test process), the test
+OS processes (`python -m cli`) against the fake Bot API (served by this test process), the test
 PostgreSQL database and moto S3. Users act only through the fake Bot API, as they would in
 Telegram; the database is read to check what the processes stored.
 """
@@ -18,11 +18,11 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from cli.importer import import_archive
 from db import queue, registry
 from db.blobs import sha256_hex
 from db.engine import Storage
 from db.models import PredictionRequest, Sample
-from emobot.importer import import_archive
 from emobot.settings import Settings
 from playground.botapi import BotAPIEmulator, BotAPIServer, BotCall, FakeUser
 from tests.bot.conftest import different_faces
@@ -34,7 +34,7 @@ ADMIN = 1000
 
 
 class Platform:
-    """The fake Bot API plus the platform's processes, started with `python -m emobot`."""
+    """The fake Bot API plus the platform's processes, started with `python -m cli`."""
 
     def __init__(self, emulator: BotAPIEmulator, env: dict[str, str], logs: Path):
         self.emulator = emulator
@@ -45,7 +45,7 @@ class Platform:
     def start(self, command: str) -> subprocess.Popen[bytes]:
         log = (self.logs / f"{command}-{len(self.running)}.log").open("wb")
         process = subprocess.Popen(
-            [sys.executable, "-m", "emobot", command], env=self.env, stdout=log, stderr=log
+            [sys.executable, "-m", "cli", command], env=self.env, stdout=log, stderr=log
         )
         self.running.append(process)
         return process
@@ -99,7 +99,7 @@ def platform(
         "LOG_LEVEL": "INFO",
     }
     prepared = subprocess.run(
-        [sys.executable, "-m", "emobot", "run", "--prepare-only"],
+        [sys.executable, "-m", "cli", "run", "--prepare-only"],
         env=env,
         capture_output=True,
         text=True,

@@ -24,8 +24,8 @@ from aiogram.types import (
 )
 from playwright.async_api import Page, async_playwright, expect
 
-from emobot.telegram import PLAYGROUND_TOKEN
 from playground.web import Playground
+from runtime.telegram import PLAYGROUND_TOKEN
 from tests.conftest import missing_tool
 
 CHROMIUM = "/usr/bin/chromium"

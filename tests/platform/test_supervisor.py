@@ -15,10 +15,10 @@ import asyncpg
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from cli.supervisor import SHIPPED_MODEL, Child, Supervisor
 from db.blobs import S3BlobStore
 from db.registry import list_models
 from emobot.settings import Settings
-from emobot.supervisor import SHIPPED_MODEL, Child, Supervisor
 from ml.inference import Classifier, flatbuffer_key, flatbuffer_path
 from ml.keras_classifier import PARITY_TOLERANCE, parity_faces
 from tests.conftest import child_env, free_port
@@ -58,7 +58,7 @@ async def test_restarts_a_crashing_child_with_backoff_and_stops_the_rest() -> No
 
 def _emobot(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "emobot", *args],
+        [sys.executable, "-m", "cli", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -123,7 +123,7 @@ async def test_run_starts_embedded_database_and_playground_and_keeps_data(tmp_pa
 
 def test_run_refuses_unknown_process_names() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "emobot", "run", "--processes", "bot,webserver"],
+        [sys.executable, "-m", "cli", "run", "--processes", "bot,webserver"],
         capture_output=True,
         text=True,
         timeout=60,

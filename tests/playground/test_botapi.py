@@ -64,6 +64,20 @@ async def test_get_me_and_commands_per_scope(bot: Bot, emulator: BotAPIEmulator)
     assert await bot.delete_webhook(drop_pending_updates=True)
 
 
+async def test_an_observer_sees_every_call_as_it_is_recorded(
+    bot: Bot, emulator: BotAPIEmulator
+) -> None:
+    alice = emulator.user(42, "Alice", language_code="en")
+    seen: list[tuple[int, str, int | None, int]] = []
+    emulator.observe(
+        lambda call: seen.append((call.seq, call.method, call.chat_id, len(emulator.calls)))
+    )
+    await bot.send_message(alice.id, "one")
+    await bot.send_chat_action(alice.id, "typing")
+    await bot.get_me()  # no call to record: nothing the bot did in a chat
+    assert seen == [(1, "sendMessage", 42, 1), (2, "sendChatAction", 42, 2)]
+
+
 async def test_updates_offset_confirms_and_long_poll_wakes(
     bot: Bot, emulator: BotAPIEmulator
 ) -> None:

@@ -10,10 +10,10 @@ from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 
-from emobot.telegram import PLAYGROUND_TOKEN
 from playground.botapi import BotAPIEmulator
 from playground.groups import entities
 from playground.web import Playground
+from runtime.telegram import PLAYGROUND_TOKEN
 
 PHOTO = (Path(__file__).parents[1] / "data" / "faces" / "astronaut.jpg").read_bytes()
 

@@ -14,13 +14,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import trainer.job
+from cli.importer import import_archive, import_votes
 from db import queue, registry, training_set
 from db.engine import Storage
 from db.models import Feedback, Sample, User
 from db.readiness import DatasetNotReady
 from db.samples import dataset_version, insert_samples, trainable_counts
 from db.training_set import SampleRef, train_refs
-from emobot.importer import import_archive, import_votes
 from emobot.labels import CLASS_INDEX
 from ml.faces import decode_image, find_faces
 from ml.ferplus import COLUMNS, read_votes

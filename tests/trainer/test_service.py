@@ -15,14 +15,14 @@ from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from cli.importer import import_archive
 from db import registry
 from db.engine import Storage, make_engine, make_sessionmaker
 from db.models import TrainingRun
 from db.samples import ensure_users
-from emobot.importer import import_archive
 from emobot.settings import Settings
-from emobot.telegram import make_bot
 from playground.botapi import BotAPIEmulator, BotAPIServer
+from runtime.telegram import make_bot
 from tests.conftest import FIXTURE_ARCHIVE, child_env, free_port
 from tests.ml.test_ferplus import fake_votes
 from trainer.service import Trainer
@@ -287,7 +287,7 @@ async def test_the_trainer_waits_for_the_database_instead_of_exiting(
 def _start_trainer(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("w") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "emobot", "trainer"],
+            [sys.executable, "-m", "cli", "trainer"],
             env=env,
             cwd=ROOT,
             stdout=out,

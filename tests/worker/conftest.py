@@ -17,8 +17,8 @@ from db import queue
 from db.engine import Storage
 from emobot.labels import CLASSES
 from emobot.settings import Settings
-from emobot.telegram import make_bot
 from playground.botapi import BotAPIEmulator, BotAPIServer
+from runtime.telegram import make_bot
 from worker.service import Worker
 
 ROOT = Path(__file__).parents[2]
@@ -150,7 +150,7 @@ async def enqueue_key(
 async def start_worker_process(
     settings: Settings, **overrides: object
 ) -> asyncio.subprocess.Process:
-    """`python -m worker` with these settings (and `overrides`, as environment variables)."""
+    """`python -m cli worker` with these settings (and `overrides`, as environment variables)."""
     assert settings.bot_token is not None and settings.aws_secret_access_key is not None
     values = {
         "DATABASE_URL": settings.database_url,
@@ -171,6 +171,7 @@ async def start_worker_process(
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
+        "cli",
         "worker",
         cwd=ROOT,
         env=env,

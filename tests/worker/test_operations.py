@@ -134,7 +134,7 @@ async def embedded_postgres(pgdata: Path, action: str) -> str:
     start again once stopped. Stopping takes a handle to the running server first."""
     steps = {"start": "print(server.start())", "stop": "server.start(); server.stop()"}
     script = (
-        "import sys; from pathlib import Path; from emobot.supervisor import EmbeddedPostgres; "
+        "import sys; from pathlib import Path; from cli.supervisor import EmbeddedPostgres; "
         f"server = EmbeddedPostgres(Path(sys.argv[1])); {steps[action]}"
     )
     process = await asyncio.create_subprocess_exec(

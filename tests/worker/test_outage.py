@@ -13,8 +13,8 @@ from db.engine import Storage, make_engine, make_sessionmaker
 from db.migrate import upgrade
 from db.models import PredictionRequest
 from emobot.settings import Settings
-from emobot.telegram import make_bot
 from playground.botapi import BotAPIEmulator, BotAPIServer
+from runtime.telegram import make_bot
 from tests.conftest import fer_face
 from tests.worker.conftest import enqueue_key, running, start_worker_process, wait_until
 from tests.worker.tcpproxy import TcpProxy
@@ -114,7 +114,7 @@ async def test_a_worker_process_pauses_while_its_postgresql_restarts(
     botapi: tuple[BotAPIEmulator, BotAPIServer],
     tmp_path: Path,
 ) -> None:
-    """`python -m worker` on an embedded PostgreSQL that is stopped mid-burst and started again
+    """`python -m cli worker` on an embedded PostgreSQL that is stopped mid-burst and started again
     5 s later: every photo answered once, with its answer, no attempt counted."""
     emulator, _ = botapi
     chats = range(41_001, 41_005)

@@ -1,4 +1,4 @@
-"""Workers as real OS processes (`python -m worker`): killed mid-batch, or stopped by SIGTERM."""
+"""Workers as OS processes (`python -m cli worker`): killed mid-batch, or stopped by SIGTERM."""
 
 import asyncio
 import signal
@@ -10,8 +10,8 @@ from db import queue
 from db.engine import Storage
 from db.models import PredictionRequest
 from emobot.settings import Settings
-from emobot.telegram import make_bot
 from playground.botapi import BotAPIEmulator, BotAPIServer
+from runtime.telegram import make_bot
 from tests.conftest import fer_face
 from tests.worker.conftest import running, start_worker_process, wait_until
 from worker.service import Worker

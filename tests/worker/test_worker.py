@@ -291,7 +291,7 @@ async def test_three_workers_answer_300_requests_exactly_once(
             for i in range(300)
         ]
     settings = worker_settings.model_copy(update={"batch_size": 16})
-    from emobot.telegram import make_bot
+    from runtime.telegram import make_bot
 
     bots = [make_bot(settings) for _ in range(3)]
     workers = [Worker(settings, storage, b, name=f"w{i}") for i, b in enumerate(bots)]

@@ -3,7 +3,7 @@
 It owns what the processes share: the embedded PostgreSQL server (when DATABASE_URL is unset;
 the children get its concrete URL, so none of them starts a server of its own), the schema
 (migrations), the first model in the registry, and — when BOT_TOKEN is unset — the playground
-Bot API with its web chat page. Then it starts `python -m emobot bot|worker|trainer` as child
+Bot API with its web chat page. Then it starts `python -m cli bot|worker|trainer` as child
 processes, restarts a crashed one with backoff and stops them all on Ctrl-C or SIGTERM.
 
 With METRICS_PORT set, each child serves its metrics and health checks on a port of its own:
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from emobot.cli import command_names
+from cli.main import command_names
 from emobot.settings import CANCEL_MARGIN_SECONDS, Settings
 
 if TYPE_CHECKING:
@@ -188,10 +188,10 @@ class DatabaseKeeper:
 async def prepare_database(settings: Settings) -> None:
     """Apply migrations (and fill in what they need the blob store for); register and activate
     the shipped model when the registry is empty."""
+    from cli.importer import hash_old_contributions
     from db.engine import open_storage
     from db.migrate import upgrade
     from db.registry import list_models, promote, register_model
-    from emobot.importer import hash_old_contributions
     from ml.inference import flatbuffer_key, flatbuffer_path
 
     async with open_storage(settings) as storage:
@@ -360,7 +360,7 @@ async def run_platform(
         # In a process of its own: migrations, the importer's hashing and a model conversion
         # load libraries the supervisor would otherwise hold on to for its whole life.
         prepare = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "emobot", "run", "--prepare-only", env=env
+            sys.executable, "-m", "cli", "run", "--prepare-only", env=env
         )
         if await prepare.wait() != 0:
             log.error("preparing the database failed (exit code %d)", prepare.returncode)
@@ -386,7 +386,7 @@ async def run_platform(
         children = []
         for name in processes:
             if name in available:
-                argv = [sys.executable, "-m", "emobot", name]
+                argv = [sys.executable, "-m", "cli", name]
                 child_env = env
                 if settings.metrics_port is not None:
                     port = metrics_port(settings.metrics_port, name)
@@ -400,7 +400,7 @@ async def run_platform(
 
         if keeper is not None:
             keeper.start()
-        # A child finishing its work in hand gets its whole grace period (emobot.serving).
+        # A child finishing its work in hand gets its whole grace period (runtime.serving).
         supervisor = Supervisor(
             children,
             stop_timeout=settings.shutdown_grace_seconds + CANCEL_MARGIN_SECONDS + 2,

@@ -1,7 +1,7 @@
 """Running a long-lived process (the bot, the worker, the trainer) until SIGTERM or Ctrl-C.
 
 The storage, the Bot API client, signal handlers that ask the service to stop, and the
-operations endpoint (emobot/operations.py) are set up here once for all three.
+operations endpoint (runtime/operations.py) are set up here once for all three.
 
 Stopping is the same everywhere: the first SIGTERM or SIGINT calls the service's `stop()`, which
 stops taking new work and lets `run()` return once the work in hand is done (or handed back)
@@ -25,9 +25,9 @@ from aiogram import Bot
 from sqlalchemy.exc import SQLAlchemyError
 
 from db.engine import Storage, open_storage, ping
-from emobot.operations import Check, serve_operations
 from emobot.settings import CANCEL_MARGIN_SECONDS, Settings
-from emobot.telegram import make_bot, telegram_configured
+from runtime.operations import Check, serve_operations
+from runtime.telegram import make_bot, telegram_configured
 
 log = logging.getLogger(__name__)
 

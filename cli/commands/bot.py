@@ -21,7 +21,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> None:
     from bot.app import run_bot
     from emobot.logs import exit_now
-    from emobot.serving import run_command
+    from runtime.serving import run_command
 
     run_command(run_bot(settings))
     exit_now(0)

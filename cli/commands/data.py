@@ -113,8 +113,8 @@ def _read_votes(path: Path) -> "dict[str, Votes] | None":
 def import_fer2013(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
+    from cli.importer import import_archive, import_votes
     from db.engine import open_storage
-    from emobot.importer import import_archive, import_votes
 
     if not args.archive.is_file():
         print(f"no such archive: {args.archive}")
@@ -144,8 +144,8 @@ def import_fer2013(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def import_ferplus(args: argparse.Namespace, settings: Settings) -> int:
+    from cli.importer import import_votes
     from db.engine import open_storage
-    from emobot.importer import import_votes
 
     votes = _read_votes(args.votes)
     if votes is None:

@@ -19,7 +19,7 @@ def register(subparsers: Any) -> None:
 
 def worker(args: argparse.Namespace, settings: Settings) -> None:
     from emobot.logs import exit_now
-    from worker.service import serve
+    from worker.app import serve
 
     serve(settings)
     exit_now(0)

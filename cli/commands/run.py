@@ -8,7 +8,7 @@ from emobot.settings import Settings
 
 
 def register(subparsers: Any) -> None:
-    from emobot.supervisor import PROCESSES
+    from cli.supervisor import PROCESSES
 
     p = subparsers.add_parser(
         "run",
@@ -34,8 +34,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from cli.supervisor import PROCESSES, prepare_database, run_platform
     from emobot.logs import exit_now
-    from emobot.supervisor import PROCESSES, prepare_database, run_platform
 
     processes = [name for name in args.processes.split(",") if name]
     unknown = sorted(set(processes) - set(PROCESSES))

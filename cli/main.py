@@ -6,7 +6,7 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
-import emobot.commands
+import cli.commands
 from emobot.logs import setup_logging
 from emobot.settings import get_settings
 
@@ -18,13 +18,13 @@ def _build() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser
         description="Emotion bot platform: bot, worker, trainer and dataset tools.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in sorted(pkgutil.iter_modules(emobot.commands.__path__), key=lambda m: m.name):
-        importlib.import_module(f"emobot.commands.{module.name}").register(subparsers)
+    for module in sorted(pkgutil.iter_modules(cli.commands.__path__), key=lambda m: m.name):
+        importlib.import_module(f"cli.commands.{module.name}").register(subparsers)
     return parser, subparsers.choices
 
 
 def command_names() -> set[str]:
-    """The subcommands `python -m emobot` has in this checkout."""
+    """The subcommands `python -m cli` has in this checkout."""
     return set(_build()[1])
 
 

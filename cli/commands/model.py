@@ -241,8 +241,8 @@ PROTOCOL_SETS = {
 
 
 def evaluate(args: argparse.Namespace, settings: Settings) -> int:
-    from emobot.report import metrics_table
     from ml.evaluate import evaluate_protocol
+    from runtime.report import metrics_table
 
     archive = args.archive or settings.fer2013_zip
     ferplus = args.ferplus or settings.ferplus_csv
@@ -276,8 +276,8 @@ def train(args: argparse.Namespace, settings: Settings) -> int:
 
     from db.engine import open_storage
     from db.readiness import DatasetNotReady
-    from emobot.report import metrics_table
     from ml.job_params import JobParams
+    from runtime.report import metrics_table
     from trainer.job import run_training
 
     try:

@@ -1,3 +1,0 @@
-from emobot.cli import main
-
-main()
