@@ -1,4 +1,7 @@
-"""CNN definitions, Keras 3 API only so that training also runs under the JAX backend."""
+"""CNN definitions, Keras 3 API only so that training also runs under the JAX backend.
+
+Each takes uint8 faces and standardises them itself (ml/layers.py).
+"""
 
 from collections.abc import Callable
 
@@ -6,14 +9,13 @@ import keras
 from keras import layers
 
 from emobot.labels import CLASSES
-
-INPUT_SHAPE = (48, 48, 1)
+from ml.layers import Standardise, pixel_input
 
 
 def seed_cnn() -> keras.Model:
     """The original project's network: 3 conv blocks, 3 dense layers, 2.8 M parameters."""
-    inputs = keras.Input(INPUT_SHAPE)
-    x = inputs
+    inputs = pixel_input()
+    x = Standardise()(inputs)
     for filters in (64, 128, 256):
         x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
         x = layers.BatchNormalization()(x)
@@ -46,8 +48,8 @@ def emonet(width: int = 32) -> keras.Model:
     outputs are pooled and the head is small, so most parameters do useful spatial work and
     inference stays cheap on a CPU (about 0.12 GMAC per face at width 32).
     """
-    inputs = keras.Input(INPUT_SHAPE)
-    x = inputs
+    inputs = pixel_input()
+    x = Standardise()(inputs)
     for stage, mult in enumerate((1, 2, 4, 8)):
         x = _conv_bn(x, width * mult)
         x = _conv_bn(x, width * mult)

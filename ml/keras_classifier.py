@@ -13,6 +13,7 @@ import numpy as np
 
 from emobot.labels import CLASSES
 from ml.inference import Classifier, flatbuffer_path, predict_padded
+from ml.layers import with_preprocessing
 from ml.preprocess import FACE_SIZE
 
 # The most the flatbuffer's probabilities may differ from Keras's on the parity faces.
@@ -24,10 +25,11 @@ class ParityError(ValueError):
 
 
 class KerasClassifier:
-    """A loaded Keras model: (N, 48, 48) uint8 faces → (N, 4) probabilities in CLASSES order."""
+    """A loaded Keras model: (N, 48, 48) uint8 faces → (N, 4) probabilities in CLASSES order.
+    A model saved before preprocessing moved into the graph gets it put in front."""
 
     def __init__(self, model: keras.Model, version: int | None, name: str):
-        self.model = model
+        self.model = with_preprocessing(model)
         self.version = version
         self.name = name
         outputs = model.output_shape[-1]
@@ -74,6 +76,7 @@ def check_parity(model: keras.Model, flatbuffer: Path, faces: np.ndarray | None 
 def write_flatbuffer(model: keras.Model, flatbuffer: Path) -> Path:
     """Convert `model` to a float32 flatbuffer at `flatbuffer` once it is checked to answer as
     the model does (ParityError otherwise, and nothing is written)."""
+    model = with_preprocessing(model)  # the flatbuffer takes uint8 faces, whatever the file
     flatbuffer.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=flatbuffer.parent) as tmp:
         converted = Path(tmp) / flatbuffer.name
@@ -85,8 +88,9 @@ def write_flatbuffer(model: keras.Model, flatbuffer: Path) -> Path:
 
 
 def save_for_serving(model: keras.Model, path: Path) -> Path:
-    """Write `model` to `path` (.keras) and its checked flatbuffer beside it; returns the
-    flatbuffer's path."""
+    """Write `model` to `path` (.keras) and its checked flatbuffer beside it, both taking uint8
+    faces; returns the flatbuffer's path."""
+    model = with_preprocessing(model)
     flatbuffer = write_flatbuffer(model, flatbuffer_path(path))
     model.save(path)
     return flatbuffer

@@ -1,8 +1,14 @@
-"""Turning 48×48 grey face crops into model input, identically in training and inference."""
+"""Turning 48×48 grey face crops into model input, identically in training and inference.
+
+Models carry this step inside their graph (ml/layers.py: Standardise); the NumPy version here
+feeds flatbuffers converted before that, which take standardised faces.
+"""
 
 import numpy as np
 
 FACE_SIZE = 48
+# A face's spread is never taken below this: a nearly flat face is not blown up into noise.
+MIN_SPREAD = 8.0
 
 
 def standardise(faces: np.ndarray) -> np.ndarray:
@@ -14,4 +20,4 @@ def standardise(faces: np.ndarray) -> np.ndarray:
     x = faces.astype(np.float32)
     mean = x.mean(axis=(1, 2), keepdims=True)
     std = x.std(axis=(1, 2), keepdims=True)
-    return ((x - mean) / np.maximum(std, 8.0))[..., None]
+    return ((x - mean) / np.maximum(std, MIN_SPREAD))[..., None]

@@ -47,7 +47,7 @@ def test_unsure_faces_are_those_more_often_wrong_than_right() -> None:
 
 def test_the_calibrated_model_divides_the_logits_and_saves_as_any_model(tmp_path) -> None:
     model = emonet()  # as training leaves it: a Dense softmax head
-    x = np.random.default_rng(1).normal(size=(6, 48, 48, 1)).astype(np.float32)
+    x = np.random.default_rng(1).integers(0, 256, (6, 48, 48, 1)).astype(np.uint8)
     probs = model.predict(x, verbose=0)
     cooled = calibrated(model, 1.6)
     assert np.allclose(cooled.predict(x, verbose=0), scaled(probs, 1.6), atol=1e-5)

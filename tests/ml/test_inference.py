@@ -21,8 +21,11 @@ from ml.keras_classifier import (
     KerasClassifier,
     ParityError,
     check_parity,
+    convert_file,
     save_for_serving,
 )
+from ml.layers import Standardise, takes_pixels
+from ml.preprocess import standardise
 from tests.conftest import FIXTURE_ARCHIVE
 
 
@@ -91,6 +94,7 @@ def test_a_registry_model_file_loads_with_its_version(tmp_path: Path) -> None:
     path = tmp_path / "3.keras"
     assert save_for_serving(model, path) == flatbuffer_path(path) == tmp_path / "3.tflite"
     classifier = Classifier.load(path, version=3)
+    assert classifier.takes_pixels  # the flatbuffer standardises the faces itself
     assert classifier.version == 3 and classifier.name == "v3"
     faces = fixture_faces()[:2]
     assert np.allclose(classifier.predict(faces), KerasClassifier(model, 3, "k").predict(faces))
@@ -117,3 +121,28 @@ def test_a_model_with_other_outputs_is_refused(tmp_path: Path) -> None:
     model.export(str(tmp_path / "seven.tflite"), format="litert", verbose=False)
     with pytest.raises(ValueError, match="7 outputs"):
         Classifier.load(tmp_path / "seven.tflite")
+
+
+def test_the_model_s_own_standardisation_is_the_numpy_one() -> None:
+    faces = np.concatenate([fixture_faces(), np.full((1, 48, 48), 17, np.uint8)])  # a flat one
+    layer = Standardise()
+    inside = keras.ops.convert_to_numpy(layer(faces[..., None]))
+    assert np.abs(inside - standardise(faces)).max() < 1e-5
+
+
+def test_a_model_saved_before_preprocessing_moved_inside_still_serves(tmp_path: Path) -> None:
+    """The shipped files predate it: the Keras file gets the layer put in front when loaded,
+    its flatbuffer takes standardised faces, and converting it again gives one that takes
+    the faces as they are, answering alike."""
+    old = keras.models.load_model(shipped_model_path(), compile=False)
+    assert not takes_pixels(old) and old.inputs[0].dtype == "float32"
+    assert not Classifier.load(shipped_model_path()).takes_pixels
+    copy = tmp_path / "old.keras"
+    copy.write_bytes(shipped_model_path().read_bytes())
+    converted = Classifier.load(convert_file(copy))
+    assert converted.takes_pixels
+    faces = fixture_faces()
+    before = Classifier.load(shipped_model_path()).predict(faces)
+    assert np.abs(converted.predict(faces) - before).max() <= PARITY_TOLERANCE
+    assert Classifier.load(copy).unsure_below is None  # no card beside the copy
+    assert Classifier.load(shipped_model_path()).unsure_below == 0.6  # its card's threshold
