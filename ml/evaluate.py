@@ -139,6 +139,58 @@ def evaluate(
     return summarise(test.y, probs, seed_balanced=seed_balanced, unsure_below=unsure_below)
 
 
+@dataclass
+class Protocol:
+    """The fixed protocol's data, read (and the real photos' faces found) once, for measuring
+    several models alike: `test_4`, `ferplus_test` and the real photos' largest faces (None
+    where none was found) with their labels; a set whose data is missing is None."""
+
+    test_4: Faces | None = None
+    ferplus_test: Faces | None = None
+    real_crops: list[np.ndarray | None] | None = None
+    real_labels: np.ndarray | None = None
+
+    @classmethod
+    def load(cls, archive: Path | None, ferplus: Path | None, photos: Path | None) -> "Protocol":
+        """Whatever of the data is at hand: the FER2013 archive (test-4), and the FER+ votes
+        (ferplus-test), a labelled photo set (real photos)."""
+        protocol = cls()
+        if archive is not None and archive.is_file():
+            protocol.test_4 = read_test_split(archive)
+            if ferplus is not None and ferplus.is_file():
+                protocol.ferplus_test = read_ferplus_test(archive, read_votes(ferplus))
+        if photos is not None and photos.exists():
+            protocol.real_crops, protocol.real_labels = real_photo_faces(
+                read_labelled_photos(photos)
+            )
+        return protocol
+
+    def real_faces(self) -> Faces | None:
+        """The real photos' faces that were found, as a validation set."""
+        if self.real_crops is None or self.real_labels is None:
+            return None
+        found = [i for i, c in enumerate(self.real_crops) if c is not None]
+        if not found:
+            return None
+        return Faces(np.stack([self.real_crops[i] for i in found]), self.real_labels[found])
+
+    def evaluate(self, classifier: Predictor, unsure_below: float | None = None) -> dict[str, Any]:
+        """`test_4`, `ferplus_test`, `realphotos`: those whose data is at hand. With
+        `unsure_below`, each also says how the confident answers fare (`confident`)."""
+        metrics: dict[str, Any] = {}
+        if self.test_4 is not None:
+            metrics["test_4"] = evaluate(classifier, self.test_4, unsure_below=unsure_below)
+        if self.ferplus_test is not None:
+            metrics["ferplus_test"] = evaluate(
+                classifier, self.ferplus_test, seed_balanced=False, unsure_below=unsure_below
+            )
+        if self.real_crops is not None and self.real_labels is not None:
+            metrics["realphotos"] = evaluate_real(
+                classifier, self.real_crops, self.real_labels, unsure_below
+            )
+        return metrics
+
+
 def evaluate_protocol(
     classifier: Predictor,
     archive: Path | None,
@@ -146,20 +198,5 @@ def evaluate_protocol(
     photos: Path | None,
     unsure_below: float | None = None,
 ) -> dict[str, Any]:
-    """The fixed protocol on whatever of its data is at hand: `test_4` (the FER2013 archive),
-    `ferplus_test` (and the FER+ votes), `realphotos` (a labelled photo set). With
-    `unsure_below`, each set also says how the confident answers fare (`confident`)."""
-    metrics: dict[str, Any] = {}
-    if archive is not None and archive.is_file():
-        metrics["test_4"] = evaluate(
-            classifier, read_test_split(archive), unsure_below=unsure_below
-        )
-        if ferplus is not None and ferplus.is_file():
-            test = read_ferplus_test(archive, read_votes(ferplus))
-            metrics["ferplus_test"] = evaluate(
-                classifier, test, seed_balanced=False, unsure_below=unsure_below
-            )
-    if photos is not None and photos.exists():
-        crops, labels = real_photo_faces(read_labelled_photos(photos))
-        metrics["realphotos"] = evaluate_real(classifier, crops, labels, unsure_below)
-    return metrics
+    """The fixed protocol on whatever of its data is at hand (see Protocol)."""
+    return Protocol.load(archive, ferplus, photos).evaluate(classifier, unsure_below)

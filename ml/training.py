@@ -5,7 +5,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +15,13 @@ import numpy as np
 
 from emobot.labels import CLASSES
 from ml.architectures import ARCHITECTURES
+from ml.checkpoint import EpochCheckpoint, history_of
 from ml.faceset import Faces
 from ml.keras_classifier import KerasClassifier
+from ml.layers import with_preprocessing
 from ml.metrics import summarise
 from ml.params import TrainConfig
-from ml.preprocess import FACE_SIZE, standardise
+from ml.preprocess import FACE_SIZE
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 
@@ -85,8 +87,12 @@ def augment(faces: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 class FaceBatches(keras.utils.PyDataset):
-    """Shuffled, augmented, standardised batches of soft targets with per-sample class
-    weights (the weight of each face's most likely class)."""
+    """Shuffled, augmented batches of uint8 faces (the model standardises them) with soft
+    targets and per-sample class weights (the weight of each face's most likely class).
+
+    The order of an epoch and the augmentation of each batch follow from (seed, epoch,
+    batch) alone, so a run resumed at an epoch sees what it would have seen uninterrupted
+    (`epoch` is set from the checkpoint) whatever order the batches are fetched in."""
 
     def __init__(self, faces: Faces, batch_size: int, weights: dict[int, float], seed: int):
         super().__init__()
@@ -94,21 +100,29 @@ class FaceBatches(keras.utils.PyDataset):
         self.targets = faces.soft_targets()
         self.batch_size = batch_size
         self.sample_weight = np.array([weights[int(k)] for k in faces.y], np.float32)
-        self.rng = np.random.default_rng(seed)
-        self.order = self.rng.permutation(len(faces))
+        self.seed = seed
+        self.epoch = 0
+        self._orders: tuple[int, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return math.ceil(len(self.faces) / self.batch_size)
 
+    def _order(self) -> np.ndarray:
+        if self._orders is None or self._orders[0] != self.epoch:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.faces))
+            self._orders = (self.epoch, order)
+        return self._orders[1]
+
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        idx = self.order[i * self.batch_size : (i + 1) * self.batch_size]
+        idx = self._order()[i * self.batch_size : (i + 1) * self.batch_size]
+        rng = np.random.default_rng([self.seed, self.epoch, i])
         x = self.faces.x[idx]
         if self.faces.aligned is not None:
-            x = np.where(self.rng.random(len(idx))[:, None, None] < 0.5, self.faces.aligned[idx], x)
-        return standardise(augment(x, self.rng)), self.targets[idx], self.sample_weight[idx]
+            x = np.where(rng.random(len(idx))[:, None, None] < 0.5, self.faces.aligned[idx], x)
+        return augment(x, rng)[..., None], self.targets[idx], self.sample_weight[idx]
 
     def on_epoch_end(self) -> None:
-        self.order = self.rng.permutation(len(self.faces))
+        self.epoch += 1
 
 
 class ValidationMetrics(keras.callbacks.Callback):
@@ -139,7 +153,7 @@ class ValidationMetrics(keras.callbacks.Callback):
 
 class TrainingInterrupted(Exception):
     """Training was asked to stop before its schedule ended; its last finished epoch is in
-    the work folder's backup, from which the same call resumes."""
+    the work folder's checkpoint, from which the same call resumes."""
 
 
 class StopWhenAsked(keras.callbacks.Callback):
@@ -164,7 +178,7 @@ class ReportProgress(keras.callbacks.Callback):
 
 
 def read_history(path: Path) -> dict[str, list[float]]:
-    """Every epoch that CSVLogger wrote, those before a resume included."""
+    """Every epoch of a history CSV, those before a resume included."""
     with path.open() as f:
         rows = list(csv.DictReader(f))
     keys = [k for k in rows[0] if k != "epoch"] if rows else []
@@ -174,7 +188,9 @@ def read_history(path: Path) -> dict[str, list[float]]:
 def build_model(config: TrainConfig, steps_per_epoch: int) -> keras.Model:
     model = ARCHITECTURES[config.arch]()
     if config.init:
-        model.set_weights(keras.models.load_model(config.init, compile=False).get_weights())
+        # A file saved before preprocessing moved into the model has the same weights.
+        start = with_preprocessing(keras.models.load_model(config.init, compile=False))
+        model.set_weights(start.get_weights())
     if config.arch == "seed_cnn":
         # Faithful to the original: Adam with a plateau schedule (ReduceLROnPlateau below),
         # starting at `learning_rate`.
@@ -191,6 +207,17 @@ def build_model(config: TrainConfig, steps_per_epoch: int) -> keras.Model:
     return model
 
 
+@dataclass
+class Trained:
+    """A finished training: the best epoch's model, every epoch's logs, what it was trained
+    on, and the validation split the epoch was chosen on (calibration fits on it too)."""
+
+    model: keras.Model
+    history: dict[str, list[float]]
+    summary: dict[str, Any]
+    val: Faces
+
+
 def train(
     train_faces: Faces,
     config: TrainConfig,
@@ -198,12 +225,16 @@ def train(
     on_epoch: EpochCallback | None = None,
     real: Faces | None = None,
     stop_asked: Callable[[], bool] | None = None,
-) -> tuple[keras.Model, dict[str, list[float]], dict[str, Any]]:
-    """Fit a model; returns the best checkpoint (by `val_score`: see ValidationMetrics), the
-    history and a summary of what was trained on. Resumes from `workdir` if a run there was
-    cut off. `real`: faces cut from labelled real photos, a second validation set.
+    resume: bool = True,
+) -> Trained:
+    """Fit a model, checkpointing every epoch in `workdir` (ml/checkpoint.py), and keep the
+    best epoch by `val_score` (see ValidationMetrics). A run cut off in `workdir` continues
+    from its last checkpoint when `resume` (RunMismatch when it had other parameters); else
+    it starts over. `real`: faces cut from labelled real photos, a second validation set.
     `stop_asked`: TrainingInterrupted is raised at the first batch after it says True."""
     workdir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        _start_over(workdir)
     keras.utils.set_random_seed(config.seed)
     fit_faces, val_faces = split_validation(train_faces, config.val_fraction, config.seed)
     if config.balance:
@@ -215,40 +246,34 @@ def train(
     )
     batches = FaceBatches(fit_faces, config.batch_size, weights, config.seed)
     model = build_model(config, len(batches))
-    best_path = workdir / "best.keras"
-    log_path = workdir / "history.csv"
-    backup = workdir / "backup"
-    if not backup.exists():
-        log_path.unlink(missing_ok=True)  # a fresh start: an earlier run's epochs are not ours
-    callbacks: list[keras.callbacks.Callback] = [
-        ValidationMetrics(val_faces, real),
-        keras.callbacks.ModelCheckpoint(
-            best_path, monitor="val_score", mode="max", save_best_only=True
-        ),
-        keras.callbacks.EarlyStopping(monitor="val_score", mode="max", patience=config.patience),
-        keras.callbacks.BackupAndRestore(str(backup)),
-        keras.callbacks.CSVLogger(str(log_path), append=True),
-    ]
-    if config.arch == "seed_cnn":
-        callbacks.append(
-            keras.callbacks.ReduceLROnPlateau(
-                monitor="val_loss", factor=0.5, patience=3, min_lr=1e-5
-            )
-        )
+    plateau = (
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3, min_lr=1e-5)
+        if config.arch == "seed_cnn"
+        else None
+    )
+    checkpoint = EpochCheckpoint(workdir, asdict(config), batches, config.patience, plateau=plateau)
+    initial_epoch = checkpoint.restore(model)
+    # Order matters: the scores first, the plateau schedule before its counters are saved,
+    # the checkpoint before the epoch is reported (a reported epoch is never lost).
+    callbacks: list[keras.callbacks.Callback] = [ValidationMetrics(val_faces, real)]
+    callbacks += [plateau] if plateau is not None else []
+    callbacks.append(checkpoint)
     if on_epoch is not None:
         callbacks.append(ReportProgress(on_epoch))
     if stop_asked is not None:
         callbacks.append(StopWhenAsked(stop_asked))
     started = time.perf_counter()
-    model.fit(
-        batches,
-        validation_data=(standardise(val_faces.x), val_faces.soft_targets()),
-        epochs=config.epochs,
-        callbacks=callbacks,
-        verbose=2,
-    )
-    # fit's own History holds only the epochs since the last resume.
-    history = read_history(log_path)
+    if not checkpoint.state.get("finished"):
+        model.fit(
+            batches,
+            validation_data=(val_faces.x[..., None], val_faces.soft_targets()),
+            epochs=config.epochs,
+            initial_epoch=initial_epoch,
+            callbacks=callbacks,
+            verbose=2,
+        )
+        checkpoint.finish()
+    history = history_of(checkpoint.state)
     summary = {
         "config": asdict(config),
         "train_counts": fit_faces.counts(),
@@ -257,10 +282,30 @@ def train(
         "aligned_views": fit_faces.aligned is not None,
         "class_weights": {CLASSES[k]: round(w, 4) for k, w in weights.items()},
         "epochs_run": len(history.get("loss", [])),
+        "resumed_at": initial_epoch or None,
         # This process's share: a resumed run's earlier part is not counted.
         "train_seconds": round(time.perf_counter() - started, 1),
         "parameters": model.count_params(),
     }
     (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
+    best_path = checkpoint.best_path
     best = keras.models.load_model(best_path) if best_path.exists() else model
-    return best, history, summary
+    return Trained(best, history, summary, val_faces)
+
+
+def trained_in(workdir: Path, train_faces: Faces) -> Trained:
+    """The finished training in `workdir`, read back (to package it again): its best model,
+    history and summary, and the validation split its config carves from `train_faces`."""
+    summary = json.loads((workdir / "summary.json").read_text())
+    config = TrainConfig(**summary["config"])
+    val = split_validation(train_faces, config.val_fraction, config.seed)[1]
+    model = keras.models.load_model(workdir / "best.keras", compile=False)
+    return Trained(model, read_history(workdir / "history.csv"), summary, val)
+
+
+def _start_over(workdir: Path) -> None:
+    """Forget a run cut off in `workdir`: its checkpoint, best model and history."""
+    for name in ("best.keras", "history.csv", "summary.json"):
+        (workdir / name).unlink(missing_ok=True)
+    for old in (workdir / "checkpoint").glob("*"):
+        old.unlink()
