@@ -215,7 +215,8 @@ async def prepare_database(settings: Settings) -> None:
                 session,
                 blob_key=key,
                 arch=str(card.get("arch", "shipped")),
-                metrics=card.get("metrics", {}),
+                # Its calibration too: the worker answers "not sure" below its threshold.
+                metrics={**card.get("metrics", {}), "calibration": card.get("calibration")},
                 artifacts={"source": "ml/shipped/emotion.keras"},
                 dataset_version=card.get("dataset_version"),
             )

@@ -132,7 +132,7 @@ async def claim_training_run(session: AsyncSession) -> TrainingRun | None:
 
 async def requeue_interrupted_runs(session: AsyncSession) -> list[int]:
     """Runs left `running` by a trainer that died go back to the queue (one trainer runs at a
-    time, so at its start nothing else can be running them); they resume from their backup."""
+    time, so at its start nothing else can be running them); they resume from their checkpoint."""
     result = await session.scalars(
         update(TrainingRun)
         .where(TrainingRun.status == "running")

@@ -1,18 +1,20 @@
 """A training run over the database-backed dataset, from samples to a registered model.
 
 Reads trainable samples from PostgreSQL and their images from the blob store (cached as arrays
-per dataset version), trains with `ml.training.train` (FER2013 images with FER+ votes on their
-vote shares, the rest on their labels), evaluates on the database's test split and by the
-fixed protocol on whatever of its data is at hand (test-4, ferplus-test, real photos), then
-stores the model and its pictures in the blob store and registers it (promoting it if asked
-and better).
+per dataset version), then goes the way every training goes (ml.pipeline: train, resumable;
+choose the epoch; calibrate; package; measure by the fixed protocol), FER2013 images with FER+
+votes trained on their vote shares, the rest on their labels. It measures the new model and
+the active one alike on the database's test split and the protocol's sets, stores the model,
+its flatbuffer and pictures in the blob store and registers it with its calibration, promoting
+it if asked and better by ml.better's rule.
 """
 
 import asyncio
+import json
 import logging
 import shutil
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +26,19 @@ from db.engine import Storage
 from db.readiness import DatasetNotReady, Readiness, readiness
 from db.training_set import SampleRef, read_training_set
 from emobot.labels import CLASS_INDEX, CLASSES
+from ml import better
+from ml.checkpoint import read_state
 from ml.dataset import to_face
-from ml.evaluate import evaluate, evaluate_protocol
+from ml.evaluate import Protocol, evaluate
 from ml.faces import ImageError, decode_image, face_at, whole_face
 from ml.ferplus import Votes, mean_distribution
-from ml.inference import Predictor, flatbuffer_key
+from ml.inference import Classifier, Predictor, flatbuffer_key, flatbuffer_path
 from ml.job_params import JobParams
-from ml.keras_classifier import KerasClassifier, save_for_serving
+from ml.params import TrainConfig
+from ml.pipeline import make_release
 from ml.preprocess import FACE_SIZE
 from ml.report import confusion_png, learning_curve_png
-from ml.training import Faces, train
+from ml.training import Faces
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +74,8 @@ class JobResult:
     promoted: bool
     artifacts: dict[str, str]
     pictures: dict[str, bytes] = field(repr=False)
+    # The new model against the active one by ml.better's rule (None: nothing was active).
+    verdict: better.Verdict | None = None
 
 
 def sample_face(ref: SampleRef, data: bytes) -> np.ndarray:
@@ -244,8 +251,9 @@ async def run_training(
 ) -> JobResult:
     """Train, measure, register. `archive` (FER2013 zip), `ferplus` (its votes CSV) and
     `photos` (labelled real photos) are the fixed protocol's data; what is missing is left out.
-    With `unsure_below` (the worker's threshold), each protocol set also says how many faces
-    would be answered sure and how right those are.
+    `workdir` is the run's own: a run cut off there (a killed trainer, Ctrl-C) continues from
+    its last finished epoch. The new model is measured at its own calibrated threshold, the
+    active one at its own, or at `unsure_below` (the worker's setting) when it has none.
 
     Raises DatasetNotReady, before anything is trained, when a class has fewer trainable
     images than `min_train_per_class` or fewer test images than `min_test_per_class`: a model
@@ -262,30 +270,32 @@ async def run_training(
     if not decoded.ready:
         raise DatasetNotReady(decoded, archive or DEFAULT_ARCHIVE)
     await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
-    start = await _fetch_active(storage, workdir) if params.warm else None
-    if start is not None and start.arch != params.arch:
-        start = None  # weights fit only their own architecture: a cold start
-    warm = {"learning_rate": WARM_LEARNING_RATE, "init": str(start.path)} if start else {}
-    config = params.train_config(**warm)
+    config, warm_start = await _start(storage, params, workdir)
+    protocol = await asyncio.to_thread(Protocol.load, archive, ferplus, photos)
     reporter = _epoch_reporter(on_progress, params.epochs, asyncio.get_running_loop())
-    model, history, summary = await asyncio.to_thread(
-        train, data.train, config, workdir, reporter, stop_asked=stop_asked
+    release = await asyncio.to_thread(
+        make_release,
+        data.train,
+        config,
+        workdir,
+        protocol,
+        on_epoch=reporter,
+        stop_asked=stop_asked,
     )
-    classifier = KerasClassifier(model, None, params.arch)
-    metrics = await asyncio.to_thread(_measure, classifier, data)
-    if (judged := await asyncio.to_thread(_measure_judged, classifier, data)) is not None:
+    threshold = release.calibration["unsure_below"]
+    metrics = await asyncio.to_thread(_measure, release.served, data, threshold)
+    if (judged := await asyncio.to_thread(_measure_judged, release.served, data)) is not None:
         metrics["feedback"] = judged
-    protocol = await asyncio.to_thread(
-        evaluate_protocol, classifier, archive, ferplus, photos, unsure_below
-    )
-    metrics.update(protocol)
+    metrics.update(release.metrics)
+    metrics["calibration"] = release.calibration
     # Looked up again, not reused from the warm start: an admin may have promoted another
     # model while this one trained, and that is the one to beat.
-    rival = await _measure_active(storage, data, workdir) if params.promote else None
+    rival = await _measure_active(storage, data, protocol, workdir, unsure_below)
     if rival is not None:
         metrics["compared_with"] = rival
-    if start is not None:
-        metrics["warm_start"] = start.version
+    if warm_start is not None:
+        metrics["warm_start"] = warm_start
+    history, summary = release.trained.history, release.trained.summary
     val = history.get("val_bal_acc") or [0.0]
     metrics.update(
         val_balanced_accuracy=max(val),
@@ -300,8 +310,7 @@ async def run_training(
             "held_out": 0 if data.judged is None else len(data.judged),
         },
     )
-    # Files and pictures in threads: the event loop goes on editing progress and listening.
-    files = await asyncio.to_thread(_saved, model, workdir / "final.keras")
+    files = await asyncio.to_thread(_read_files, release.path)
     title = f"{params.arch}, {summary['epochs_run']} epochs"
     pictures = await asyncio.to_thread(_pictures, history, metrics, title)
     result = await _register(storage, params, files, metrics, pictures, data.version)
@@ -310,10 +319,32 @@ async def run_training(
     return result
 
 
-def _saved(model: keras.Model, path: Path) -> tuple[bytes, bytes]:
-    """The Keras file (warm starts) and its flatbuffer (serving), checked to agree."""
-    flatbuffer = save_for_serving(model, path)
-    return path.read_bytes(), flatbuffer.read_bytes()
+async def _start(
+    storage: Storage, params: JobParams, workdir: Path
+) -> tuple[TrainConfig, int | None]:
+    """The run's training config and the version it starts from (a warm start from the
+    active model's weights when it has this architecture). Decided once and kept in the run's
+    folder: a resumed run goes on as it began, even if another model was promoted since."""
+    path = workdir / "start.json"
+    if await asyncio.to_thread(path.is_file):
+        kept = json.loads(await asyncio.to_thread(path.read_text))
+        if state := await asyncio.to_thread(read_state, workdir):
+            log.info("%s: resuming after epoch %d", workdir, state["epoch"])
+        return TrainConfig(**kept["config"]), kept["warm_start"]
+    start = await _fetch_active(storage, workdir) if params.warm else None
+    if start is not None and start.arch != params.arch:
+        start = None  # weights fit only their own architecture: a cold start
+    warm = {"learning_rate": WARM_LEARNING_RATE, "init": str(start.path)} if start else {}
+    config = params.train_config(**warm)
+    version = start.version if start else None
+    text = json.dumps({"config": asdict(config), "warm_start": version})
+    await asyncio.to_thread(path.write_text, text)
+    return config, version
+
+
+def _read_files(path: Path) -> tuple[bytes, bytes]:
+    """The packaged Keras file (warm starts) and its flatbuffer (serving)."""
+    return path.read_bytes(), flatbuffer_path(path).read_bytes()
 
 
 def _pictures(
@@ -340,7 +371,7 @@ class ActiveModel:
 
 
 async def _fetch_active(storage: Storage, workdir: Path) -> ActiveModel | None:
-    """The active model's file, downloaded into the run's folder (once per version)."""
+    """The active model's Keras file, downloaded into the run's folder (once per version)."""
     async with storage.sessions() as session:
         active = await registry.active_model(session)
     if active is None:
@@ -352,24 +383,39 @@ async def _fetch_active(storage: Storage, workdir: Path) -> ActiveModel | None:
 
 
 async def _measure_active(
-    storage: Storage, data: TrainingData, workdir: Path
+    storage: Storage,
+    data: TrainingData,
+    protocol: Protocol,
+    workdir: Path,
+    default_unsure_below: float | None,
 ) -> dict[str, Any] | None:
-    """The active model's balanced accuracy on this run's test split.
+    """The active model (its flatbuffer, what serves) measured as the new one is: on this
+    run's test split and the protocol's sets, at its own threshold.
 
     Measured now rather than read from its row: the split may have grown since, and a model
     registered from elsewhere (the shipped one) carries other metrics or none.
     """
-    active = await _fetch_active(storage, workdir)
+    async with storage.sessions() as session:
+        active = await registry.active_model(session)
     if active is None:
         return None
-    classifier = await asyncio.to_thread(KerasClassifier.load, active.path, active.version)
-    measured = await asyncio.to_thread(_measure, classifier, data)
-    return {"version": active.version, "balanced_accuracy": measured["balanced_accuracy"]}
+    path = workdir / f"active-v{active.version}.tflite"
+    if not await asyncio.to_thread(path.is_file):
+        flatbuffer = await storage.blobs.get(flatbuffer_key(active.blob_key))
+        await asyncio.to_thread(path.write_bytes, flatbuffer)
+    classifier = await asyncio.to_thread(Classifier.load, path, active.version)
+    threshold = better.unsure_below(active.metrics) or default_unsure_below
+    measured = await asyncio.to_thread(_measure, classifier, data, threshold)
+    measured.update(await asyncio.to_thread(protocol.evaluate, classifier, threshold))
+    measured["dataset"] = {"version": data.version}
+    return {"version": active.version, **measured}
 
 
-def _measure(classifier: Predictor, data: TrainingData) -> dict[str, Any]:
+def _measure(
+    classifier: Predictor, data: TrainingData, unsure_below: float | None
+) -> dict[str, Any]:
     """Metrics on the database's test split (never empty: run_training refuses without one)."""
-    return evaluate(classifier, data.test, seed_balanced=False)
+    return evaluate(classifier, data.test, seed_balanced=False, unsure_below=unsure_below)
 
 
 def _measure_judged(classifier: Predictor, data: TrainingData) -> dict[str, Any] | None:
@@ -394,10 +440,11 @@ async def _register(
     pictures: dict[str, bytes],
     version_of_data: str,
 ) -> JobResult:
-    """Blobs and the `models` row in one transaction: a failed upload registers nothing.
+    """Blobs and the `models` row (its calibration in `metrics`) in one transaction: a failed
+    upload registers nothing.
 
-    Promoted when asked and it beats the model it was compared with, if that one is still
-    the active model (none active: promoted)."""
+    Promoted when asked and better than the model it was compared with by ml.better's rule,
+    if that one is still the active model (none active: promoted)."""
     async with storage.sessions.begin() as session:
         model = await registry.register_model(
             session,
@@ -416,17 +463,18 @@ async def _register(
         for name, png in pictures.items():
             await storage.blobs.put(artifacts[name], png, "image/png")
         model.artifacts = artifacts
+        rival = metrics.get("compared_with")
+        verdict = better.judge(metrics, rival) if rival is not None else None
         promoted = False
         if params.promote:
             active = await registry.active_model(session)
-            rival = metrics.get("compared_with")
-            if rival is None:
-                better = active is None
+            if rival is None or verdict is None:
+                wins = active is None
             else:
                 still = active is not None and active.version == rival["version"]
-                better = still and metrics["balanced_accuracy"] > rival["balanced_accuracy"]
-            if better:
+                wins = still and verdict.better
+            if wins:
                 await registry.promote(session, model.version)
                 promoted = True
         await session.flush()
-        return JobResult(model.version, model.id, metrics, promoted, artifacts, pictures)
+        return JobResult(model.version, model.id, metrics, promoted, artifacts, pictures, verdict)

@@ -8,7 +8,7 @@ confusion-matrix pictures. A failure marks the run failed with the error and tel
 While PostgreSQL is unreachable the trainer waits, trying again with backoff; a run the outage
 interrupted goes back to the queue. Stopping (SIGTERM) finishes the run in hand. A trainer
 that was killed leaves its run `running`; the next trainer puts it back in the queue at its
-start and the run resumes from its last finished epoch (Keras' BackupAndRestore in
+start and the run resumes from its last finished epoch (its checkpoint, ml/checkpoint.py, in
 `DATA_DIR/runs/<run id>`).
 """
 
@@ -32,6 +32,7 @@ from db.notify import LISTEN_ERRORS, listen
 from db.readiness import DatasetNotReady
 from emobot.i18n import t
 from emobot.settings import Settings
+from ml.better import verdict_text
 from ml.job_params import JobParams
 from runtime.report import metrics_table
 from runtime.serving import DATABASE_ERRORS, Backoff, Serving
@@ -165,7 +166,7 @@ class Trainer:
             )
         except TrainingInterrupted:
             # Left `running`: the next trainer queues it again and it resumes from its last
-            # finished epoch (the work folder's backup); nothing is told to the chat.
+            # finished epoch (the work folder's checkpoint); nothing is told to the chat.
             log.warning("run %d: stopped mid-training; it resumes at the next start", run.id)
             metrics.finished("interrupted")
             return
@@ -229,17 +230,12 @@ class Trainer:
                     old_right=judged["old_right"],
                 )
             )
-        if rival := result.metrics.get("compared_with"):
-            parts.append(
-                t(
-                    lang,
-                    "trainer.compared",
-                    new=result.metrics["balanced_accuracy"],
-                    version=rival["version"],
-                    old=rival["balanced_accuracy"],
-                )
-            )
+        if result.verdict is not None and (rival := result.metrics.get("compared_with")):
+            parts.append(verdict_text(lang, result.verdict, result.version, rival["version"]))
         parts = [html.escape(part, quote=False) for part in parts]
+        if rival := result.metrics.get("compared_with"):
+            table = html.escape(side_by_side(lang, result.metrics, result.version, rival))
+            parts.append(f"{html.escape(t(lang, 'trainer.side_by_side'))}:\n<pre>{table}</pre>")
         table = html.escape(metrics_table(result.metrics, lang))
         parts.append(f"{html.escape(t(lang, 'trainer.db_test'))}:\n<pre>{table}</pre>")
         for key in PROTOCOL_SETS:
@@ -284,6 +280,25 @@ class Trainer:
             return
         async with self.storage.sessions.begin() as session:
             await registry.mark_run_reported(session, run.id)
+
+
+def side_by_side(lang: str, metrics: dict[str, Any], version: int, rival: dict[str, Any]) -> str:
+    """Balanced accuracy of the new model and the active one on every set both were measured
+    on (the database's test split first, then the protocol's), one row each."""
+    rows = [(t(lang, "better.set.test"), metrics, rival)]
+    rows += [
+        (t(lang, f"better.set.{key}"), metrics[key], rival[key])
+        for key in PROTOCOL_SETS
+        if key in metrics and key in rival
+    ]
+    width = max(len(name) for name, _, _ in rows) + 2
+    header = f"{'':<{width}}{'v' + str(version):>8}{'v' + str(rival['version']):>8}"
+    lines = [header]
+    for name, new, old in rows:
+        lines.append(
+            f"{name:<{width}}{new['balanced_accuracy']:>8.3f}{old['balanced_accuracy']:>8.3f}"
+        )
+    return "\n".join(lines)
 
 
 def serve(settings: Settings) -> None:

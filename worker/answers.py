@@ -99,7 +99,12 @@ class Answering:
         """Send the job's answer; the problem sending it, if any."""
         assert job.result is not None
         reply = await asyncio.to_thread(
-            compose_reply, job.result, job.image, job.lang, self.settings.unsure_below
+            compose_reply,
+            job.result,
+            job.image,
+            job.lang,
+            # Stored with the result: a retry answers as the model that classified it would.
+            job.result.get("unsure_below", self.settings.unsure_below),
         )
         request = job.request
         # Feedback buttons in private chats only (a private chat's id is its person's id): in

@@ -100,8 +100,10 @@ class Batches(Answering):
                 j.retry = f"model failed: {exc}"
         else:
             start = 0
+            # The model's own calibrated threshold; the setting for a model without one.
+            unsure_below = classifier.unsure_below or self.settings.unsure_below
             for j in fresh:
-                j.result = _result(j, probs[start : start + len(j.faces)])
+                j.result = _result(j, probs[start : start + len(j.faces)], unsure_below)
                 start += len(j.faces)
         t = mark("model", t)
 
@@ -197,9 +199,10 @@ class Batches(Answering):
             job.retry = f"face detection failed: {exc!r}"
 
 
-def _result(job: Job, probs: np.ndarray) -> dict[str, Any]:
+def _result(job: Job, probs: np.ndarray, unsure_below: float) -> dict[str, Any]:
     """What is stored for a request: every face's box and probabilities (CLASSES order), in
-    the photo as turned upright (`turn` degrees clockwise)."""
+    the photo as turned upright (`turn` degrees clockwise), and the top probability below which
+    the model that gave them is unsure."""
     assert job.image is not None
     height, width = job.image.shape[:2]
     return {
@@ -207,6 +210,7 @@ def _result(job: Job, probs: np.ndarray) -> dict[str, Any]:
         "width": width,
         "height": height,
         "turn": job.turn,
+        "unsure_below": unsure_below,
         "faces": [
             {"box": [int(v) for v in face.box], "probs": [round(float(p), 4) for p in row]}
             for face, row in zip(job.faces, probs, strict=True)

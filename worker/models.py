@@ -1,5 +1,8 @@
 """Which model the worker predicts with, and switching to a newly promoted one live.
 
+Each model answers "not sure" below its own calibrated threshold (registered with it, or in
+the card beside a model file: ml.inference); UNSURE_BELOW is for a model without one.
+
 A promotion NOTIFYs on the `models` channel; the worker then loads the active model in a
 thread while batches go on with the current one, and swaps it in between two batches.
 """
@@ -12,7 +15,9 @@ import numpy as np
 
 from db import registry
 from db.engine import Storage
+from db.models import ModelVersion
 from emobot.settings import Settings
+from ml.better import unsure_below
 from ml.inference import Classifier, flatbuffer_key, shipped_model_path
 from ml.preprocess import FACE_SIZE
 
@@ -51,7 +56,7 @@ class ModelHolder:
             if active is None or active.version == in_use:
                 return
             try:
-                self._pending = await self._load_registered(active.version, active.blob_key)
+                self._pending = await self._load_registered(active)
             except Exception:
                 log.exception("model %d could not be loaded; keeping %s", active.version, in_use)
                 return
@@ -68,18 +73,18 @@ class ModelHolder:
         async with self.storage.sessions() as session:
             active = await registry.active_model(session)
         if active is not None:
-            return await self._load_registered(active.version, active.blob_key)
+            return await self._load_registered(active)
         path = self.settings.model_path or shipped_model_path()
-        return await asyncio.to_thread(_load_warm, path, None)
+        return await asyncio.to_thread(_load_warm, path, None, None)
 
-    async def _load_registered(self, version: int, blob_key: str) -> Classifier:
-        key = flatbuffer_key(blob_key)
-        path = await self.storage.blobs.fetch_to(key, self.settings.model_file(version))
-        return await asyncio.to_thread(_load_warm, path, version)
+    async def _load_registered(self, model: ModelVersion) -> Classifier:
+        key = flatbuffer_key(model.blob_key)
+        path = await self.storage.blobs.fetch_to(key, self.settings.model_file(model.version))
+        return await asyncio.to_thread(_load_warm, path, model.version, unsure_below(model.metrics))
 
 
-def _load_warm(path: Path, version: int | None) -> Classifier:
+def _load_warm(path: Path, version: int | None, threshold: float | None) -> Classifier:
     """Load and run once, so the first batch does not pay for building the predict function."""
-    classifier = Classifier.load(path, version)
+    classifier = Classifier.load(path, version, threshold)
     classifier.predict(np.zeros((1, FACE_SIZE, FACE_SIZE), np.uint8))
     return classifier

@@ -14,6 +14,7 @@ from db.engine import Storage
 from db.registry import UnknownModel, active_model
 from emobot.i18n import t
 from emobot.settings import Settings
+from ml.better import verdict_text
 from ml.job_params import JobParams, ParamError
 
 # Versions are PostgreSQL integers: a bigger number is no version, not an overflow.
@@ -104,11 +105,11 @@ async def promote(
     lines = []
     if plan.active is not None and plan.comparison is not None:
         old = plan.active.version
-        lines.append(admin.comparison_text(lang, version, old, plan.comparison))
+        lines.append(verdict_text(lang, plan.comparison, version, old))
         if plan.ask:
             key = (
                 "admin.promote.worse"
-                if plan.comparison.basis != "none"
+                if plan.comparison.comparable
                 else ("admin.promote.incomparable")
             )
             lines.append(t(lang, key, new=version, old=old))

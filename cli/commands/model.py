@@ -12,6 +12,7 @@ from ml.params import ARCH_NAMES, TrainConfig
 
 if TYPE_CHECKING:
     from ml.inference import Classifier
+    from ml.job_params import JobParams
 
 MODEL_HELP = (
     "a model file (.tflite, or .keras with its .tflite beside it), a registry version number, "
@@ -88,6 +89,16 @@ def register(subparsers: Any) -> None:
     p.add_argument("--archive", type=Path, help="FER2013 zip (default: FER2013_ZIP setting)")
     p.add_argument("--ferplus", type=Path, help="FER+ votes CSV (default: FERPLUS_CSV)")
     p.add_argument("--photos", type=Path, help="labelled photos (default: REAL_PHOTOS)")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run that was cut off (Ctrl-C, a kill) from its last finished epoch, "
+        "with its parameters",
+    )
+    again.add_argument(
+        "--restart", action="store_true", help="discard a run that was cut off and start anew"
+    )
     p.set_defaults(handler=train)
 
     p = subparsers.add_parser(
@@ -139,6 +150,7 @@ def load_classifier(spec: str | None, settings: Settings) -> "Classifier":
 async def _load_registered(spec: str, settings: Settings) -> "Classifier":
     from db import registry
     from db.engine import open_storage
+    from ml.better import unsure_below
     from ml.inference import Classifier, flatbuffer_key
 
     async with open_storage(settings) as storage:
@@ -155,7 +167,7 @@ async def _load_registered(spec: str, settings: Settings) -> "Classifier":
         # The workers' cache: each version downloaded once.
         key = flatbuffer_key(model.blob_key)
         path = await storage.blobs.fetch_to(key, settings.model_file(model.version))
-    return Classifier.load(path, model.version)
+    return Classifier.load(path, model.version, unsure_below(model.metrics))
 
 
 def convert(args: argparse.Namespace, settings: Settings) -> int:
@@ -255,7 +267,9 @@ def evaluate(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 2
     classifier = load_classifier(args.model, settings)
-    metrics = evaluate_protocol(classifier, archive, ferplus, photos, settings.unsure_below)
+    # At the model's own calibrated threshold; the setting for a model without one.
+    threshold = classifier.unsure_below or settings.unsure_below
+    metrics = evaluate_protocol(classifier, archive, ferplus, photos, threshold)
     if args.json:
         print(json.dumps({"model": classifier.name, **metrics}))
         return 0
@@ -270,20 +284,19 @@ def evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def train(args: argparse.Namespace, settings: Settings) -> int:
-    import time
-
     need_training_libraries()
 
     from db.engine import open_storage
     from db.readiness import DatasetNotReady
-    from ml.job_params import JobParams
+    from ml.checkpoint import RunMismatch
     from runtime.report import metrics_table
     from trainer.job import run_training
 
+    # One folder for the command's runs: a run cut off there is what --resume continues
+    # (the trainer's runs have their own, DATA_DIR/runs/<run id>).
+    workdir = settings.data_dir / "runs" / "cli"
     try:
-        params = JobParams(
-            arch=args.arch, epochs=args.epochs, balance=args.balance, promote=args.promote
-        )
+        params = _train_params(args, workdir)
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -301,7 +314,7 @@ def train(args: argparse.Namespace, settings: Settings) -> int:
                 storage,
                 params,
                 data_dir=settings.data_dir,
-                workdir=settings.data_dir / "runs" / f"cli-{time.strftime('%Y%m%d-%H%M%S')}",
+                workdir=workdir,
                 archive=args.archive or settings.fer2013_zip,
                 ferplus=args.ferplus or settings.ferplus_csv,
                 photos=args.photos or settings.real_photos,
@@ -331,9 +344,44 @@ def train(args: argparse.Namespace, settings: Settings) -> int:
     except DatasetNotReady as exc:
         print(f"training refused. {exc}", file=sys.stderr)
         return 2
+    except RunMismatch as exc:
+        print(f"training refused: {exc}; --restart starts anew", file=sys.stderr)
+        return 2
     except ValueError as exc:
         print(f"training failed: {exc}", file=sys.stderr)
         return 1
+
+
+def _train_params(args: argparse.Namespace, workdir: Path) -> "JobParams":
+    """The flags' parameters for a new run (written into `workdir`), or with --resume those of
+    the run cut off there. ValueError when there is nothing to resume, or when a run that
+    finished an epoch would be lost without --restart (one cut off before is started anew)."""
+    import shutil
+
+    from ml.checkpoint import read_state
+    from ml.job_params import JobParams
+
+    saved = workdir / "params.json"
+    if args.resume:
+        if read_state(workdir) is None or not saved.is_file():
+            raise ValueError(
+                f"nothing to resume: no run of `emobot train` in {workdir} finished an epoch"
+            )
+        params = JobParams.from_dict(json.loads(saved.read_text()))
+        print(f"resuming the run in {workdir}: {params.as_dict()}", flush=True)
+        return params
+    if read_state(workdir) is not None and not args.restart:
+        raise ValueError(
+            f"a run of `emobot train` was cut off in {workdir}: --resume continues it, "
+            "--restart discards it and starts anew"
+        )
+    params = JobParams(
+        arch=args.arch, epochs=args.epochs, balance=args.balance, promote=args.promote
+    )
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    saved.write_text(json.dumps(params.as_dict()))
+    return params
 
 
 def trainer(args: argparse.Namespace, settings: Settings) -> None:

@@ -243,8 +243,12 @@ async def test_retrain_and_stats_on_an_empty_dataset_say_how_to_load_fer2013(
     assert "The dataset is empty." in empty and "emobot import-fer2013" in empty
 
 
-def on_test_4(balanced: float) -> dict[str, object]:
-    return {"test_4": {"n": 7178, "balanced_accuracy": balanced, "accuracy": 0.7}}
+def on_protocol(ferplus: float, real: float, test_4: float = 0.75) -> dict[str, object]:
+    return {
+        "test_4": {"n": 7178, "balanced_accuracy": test_4, "accuracy": 0.7},
+        "ferplus_test": {"n": 6917, "balanced_accuracy": ferplus},
+        "realphotos": {"n": 851, "balanced_accuracy": real},
+    }
 
 
 async def test_promote_shows_both_numbers_and_asks_when_worse_or_not_comparable(
@@ -252,8 +256,8 @@ async def test_promote_shows_both_numbers_and_asks_when_worse_or_not_comparable(
 ) -> None:
     async with harness.storage.sessions.begin() as session:
         for metrics in (
-            on_test_4(0.78),  # v1, active
-            on_test_4(0.70),  # v2: worse on test-4
+            on_protocol(0.82, 0.72),  # v1, active
+            on_protocol(0.80, 0.70, test_4=0.80),  # v2: worse where it counts, not on test-4
             {"balanced_accuracy": 0.61, "compared_with": {"version": 1, "balanced_accuracy": 0.55}},
             {},  # v4: nothing to compare
         ):
@@ -263,7 +267,8 @@ async def test_promote_shows_both_numbers_and_asks_when_worse_or_not_comparable(
 
     admin.send_text("/promote 2")
     ask = await harness.reply(admin)
-    assert "FER2013 test-4: v2 0.700, the active v1 0.780" in ask.text
+    basis = "Mean balanced accuracy on ferplus-test, real photos"
+    assert f"{basis}: v2 0.750, the active v1 0.770" in ask.text
     assert "worse" in ask.text and len(ask.buttons) == 2
     admin.press(ask, text="No, keep v1")
     assert "Kept v1 active" in (await harness.reply(admin, text_has("Kept"))).text

@@ -151,6 +151,8 @@ async def test_train_from_the_database(
     )
     bad = emobot("train", "--arch", "resnet", env=env)
     assert bad.returncode == 2 and "no arch" in bad.stderr
+    nothing = emobot("train", "--resume", env=env)  # the refused run trained no epoch
+    assert nothing.returncode == 2 and "nothing to resume" in nothing.stderr
     out = emobot(
         "train",
         "--epochs",

@@ -24,7 +24,7 @@ from db.training_set import SampleRef, train_refs
 from emobot.labels import CLASS_INDEX
 from ml.faces import decode_image, find_faces
 from ml.ferplus import COLUMNS, read_votes
-from ml.inference import Classifier, flatbuffer_key, shipped_model_path
+from ml.inference import Classifier, flatbuffer_key, flatbuffer_path, shipped_model_path
 from ml.job_params import JobParams
 from tests.conftest import FIXTURE_ARCHIVE
 from tests.ml.test_ferplus import fake_votes
@@ -134,8 +134,12 @@ async def test_train_register_and_promote(
     assert metrics["dataset"]["train"] == trainable - 1  # every trainable sample but the missing
     assert metrics["n"] == metrics["dataset"]["test"] > 0
     assert metrics["test_4"]["n"] == 21 and "seed_balanced_accuracy" in metrics["test_4"]
-    confident = metrics["test_4"]["confident"]  # the report's "answered sure" rows
-    assert confident["threshold"] == 0.56 and 0 <= confident["answered"] <= 1
+    # Calibrated: measured, and registered, with its own threshold (the report's "answered
+    # sure" rows), not the worker's setting.
+    threshold = metrics["calibration"]["unsure_below"]
+    assert metrics["calibration"]["temperature"] > 0 and 0.3 <= threshold <= 0.8
+    confident = metrics["test_4"]["confident"]
+    assert confident["threshold"] == threshold and 0 <= confident["answered"] <= 1
     assert 0 <= metrics["balanced_accuracy"] <= 1
     assert not (tmp_path / "run1").exists()  # the work folder is cleaned up
     assert blocking == []
@@ -145,6 +149,7 @@ async def test_train_register_and_promote(
         row = await registry.get_model(session, 1)
         assert row.is_active and row.arch == "seed_cnn" and row.blob_key == "models/1.keras"
         assert row.metrics["balanced_accuracy"] == metrics["balanced_accuracy"]
+        assert row.metrics["calibration"]["unsure_below"] == threshold
         assert set(row.artifacts) == {"learning_curve", "confusion_matrix"}
     for key in row.artifacts.values():
         png = Image.open(io.BytesIO(await storage.blobs.get(key)))
@@ -159,6 +164,7 @@ async def test_train_register_and_promote(
     # run's kind on its row: the next run is measured against it on the same test split.
     shipped = shipped_model_path().read_bytes()
     _, key = await storage.blobs.put_content(shipped, prefix="models")
+    await storage.blobs.put(flatbuffer_key(key), flatbuffer_path(shipped_model_path()).read_bytes())
     async with storage.sessions.begin() as session:
         v2 = await registry.register_model(session, blob_key=key, arch="emonet", metrics={})
         await registry.promote(session, v2.version)
@@ -167,6 +173,9 @@ async def test_train_register_and_promote(
     rival = second.metrics["compared_with"]
     assert rival["version"] == 2
     assert rival["balanced_accuracy"] > second.metrics["balanced_accuracy"]  # 1 epoch vs shipped
+    # No protocol data given: the rule falls back on the database's test split.
+    assert second.verdict is not None and second.verdict.basis == ("test",)
+    assert not second.verdict.better
     assert "test_4" not in second.metrics  # no archive given
     assert second.metrics["dataset"]["version"] == metrics["dataset"]["version"]
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 1  # the cached arrays were reused

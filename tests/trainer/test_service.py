@@ -322,3 +322,46 @@ async def test_sigterm_mid_training_hands_the_run_back_and_exits_0(
     assert (await get_run(storage, run_id)).status == "running"  # until the next trainer starts
     async with storage.sessions.begin() as session:
         assert await registry.requeue_interrupted_runs(session) == [run_id]
+
+
+async def test_a_trainer_killed_mid_run_resumes_it_at_its_next_start(
+    storage: Storage, settings: Settings, tmp_path: Path
+) -> None:
+    """SIGKILL once the first epoch is reported (its checkpoint is written before): the next
+    trainer queues the run again and continues it from epoch 2, to one registered model with
+    as many epochs as asked, calibrated."""
+    await import_archive(FIXTURE_ARCHIVE, storage.sessions, storage.blobs)
+    run_id = await queue(storage, {"arch": "seed_cnn", "epochs": 3, "batch_size": 16})
+    env = child_env(settings, DATA_DIR=str(tmp_path / "var"), FER2013_ZIP=str(FIXTURE_ARCHIVE))
+    first = _start_trainer(env, tmp_path / "first.log")
+    try:
+        async with asyncio.timeout(240):
+            while ((await get_run(storage, run_id)).progress or {}).get("epoch", 0) < 1:
+                assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+                await asyncio.sleep(0.05)
+        first.kill()
+        await asyncio.to_thread(first.wait, 30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    done = (await get_run(storage, run_id)).progress["epoch"]
+    assert 1 <= done < 3
+    second = _start_trainer(env, tmp_path / "second.log")
+    try:
+        async with asyncio.timeout(300):
+            while (run := await get_run(storage, run_id)).status != "done":
+                assert run.status != "failed", run.error
+                assert second.poll() is None, (tmp_path / "second.log").read_text()[-3000:]
+                await asyncio.sleep(0.5)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(second.wait, 60)
+    log = (tmp_path / "second.log").read_text()
+    assert f"resuming after epoch {done}" in log
+    async with storage.sessions() as session:
+        models = await registry.list_models(session)
+    assert len(models) == 1 and models[0].id == run.model_id
+    training = models[0].metrics["training"]
+    assert training["resumed_at"] == done and training["epochs_run"] == 3
+    assert 0.3 <= models[0].metrics["calibration"]["unsure_below"] <= 0.8
+    assert run.progress["epoch"] == 3

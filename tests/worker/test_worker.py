@@ -185,6 +185,32 @@ async def test_an_unsure_face_is_answered_with_its_two_likeliest_emotions(
     assert [line[:4] for line in several.text.splitlines()[1:]] == ["1. 🤔", "2. 🤔", "3. 🤔"]
 
 
+async def test_a_registered_model_is_unsure_below_its_own_threshold(
+    worker_settings: Settings,
+    storage: Storage,
+    bot: Bot,
+    botapi: API,
+    constant_model: Callable[[str], Path],
+) -> None:
+    """The threshold registered with a model (its calibration) wins over UNSURE_BELOW."""
+    emulator, _ = botapi
+    happy = constant_model("happy")  # 97 % sure: sure at the setting's 0.60
+    _, key = await storage.blobs.put_content(happy.read_bytes(), prefix="models")
+    await storage.blobs.put(flatbuffer_key(key), flatbuffer_path(happy).read_bytes())
+    async with storage.sessions.begin() as session:
+        model = await registry.register_model(
+            session, blob_key=key, arch="test", metrics={"calibration": {"unsure_below": 0.98}}
+        )
+        await registry.promote(session, model.version)
+    request = await enqueue_photo(storage, photo("astronaut.jpg"), chat_id=613)
+    async with running(Worker(worker_settings, storage, bot)):
+        single = await emulator.wait_for(613, timeout=30)
+        (row,) = await _wait_status(storage.sessions, [request])
+    assert worker_settings.unsure_below == 0.60
+    assert single.text.splitlines()[0] == "🤔 Не уверен: счастливый или негативный"
+    assert row.result["unsure_below"] == 0.98  # kept with the result for a retried reply
+
+
 def test_unsure_texts_in_both_languages() -> None:
     probs = [0.30, 0.45, 0.05, 0.20]
     assert replies.verdict(probs, "en", 0.5) == "🤔 Not sure: happy or negative"

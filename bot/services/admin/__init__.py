@@ -3,10 +3,8 @@
 
 from bot.services.admin.export import export_to_chat, raw_ids_asked, start_export
 from bot.services.admin.promotion import (
-    Comparison,
     PromotePlan,
     compare,
-    comparison_text,
     plan_promotion,
     promote_version,
 )
@@ -14,10 +12,8 @@ from bot.services.admin.stats import models_text, stats_text
 from bot.services.admin.training import retrain
 
 __all__ = [
-    "Comparison",
     "PromotePlan",
     "compare",
-    "comparison_text",
     "export_to_chat",
     "models_text",
     "plan_promotion",

@@ -1,7 +1,6 @@
 """/promote: a registered model compared with the active one, and promoted."""
 
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -11,53 +10,20 @@ from db.registry import (
     get_model,
     promote,
 )
-from emobot.i18n import t
+from ml.better import Verdict, judge
 
 
-@dataclass(frozen=True)
-class Comparison:
-    """A model beside the active one, on the same test split when both were measured on one."""
-
-    basis: str  # test_4 | run | none
-    new: float | None
-    old: float | None
-
-    @property
-    def worse_or_unknown(self) -> bool:
-        return self.basis == "none" or self.new is None or self.old is None or self.new < self.old
-
-
-def _balanced(metrics: dict[str, Any]) -> float | None:
-    value = metrics.get("balanced_accuracy")
-    return value if isinstance(value, float) else None
-
-
-def compare(candidate: ModelVersion, active: ModelVersion) -> Comparison:
-    """Balanced accuracy on FER2013's test-4 when both have it over the same images; else the
-    active model measured by the candidate's own run on its test split; else not comparable."""
-    new_4, old_4 = candidate.metrics.get("test_4", {}), active.metrics.get("test_4", {})
-    if new_4.get("n") and new_4.get("n") == old_4.get("n"):
-        return Comparison("test_4", _balanced(new_4), _balanced(old_4))
+def compare(candidate: ModelVersion, active: ModelVersion) -> Verdict:
+    """ml.better's rule, the trainer's too: against the active model as the candidate's own
+    run measured it beside itself, when it was the active one then; else the two rows'
+    metrics, on the sets both were measured on alike."""
     rival = candidate.metrics.get("compared_with") or {}
     if rival.get("version") == active.version:
-        return Comparison("run", _balanced(candidate.metrics), _balanced(rival))
-    new = _balanced(new_4) or _balanced(candidate.metrics)
-    return Comparison("none", new, _balanced(old_4) or _balanced(active.metrics))
-
-
-def comparison_text(lang: str, candidate: int, active: int, comparison: Comparison) -> str:
-    def shown(value: float | None) -> str:
-        return "–" if value is None else f"{value:.3f}"
-
-    return t(
-        lang,
-        "admin.promote.numbers",
-        basis=t(lang, f"admin.promote.basis.{comparison.basis}"),
-        new=candidate,
-        new_value=shown(comparison.new),
-        old=active,
-        old_value=shown(comparison.old),
-    )
+        # Both measured on the run's own test split, whatever the rows say of it (rows
+        # registered before the split's version was kept with the rival say nothing).
+        split = {"dataset": {"version": f"run of v{candidate.version}"}}
+        return judge({**candidate.metrics, **split}, {**rival, **split})
+    return judge(candidate.metrics, active.metrics)
 
 
 @dataclass(frozen=True)
@@ -66,11 +32,14 @@ class PromotePlan:
 
     candidate: ModelVersion
     active: ModelVersion | None
-    comparison: Comparison | None
+    comparison: Verdict | None
 
     @property
     def ask(self) -> bool:
-        return self.comparison is not None and self.comparison.worse_or_unknown
+        verdict = self.comparison
+        if verdict is None:
+            return False
+        return not verdict.comparable or verdict.new < verdict.old  # type: ignore[operator]
 
 
 async def plan_promotion(session: AsyncSession, version: int) -> PromotePlan:
