@@ -91,8 +91,9 @@ class Settings(BaseSettings):
     poll_seconds: float = Field(5.0, gt=0)
     model_path: Path | None = None
     # A face whose top probability (calibrated: ml/calibration.py) is below this gets an
-    # unsure answer with its two most likely emotions. The shipped model's card says how it
-    # was chosen on validation data (calibration.unsure_below: 0.60).
+    # unsure answer with its two most likely emotions: for a model without a threshold of its
+    # own. Every model a training packages has one, chosen on validation data and registered
+    # with it (the shipped model's card: calibration.unsure_below, 0.60).
     unsure_below: float = Field(0.60, ge=0, le=1)
 
     # The fixed evaluation protocol after each training run and in `emobot evaluate`: the
