@@ -80,9 +80,11 @@ def verdict_text(lang: str, verdict: Verdict, new: int, old: int) -> str:
     def shown(value: float | None) -> str:
         return "–" if value is None else f"{value:.3f}"
 
-    if verdict.basis:
-        sets = ", ".join(t(lang, f"better.set.{key}") for key in verdict.basis)
+    sets = ", ".join(t(lang, f"better.set.{key}") for key in verdict.basis)
+    if len(verdict.basis) > 1:
         basis = t(lang, "better.basis.sets", sets=sets)
+    elif verdict.basis:
+        basis = t(lang, "better.basis.one", sets=sets)
     else:
         basis = t(lang, "better.basis.none")
     return t(

@@ -42,5 +42,10 @@ def test_the_verdict_in_words_and_a_model_s_threshold() -> None:
         "Mean balanced accuracy on ferplus-test, real photos: v5 0.790, the active v3 0.770."
     )
     assert "реальные фото" in verdict_text("ru", verdict, 5, 3)
+    split = {"dataset": {"version": "7-abc"}}
+    one = judge({"balanced_accuracy": 0.61, **split}, {"balanced_accuracy": 0.55, **split})
+    assert verdict_text("en", one, 5, 3) == (
+        "Balanced accuracy on the database test split: v5 0.610, the active v3 0.550."
+    )
     assert unsure_below({"calibration": {"unsure_below": 0.57}}) == 0.57
     assert unsure_below({}) is None and unsure_below({"calibration": None}) is None

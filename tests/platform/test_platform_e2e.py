@@ -340,7 +340,9 @@ async def test_admin_retrains_promotes_and_the_next_prediction_uses_the_new_mode
     assert "Test split in the database" in (report.text or "")
     # Warm-started from the shipped model (v1) and measured against it on the same split.
     assert "Started from model v1's weights" in (report.text or "")
-    assert "the active model v1 on the same split" in (report.text or "")
+    assert "Balanced accuracy on the database test split: v2 " in (report.text or "")
+    assert "the active v1" in (report.text or "")
+    assert "Balanced accuracy of both models on the same sets" in (report.text or "")
     confusion = await emulator.wait_for(
         admin.id, lambda c: c.method == "sendMediaGroup" and c.text == "Confusion matrix", 20
     )
