@@ -87,31 +87,34 @@ class Interrupt(Exception):
 
 def test_a_resumed_run_reports_every_epoch(tmp_path: Path) -> None:
     faces = load_archive(FIXTURE_ARCHIVE).train
-    config = TrainConfig(arch="seed_cnn", epochs=3, batch_size=8, val_fraction=0.3)
+    config = TrainConfig(arch="emonet", epochs=3, batch_size=8, val_fraction=0.3)
 
     def stop_after_first(epoch: int, logs: dict[str, float]) -> None:
         raise Interrupt  # after the epoch's checkpoint: as if the process were killed there
 
     with pytest.raises(Interrupt):
-        train(faces, config, tmp_path, on_epoch=stop_after_first)
-    state = read_state(tmp_path)
+        train(faces, config, tmp_path / "cut", on_epoch=stop_after_first)
+    state = read_state(tmp_path / "cut")
     assert state is not None and state["epoch"] == 1
-    other = TrainConfig(arch="seed_cnn", epochs=4, batch_size=8, val_fraction=0.3)
+    other = TrainConfig(arch="emonet", epochs=4, batch_size=8, val_fraction=0.3)
     with pytest.raises(RunMismatch, match="epochs"):
-        train(faces, other, tmp_path)  # another run's parameters: never mixed into this one
+        train(faces, other, tmp_path / "cut")  # another run's parameters: never mixed in
     epochs: list[int] = []
-    trained = train(faces, config, tmp_path, on_epoch=lambda e, _: epochs.append(e))
+    trained = train(faces, config, tmp_path / "cut", on_epoch=lambda e, _: epochs.append(e))
     assert epochs == [2, 3] and trained.summary["resumed_at"] == 1
     history = trained.history
     assert len(history["loss"]) == len(history["val_bal_acc"]) == trained.summary["epochs_run"]
     assert trained.summary["epochs_run"] == 3
+    # The cosine schedule went on where it was: the same learning rate every epoch as a run
+    # that was never cut off.
+    whole = train(faces, config, tmp_path / "whole")
+    assert history["lr"] == whole.history["lr"] and history["lr"][0] > history["lr"][2]
     # Finished: the same call again trains no more.
-    assert train(faces, config, tmp_path, on_epoch=lambda e, _: epochs.append(e)).history
+    assert train(faces, config, tmp_path / "cut", on_epoch=lambda e, _: epochs.append(e)).history
     assert epochs == [2, 3]
     # A fresh run in the same folder starts its history afresh.
-    again = train(
-        faces, TrainConfig(arch="seed_cnn", epochs=1, batch_size=8), tmp_path, resume=False
-    )
+    fresh = TrainConfig(arch="seed_cnn", epochs=1, batch_size=8)
+    again = train(faces, fresh, tmp_path / "cut", resume=False)
     assert len(again.history["loss"]) == 1
 
 
