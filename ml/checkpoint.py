@@ -20,7 +20,7 @@ import csv
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import keras
 import numpy as np
@@ -29,6 +29,13 @@ STATE = "state.json"
 # What a callback's counters are called: kept so that a resumed plateau schedule waits as long
 # as an uninterrupted one would.
 PLATEAU_FIELDS = ("wait", "best", "cooldown_counter")
+
+
+class Batches(Protocol):
+    """What the checkpoint needs of the training batches: the epoch their order and
+    augmentation follow from (ml.training.FaceBatches)."""
+
+    epoch: int
 
 
 class RunMismatch(ValueError):
@@ -61,7 +68,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self,
         folder: Path,
         config: dict[str, Any],
-        batches: Any,
+        batches: Batches,
         patience: int,
         monitor: str = "val_score",
         plateau: keras.callbacks.ReduceLROnPlateau | None = None,
