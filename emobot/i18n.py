@@ -1,5 +1,6 @@
 """Every text of the platform, in one gettext catalogue (`emobot/locales/<lang>/LC_MESSAGES/
-emobot.po`), read through aiogram's i18n; and the one rule that picks a person's language.
+emobot.po`), read with the standard library's gettext; and the one rule that picks a person's
+language.
 
 Messages are looked up by key (`cmd.start`, `worker.no_face`, `label.happy`): the .po files
 hold the Russian and the English text of each, with `{name}` placeholders (python-brace-format).
@@ -8,16 +9,17 @@ compiles the .mo files the processes read. tests/test_i18n.py fails on a key mis
 either language.
 """
 
+import gettext
 from pathlib import Path
-
-from aiogram.utils.i18n import I18n
 
 LANGUAGES = ("ru", "en")
 DEFAULT_LANGUAGE = "ru"
 LOCALES = Path(__file__).parent / "locales"
 DOMAIN = "emobot"
 
-catalogue = I18n(path=LOCALES, default_locale=DEFAULT_LANGUAGE, domain=DOMAIN)
+# Not aiogram's I18n, which brings the whole of aiogram (about 150 MB) into the worker and the
+# trainer. A missing .mo file fails at import: run `make l10n`.
+catalogue = {lang: gettext.translation(DOMAIN, LOCALES, languages=[lang]) for lang in LANGUAGES}
 
 
 def pick_language(chosen: str | None, telegram: str | None) -> str:
@@ -31,7 +33,7 @@ def pick_language(chosen: str | None, telegram: str | None) -> str:
 
 def t(lang: str, key: str, **values: object) -> str:
     """The text `key` in `lang` (Russian when the language is not supported)."""
-    text = catalogue.gettext(key, locale=lang if lang in LANGUAGES else DEFAULT_LANGUAGE)
+    text = catalogue[lang if lang in LANGUAGES else DEFAULT_LANGUAGE].gettext(key)
     return text.format(**values) if values else text
 
 

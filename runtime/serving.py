@@ -18,16 +18,15 @@ import signal
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import asyncpg
-from aiogram import Bot
 from sqlalchemy.exc import SQLAlchemyError
 
 from db.engine import Storage, open_storage, ping
 from emobot.settings import CANCEL_MARGIN_SECONDS, Settings
 from runtime.operations import Check, serve_operations
-from runtime.telegram import make_bot, telegram_configured
+from runtime.telegram import telegram_configured
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +79,22 @@ class Serving:
     before_scrape: Sequence[Callable[[], Awaitable[None]]] = ()
 
 
+class _Session(Protocol):
+    async def close(self) -> None: ...
+
+
+class BotLike(Protocol):
+    """A Bot API client: aiogram's `Bot` (the bot) or runtime.botclient's (the others)."""
+
+    @property
+    def session(self) -> _Session: ...
+
+
+B = TypeVar("B", bound=BotLike)
+
+
 # Builds the service over the open storage; what must be undone goes on the exit stack.
-Build = Callable[[Storage, Bot | None, AsyncExitStack], Serving]
+Build = Callable[[Storage, B | None, AsyncExitStack], Serving]
 
 
 class Backoff:
@@ -121,10 +134,10 @@ async def wait_for_database(storage: Storage, name: str, stopping: asyncio.Event
 async def serve(
     settings: Settings,
     name: str,
-    build: Build,
+    build: Build[B],
     *,
     needs_bot: bool,
-    bot_factory: Callable[[Settings], Bot] = make_bot,
+    bot_factory: Callable[[Settings], B],
 ) -> None:
     """Run the service `build` makes until it stops. Without a Bot API configured, a service
     that `needs_bot` does not start; another runs without one (and says so)."""

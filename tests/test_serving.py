@@ -6,11 +6,11 @@ import asyncio
 import signal
 from contextlib import AsyncExitStack
 
-from aiogram import Bot
-
 from db.engine import Storage
 from emobot.settings import Settings
+from runtime.botclient import BotClient
 from runtime.serving import Build, Serving, serve
+from runtime.telegram import make_client
 from tests.trainer.test_service import DatabaseGate
 
 
@@ -39,8 +39,8 @@ class Recorder:
         self._stopping.set()
 
 
-def _build(service: Recorder) -> Build:
-    def build(storage: Storage, bot: Bot | None, stack: AsyncExitStack) -> Serving:
+def _build(service: Recorder) -> Build[BotClient]:
+    def build(storage: Storage, bot: BotClient | None, stack: AsyncExitStack) -> Serving:
         return Serving(service)
 
     return build
@@ -52,7 +52,9 @@ async def test_a_service_starts_once_the_database_answers_and_stops_on_sigterm(
     gate = DatabaseGate(settings.database_url or "")
     config = settings.model_copy(update={"database_url": gate.url})
     service = Recorder(hang=False)
-    serving = asyncio.create_task(serve(config, "test", _build(service), needs_bot=False))
+    serving = asyncio.create_task(
+        serve(config, "test", _build(service), needs_bot=False, bot_factory=make_client)
+    )
     try:
         await asyncio.sleep(2)
         assert not service.started.is_set() and not serving.done()  # waiting, not exited
@@ -70,7 +72,9 @@ async def test_a_service_still_busy_after_the_grace_period_is_cut_short(
 ) -> None:
     config = settings.model_copy(update={"shutdown_grace_seconds": 0.5})
     service = Recorder(hang=True)
-    serving = asyncio.create_task(serve(config, "test", _build(service), needs_bot=False))
+    serving = asyncio.create_task(
+        serve(config, "test", _build(service), needs_bot=False, bot_factory=make_client)
+    )
     await asyncio.wait_for(service.started.wait(), 30)
     signal.raise_signal(signal.SIGTERM)
     await asyncio.wait_for(serving, 30)  # returns normally: the process would exit 0

@@ -20,9 +20,6 @@ from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
-from aiogram import Bot
-from aiogram.exceptions import TelegramAPIError
-from aiogram.types import BufferedInputFile, InputMediaPhoto
 
 import runtime.serving
 from db import registry
@@ -34,8 +31,10 @@ from emobot.i18n import t
 from emobot.settings import Settings
 from ml.better import verdict_text
 from ml.job_params import JobParams
+from runtime.botclient import BotClient, BufferedInputFile, TelegramAPIError
 from runtime.report import metrics_table
 from runtime.serving import DATABASE_ERRORS, Backoff, Serving
+from runtime.telegram import make_client
 from trainer import metrics
 
 if TYPE_CHECKING:
@@ -48,7 +47,7 @@ PROTOCOL_SETS = ("test_4", "ferplus_test", "realphotos")
 
 
 class Trainer:
-    def __init__(self, settings: Settings, storage: Storage, bot: Bot | None):
+    def __init__(self, settings: Settings, storage: Storage, bot: BotClient | None):
         self.settings = settings
         self.storage = storage
         self.bot = bot
@@ -268,9 +267,11 @@ class Trainer:
             await self.bot.send_message(run.chat_id, "\n\n".join(parts), parse_mode="HTML")
             if pictures:
                 media = [
-                    InputMediaPhoto(
-                        media=BufferedInputFile(png, f"{name}.png"), caption=captions.get(name)
-                    )
+                    {
+                        "type": "photo",
+                        "media": BufferedInputFile(png, f"{name}.png"),
+                        "caption": captions.get(name),
+                    }
                     for name, png in pictures.items()
                 ]
                 await self.bot.send_media_group(run.chat_id, media)
@@ -304,9 +305,11 @@ def side_by_side(lang: str, metrics: dict[str, Any], version: int, rival: dict[s
 def serve(settings: Settings) -> None:
     """Run the trainer until SIGTERM or Ctrl-C (`emobot trainer`)."""
 
-    def build(storage: Storage, bot: Bot | None, _: AsyncExitStack) -> Serving:
+    def build(storage: Storage, bot: BotClient | None, _: AsyncExitStack) -> Serving:
         return Serving(Trainer(settings, storage, bot))
 
     # Not asyncio.run: a training cut short at the end of the grace period goes on in its
     # thread, which must not keep the process alive (its run resumes at the next start).
-    runtime.serving.run_command(runtime.serving.serve(settings, "trainer", build, needs_bot=False))
+    runtime.serving.run_command(
+        runtime.serving.serve(settings, "trainer", build, needs_bot=False, bot_factory=make_client)
+    )

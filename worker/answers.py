@@ -8,7 +8,6 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from aiogram import Bot
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import queue
@@ -16,6 +15,7 @@ from db.engine import Storage
 from emobot.feedback import answer_buttons
 from emobot.i18n import t
 from emobot.settings import Settings
+from runtime.botclient import BotClient
 from worker import metrics
 from worker.job import Job
 from worker.outage import DatabaseWatch
@@ -38,7 +38,7 @@ class Answering:
     Mixed into Worker, which owns the state declared here."""
 
     settings: Settings
-    bot: Bot
+    bot: BotClient
     name: str
     storage: Storage
     database: DatabaseWatch

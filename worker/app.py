@@ -3,13 +3,14 @@
 import asyncio
 from contextlib import AsyncExitStack
 
-from aiogram import Bot
 from prometheus_client import REGISTRY
 
 import runtime.serving
 from db.engine import Storage
 from emobot.settings import Settings
+from runtime.botclient import BotClient
 from runtime.serving import Serving
+from runtime.telegram import make_client
 from worker import metrics
 from worker.service import Worker
 
@@ -17,7 +18,7 @@ from worker.service import Worker
 def serve(settings: Settings) -> None:
     """Run one worker until SIGTERM or Ctrl-C (`emobot worker`)."""
 
-    def build(storage: Storage, bot: Bot | None, stack: AsyncExitStack) -> Serving:
+    def build(storage: Storage, bot: BotClient | None, stack: AsyncExitStack) -> Serving:
         assert bot is not None  # needs_bot
         worker = Worker(settings, storage, bot)
         queue_metrics = metrics.register_queue_collector(storage)
@@ -29,4 +30,6 @@ def serve(settings: Settings) -> None:
 
         return Serving(worker, {"model": model_loaded}, [queue_metrics.refresh])
 
-    asyncio.run(runtime.serving.serve(settings, "worker", build, needs_bot=True))
+    asyncio.run(
+        runtime.serving.serve(settings, "worker", build, needs_bot=True, bot_factory=make_client)
+    )

@@ -15,8 +15,14 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 import numpy as np
-from aiogram import Bot
-from aiogram.exceptions import (
+
+from emobot.feedback import EMOJI
+from emobot.i18n import label_name, t
+from emobot.labels import CLASSES
+from ml.annotate import annotate
+from runtime.botclient import (
+    BotClient,
+    BufferedInputFile,
     TelegramAPIError,
     TelegramBadRequest,
     TelegramForbiddenError,
@@ -24,12 +30,6 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramUnauthorizedError,
 )
-from aiogram.types import BufferedInputFile
-
-from emobot.feedback import EMOJI
-from emobot.i18n import label_name, t
-from emobot.labels import CLASSES
-from ml.annotate import annotate
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -143,7 +143,7 @@ def compose_reply(
 
 
 async def send_reply(
-    bot: Bot,
+    bot: BotClient,
     chat_id: int,
     reply_to: int | None,
     reply: Reply,

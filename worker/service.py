@@ -21,13 +21,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import asyncpg
-from aiogram import Bot
 
 from db import queue
 from db.engine import Storage
 from db.notify import LISTEN_ERRORS, listen
 from db.queue import Claimed
 from emobot.settings import Settings
+from runtime.botclient import BotClient
 from worker import metrics
 from worker.batch import Batches
 from worker.models import ModelHolder
@@ -50,7 +50,7 @@ class Worker(Batches):
         self,
         settings: Settings,
         storage: Storage,
-        bot: Bot,
+        bot: BotClient,
         models: ModelHolder | None = None,
         *,
         name: str | None = None,

@@ -22,7 +22,7 @@ from db.models import TrainingRun
 from db.samples import ensure_users
 from emobot.settings import Settings
 from playground.botapi import BotAPIEmulator, BotAPIServer
-from runtime.telegram import make_bot
+from runtime.telegram import make_client
 from tests.conftest import FIXTURE_ARCHIVE, child_env, free_port
 from tests.ml.test_ferplus import fake_votes
 from trainer.service import Trainer
@@ -117,7 +117,7 @@ async def test_a_run_trains_reports_progress_and_results(
             "real_photos": labelled_photos(tmp_path / "photos"),
         }
     )
-    bot = make_bot(config)
+    bot = make_client(config)
     assert bot is not None
     queued_message = await bot.send_message(ADMIN, "queued")
     run_id = await queue(
@@ -170,7 +170,7 @@ async def test_a_failing_run_is_marked_and_the_chat_told_woken_by_notify(
     emulator, server = botapi
     # Polling only every 60 s: an answer within seconds means NOTIFY woke the trainer.
     config = trainer_settings(settings, server, poll_seconds=60)
-    trainer = Trainer(config, storage, make_bot(config))
+    trainer = Trainer(config, storage, make_client(config))
     failed_before = sample("emobot_trainer_runs_total", outcome="failed")
     refused_before = sample("emobot_trainer_runs_total", outcome="refused")
     async with running(trainer):
@@ -256,7 +256,7 @@ async def test_the_trainer_waits_for_the_database_instead_of_exiting(
     engine = make_engine(gate.url)
     behind_gate = Storage(engine, make_sessionmaker(engine), storage.blobs)
     config = trainer_settings(settings, server, poll_seconds=1)
-    trainer = Trainer(config, behind_gate, make_bot(config))
+    trainer = Trainer(config, behind_gate, make_client(config))
     first = await queue(storage, {"arch": "resnet"})  # fails at once: no such architecture
     try:
         # Started while PostgreSQL is unreachable: it waits.

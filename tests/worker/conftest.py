@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from aiogram import Bot
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -18,7 +17,8 @@ from db.engine import Storage
 from emobot.labels import CLASSES
 from emobot.settings import Settings
 from playground.botapi import BotAPIEmulator, BotAPIServer
-from runtime.telegram import make_bot
+from runtime.botclient import BotClient
+from runtime.telegram import make_client
 from worker.service import Worker
 
 ROOT = Path(__file__).parents[2]
@@ -82,8 +82,8 @@ def worker_settings(
 
 
 @pytest.fixture
-async def bot(worker_settings: Settings) -> AsyncIterator[Bot]:
-    bot = make_bot(worker_settings)
+async def bot(worker_settings: Settings) -> AsyncIterator[BotClient]:
+    bot = make_client(worker_settings)
     yield bot
     await bot.session.close()
 

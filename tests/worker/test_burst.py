@@ -3,13 +3,13 @@ refusal, and another user's photo is not stuck behind the burst."""
 
 import re
 
-from aiogram import Bot
 from sqlalchemy import func, select
 
 from db.engine import Storage
 from db.models import PredictionRequest
 from emobot.settings import Settings
 from playground.botapi import BotAPIEmulator, BotAPIServer, BotCall
+from runtime.botclient import BotClient
 from tests.bot.conftest import BotHarness
 from tests.worker.conftest import photo, running
 from worker.service import Worker
@@ -34,7 +34,7 @@ async def test_a_burst_of_50_photos_loses_none(
     storage: Storage,
     worker_settings: Settings,
     botapi: tuple[BotAPIEmulator, BotAPIServer],
-    bot: Bot,
+    bot: BotClient,
 ) -> None:
     emulator, server = botapi
     settings = worker_settings.model_copy(update={"max_queued_per_user": CAP, "batch_size": 8})

@@ -5,13 +5,13 @@ once when it may."""
 import asyncio
 from collections import Counter
 
-from aiogram import Bot
 from sqlalchemy import select
 
 from db.engine import Storage
 from db.models import PredictionRequest
 from emobot.settings import Settings
 from playground.botapi import BotAPIEmulator, BotAPIServer
+from runtime.botclient import BotClient
 from tests.conftest import fer_face
 from tests.worker.conftest import enqueue_key, photo, running
 from worker.replies import Reply, send_reply
@@ -25,7 +25,7 @@ WAIT_S = 5
 async def test_a_flood_wait_delays_only_its_chat_and_its_answers_come_once_after_it(
     worker_settings: Settings,
     storage: Storage,
-    bot: Bot,
+    bot: BotClient,
     botapi: tuple[BotAPIEmulator, BotAPIServer],
 ) -> None:
     emulator, _ = botapi
@@ -85,7 +85,7 @@ async def test_a_flood_wait_delays_only_its_chat_and_its_answers_come_once_after
 
 
 async def test_a_picture_is_not_sent_twice_when_the_long_text_after_it_is_refused(
-    bot: Bot, botapi: tuple[BotAPIEmulator, BotAPIServer]
+    bot: BotClient, botapi: tuple[BotAPIEmulator, BotAPIServer]
 ) -> None:
     """A caption too long for the picture goes in a message of its own; flood control refusing
     that one must not make the whole answer (the picture) go out again later."""

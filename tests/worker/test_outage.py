@@ -14,7 +14,7 @@ from db.migrate import upgrade
 from db.models import PredictionRequest
 from emobot.settings import Settings
 from playground.botapi import BotAPIEmulator, BotAPIServer
-from runtime.telegram import make_bot
+from runtime.telegram import make_client
 from tests.conftest import fer_face
 from tests.worker.conftest import enqueue_key, running, start_worker_process, wait_until
 from tests.worker.tcpproxy import TcpProxy
@@ -60,7 +60,7 @@ async def test_a_database_outage_mid_burst_loses_nothing_and_answers_nobody_with
         # The workers reach PostgreSQL through the proxy; the test itself directly.
         engine = make_engine(proxy.url(database_url))
         through_proxy = Storage(engine, make_sessionmaker(engine), storage.blobs)
-        bots = [make_bot(settings) for _ in range(2)]
+        bots = [make_client(settings) for _ in range(2)]
         workers = [Worker(settings, through_proxy, b, name=f"w{i}") for i, b in enumerate(bots)]
         try:
             async with running(*workers):

@@ -11,7 +11,7 @@ from db.engine import Storage
 from db.models import PredictionRequest
 from emobot.settings import Settings
 from playground.botapi import BotAPIEmulator, BotAPIServer
-from runtime.telegram import make_bot
+from runtime.telegram import make_client
 from tests.conftest import fer_face
 from tests.worker.conftest import running, start_worker_process, wait_until
 from worker.service import Worker
@@ -53,7 +53,7 @@ async def test_a_worker_killed_mid_batch_loses_nothing_and_answers_nothing_twice
         return await _count(storage, "done") == 30
 
     await wait_until(mid_batch, victim, within=60)
-    bots = [make_bot(worker_settings) for _ in range(2)]
+    bots = [make_client(worker_settings) for _ in range(2)]
     survivors = [Worker(worker_settings, storage, b, name=f"s{i}") for i, b in enumerate(bots)]
     try:
         async with running(*survivors):

@@ -4,7 +4,6 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 import pytest
-from aiogram import Bot
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -15,6 +14,7 @@ from db.engine import Storage
 from db.models import PredictionRequest
 from emobot.settings import Settings
 from playground.botapi import BotAPIEmulator, BotAPIServer
+from runtime.botclient import BotClient
 from tests.conftest import fer_face
 from tests.worker.conftest import enqueue_photo, running
 from worker.service import Worker
@@ -42,7 +42,7 @@ async def until(condition: Callable[[], Awaitable[bool]], seconds: float = 20) -
 
 
 async def test_with_no_retention_the_photo_goes_once_answered(
-    worker_settings: Settings, any_storage: Storage, bot: Bot, botapi: API
+    worker_settings: Settings, any_storage: Storage, bot: BotClient, botapi: API
 ) -> None:
     emulator, _ = botapi
     storage = any_storage
@@ -67,7 +67,7 @@ async def _purged(storage: Storage, *request_ids: int) -> bool:
 
 
 async def test_with_a_retention_the_photo_stays_until_the_purge_after_it(
-    worker_settings: Settings, any_storage: Storage, bot: Bot, botapi: API
+    worker_settings: Settings, any_storage: Storage, bot: BotClient, botapi: API
 ) -> None:
     emulator, _ = botapi
     storage = any_storage
@@ -97,7 +97,7 @@ async def _finished(storage: Storage, request_id: int) -> bool:
 async def test_the_worker_sweeps_a_photo_left_by_a_failed_insert(
     worker_settings: Settings,
     any_storage: Storage,
-    bot: Bot,
+    bot: BotClient,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The bot stored a photo, then its INSERT failed: the worker's purge removes the blob once

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from aiogram import Bot
 from PIL import Image
 from sqlalchemy import select
 
@@ -30,6 +29,7 @@ from emobot.settings import Settings
 from ml.faces import decode_image, find_faces
 from ml.inference import Classifier
 from playground.botapi import BotAPIEmulator, BotAPIServer, BotCall
+from runtime.botclient import BotClient
 from tests.conftest import FIXTURE_ARCHIVE
 from tests.worker.conftest import enqueue_photo, photo
 from worker import replies
@@ -189,7 +189,7 @@ async def _running(*workers: Worker) -> AsyncIterator[list[asyncio.Task[None]]]:
 
 
 async def _worker(
-    settings: Settings, storage: Storage, bot: Bot, model: Path, slow_s: float = 0
+    settings: Settings, storage: Storage, bot: BotClient, model: Path, slow_s: float = 0
 ) -> Worker:
     holder = ModelHolder(settings.model_copy(update={"model_path": model}), storage)
     classifier = await holder.load()
@@ -215,7 +215,7 @@ def test_finding_faces_in_many_threads_at_once_gives_each_photo_its_own_faces() 
 async def test_many_chats_each_get_their_own_answer_from_three_batching_workers(
     worker_settings: Settings,
     storage: Storage,
-    bot: Bot,
+    bot: BotClient,
     botapi: API,
     random_model: Path,
     reference: Classifier,
@@ -236,7 +236,7 @@ async def test_many_chats_each_get_their_own_answer_from_three_batching_workers(
 async def test_a_batch_slower_than_its_lease_keeps_it_and_is_answered_once(
     worker_settings: Settings,
     storage: Storage,
-    bot: Bot,
+    bot: BotClient,
     botapi: API,
     random_model: Path,
     reference: Classifier,
@@ -259,7 +259,7 @@ async def test_a_batch_slower_than_its_lease_keeps_it_and_is_answered_once(
 async def test_the_batch_of_a_worker_dying_in_the_model_is_answered_once_by_another(
     worker_settings: Settings,
     storage: Storage,
-    bot: Bot,
+    bot: BotClient,
     botapi: API,
     random_model: Path,
     reference: Classifier,

@@ -9,7 +9,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from aiogram import Bot
 from PIL import Image
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -22,6 +21,7 @@ from emobot.settings import Settings
 from ml.faces import decode_image, find_faces
 from ml.inference import flatbuffer_key, flatbuffer_path
 from playground.botapi import BotAPIEmulator, BotAPIError, BotAPIServer
+from runtime.botclient import BotClient
 from tests.conftest import fer_face
 from tests.worker.conftest import enqueue_key, enqueue_photo, photo, running
 from worker import replies
@@ -59,7 +59,7 @@ async def _wait_status(
 
 
 async def test_a_queued_face_gets_its_emotion_in_the_requests_language(
-    worker_settings: Settings, storage: Storage, bot: Bot, botapi: API
+    worker_settings: Settings, storage: Storage, bot: BotClient, botapi: API
 ) -> None:
     emulator, _ = botapi
     async with storage.sessions.begin() as session:
@@ -97,7 +97,7 @@ async def test_a_queued_face_gets_its_emotion_in_the_requests_language(
 
 
 async def test_several_faces_get_a_numbered_picture_and_no_face_gets_advice(
-    worker_settings: Settings, storage: Storage, bot: Bot, botapi: API
+    worker_settings: Settings, storage: Storage, bot: BotClient, botapi: API
 ) -> None:
     emulator, _ = botapi
     group = await enqueue_photo(storage, photo("three_faces.jpg"), chat_id=601)
@@ -125,7 +125,7 @@ async def test_several_faces_get_a_numbered_picture_and_no_face_gets_advice(
 
 
 async def test_a_groups_photo_is_answered_in_its_topic_without_feedback_buttons(
-    worker_settings: Settings, storage: Storage, bot: Bot, botapi: API
+    worker_settings: Settings, storage: Storage, bot: BotClient, botapi: API
 ) -> None:
     emulator, _ = botapi
     emulator.group(-650, "Forum", forum=True)
@@ -143,7 +143,7 @@ async def test_a_groups_photo_is_answered_in_its_topic_without_feedback_buttons(
 
 
 async def test_a_photo_sent_upside_down_is_answered_as_the_upright_one(
-    worker_settings: Settings, storage: Storage, bot: Bot, botapi: API
+    worker_settings: Settings, storage: Storage, bot: BotClient, botapi: API
 ) -> None:
     emulator, _ = botapi
     upright = decode_image(photo("three_faces.jpg"))
@@ -168,7 +168,7 @@ async def test_a_photo_sent_upside_down_is_answered_as_the_upright_one(
 
 
 async def test_an_unsure_face_is_answered_with_its_two_likeliest_emotions(
-    worker_settings: Settings, storage: Storage, bot: Bot, botapi: API
+    worker_settings: Settings, storage: Storage, bot: BotClient, botapi: API
 ) -> None:
     emulator, _ = botapi
     # The constant model is 97 % sure: below a threshold of 98 % it is not sure enough.
@@ -188,7 +188,7 @@ async def test_an_unsure_face_is_answered_with_its_two_likeliest_emotions(
 async def test_a_registered_model_is_unsure_below_its_own_threshold(
     worker_settings: Settings,
     storage: Storage,
-    bot: Bot,
+    bot: BotClient,
     botapi: API,
     constant_model: Callable[[str], Path],
 ) -> None:
@@ -220,7 +220,7 @@ def test_unsure_texts_in_both_languages() -> None:
 
 
 async def test_missing_or_corrupt_photos_fail_cleanly_and_the_rest_of_the_batch_is_answered(
-    worker_settings: Settings, storage: Storage, bot: Bot, botapi: API
+    worker_settings: Settings, storage: Storage, bot: BotClient, botapi: API
 ) -> None:
     emulator, _ = botapi
     missing = await enqueue_key(storage.sessions, "images/00/gone", chat_id=701)
@@ -246,7 +246,7 @@ async def test_missing_or_corrupt_photos_fail_cleanly_and_the_rest_of_the_batch_
 
 
 async def test_flood_control_defers_and_a_blocked_user_fails_without_retrying(
-    worker_settings: Settings, storage: Storage, bot: Bot, botapi: API
+    worker_settings: Settings, storage: Storage, bot: BotClient, botapi: API
 ) -> None:
     emulator, _ = botapi
     emulator.fail_next("sendMessage", retry_after=1)
@@ -271,7 +271,7 @@ async def test_flood_control_defers_and_a_blocked_user_fails_without_retrying(
 async def test_a_promoted_model_answers_from_the_next_batch_without_a_restart(
     worker_settings: Settings,
     storage: Storage,
-    bot: Bot,
+    bot: BotClient,
     botapi: API,
     constant_model: Callable[[str], Path],
 ) -> None:
@@ -317,9 +317,9 @@ async def test_three_workers_answer_300_requests_exactly_once(
             for i in range(300)
         ]
     settings = worker_settings.model_copy(update={"batch_size": 16})
-    from runtime.telegram import make_bot
+    from runtime.telegram import make_client
 
-    bots = [make_bot(settings) for _ in range(3)]
+    bots = [make_client(settings) for _ in range(3)]
     workers = [Worker(settings, storage, b, name=f"w{i}") for i, b in enumerate(bots)]
     try:
         async with running(*workers):
@@ -349,7 +349,7 @@ async def test_three_workers_answer_300_requests_exactly_once(
 
 
 async def test_stop_gives_back_requests_claimed_for_a_batch_not_started(
-    worker_settings: Settings, storage: Storage, bot: Bot, botapi: API
+    worker_settings: Settings, storage: Storage, bot: BotClient, botapi: API
 ) -> None:
     emulator, _ = botapi
     # A long batch window: the worker holds the request while waiting for more.
@@ -369,7 +369,7 @@ async def test_stop_gives_back_requests_claimed_for_a_batch_not_started(
 
 
 async def test_a_telegram_outage_is_retried_from_the_stored_result(
-    worker_settings: Settings, storage: Storage, bot: Bot, botapi: API
+    worker_settings: Settings, storage: Storage, bot: BotClient, botapi: API
 ) -> None:
     emulator, _ = botapi
     emulator._failures["sendmessage"] = [BotAPIError(502, "Bad Gateway")]
@@ -384,7 +384,7 @@ async def test_a_telegram_outage_is_retried_from_the_stored_result(
 
 
 async def test_a_request_that_keeps_failing_gets_an_apology_and_fails(
-    worker_settings: Settings, storage: Storage, bot: Bot, botapi: API
+    worker_settings: Settings, storage: Storage, bot: BotClient, botapi: API
 ) -> None:
     emulator, _ = botapi
     request = await enqueue_photo(storage, fer_face(), chat_id=1201)
@@ -404,7 +404,7 @@ async def test_a_request_that_keeps_failing_gets_an_apology_and_fails(
 
 
 async def test_an_idle_worker_wakes_on_notify_not_on_its_poll(
-    worker_settings: Settings, storage: Storage, bot: Bot, botapi: API
+    worker_settings: Settings, storage: Storage, bot: BotClient, botapi: API
 ) -> None:
     emulator, _ = botapi
     worker = Worker(worker_settings.model_copy(update={"poll_seconds": 600}), storage, bot)
