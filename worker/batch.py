@@ -14,7 +14,8 @@ from db import queue
 from db.blobs import BlobNotFound
 from db.queue import Claimed
 from emobot.labels import CLASSES
-from ml.faces import ImageError, UnusableShape, decode_image, whole_face
+from ml.faces import decode_image, whole_face
+from ml.image_header import ImageError, UnusableShape
 from ml.upright import turned, upright_faces
 from worker import metrics
 from worker.answers import Answering

@@ -21,10 +21,7 @@ from db.contributions import (
 )
 from db.fsm import PostgresStorage
 from emobot.face_hash import FaceHash
-from ml.faces import ImageError, decode_image, grey
-from ml.fer2013 import is_blank
-from ml.near_dupes import face_hash
-from ml.upright import upright_faces
+from ml.image_header import ImageError
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +70,13 @@ def find_one_face(
 ) -> tuple[tuple[int, int, int, int], int, int, FaceHash]:
     """The face box, the image size and the hashes of the face crop; Rejected unless there is
     exactly one plausible face: upright, big enough, not a blank image taken whole."""
+    # The detector and OpenCV (about 55 MB) come with the first contribution, not at the
+    # bot's start: photos sent for a prediction only have their header read.
+    from ml.faces import decode_image, grey
+    from ml.fer2013 import is_blank
+    from ml.near_dupes import face_hash
+    from ml.upright import upright_faces
+
     check_header(data, max_pixels)
     try:
         image = decode_image(data, max_pixels)

@@ -11,7 +11,6 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-import cv2
 from aiogram import Bot
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,8 +29,7 @@ from db.contributions import (
 from db.feedback import verdicts
 from db.models import Feedback, PredictionRequest
 from emobot.face_hash import FaceHash
-from ml.faces import ImageError, decode_image
-from ml.upright import turned
+from ml.image_header import ImageError
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +50,12 @@ class FaceCrop:
 def face_crops(data: bytes, result: dict, faces: list[int], max_pixels: int) -> dict[int, FaceCrop]:
     """The crops of `faces` (indices into the answer's faces) that pass a contribution's
     checks; the others are left out (logged)."""
+    # OpenCV and the detector come with the first use, as for contributions.
+    import cv2
+
+    from ml.faces import decode_image
+    from ml.upright import turned
+
     image = turned(decode_image(data, max_pixels), result.get("turn", 0))
     height, width = image.shape[:2]
     crops = {}

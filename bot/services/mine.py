@@ -10,7 +10,6 @@ from db.blob_refs import release
 from db.blobs import BlobNotFound, BlobStore
 from db.contributions import counts_by_label, delete_contributions, list_contributions
 from db.models import Sample
-from ml.annotate import contact_sheet
 
 PAGE_SIZE = 5
 
@@ -51,6 +50,8 @@ async def delete(
 
 async def sheet_of(blobs: BlobStore, page: Page) -> bytes:
     """The page's photos as one picture, each numbered with the id its delete button shows."""
+    # NumPy (about 16 MB) comes with the first /mine, not at the bot's start.
+    from ml.annotate import contact_sheet
 
     async def fetch(sample: Sample) -> bytes | None:
         try:

@@ -9,7 +9,7 @@ from aiogram.exceptions import TelegramBadRequest, TelegramNetworkError
 from aiogram.types import Message
 from PIL import Image
 
-from ml.faces import TooManyPixels, UnusableShape, check_shape, image_size
+from ml.image_header import TooManyPixels, UnusableShape, check_shape, image_size
 
 IMAGE_TYPES = {"image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp"}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")

@@ -1,6 +1,11 @@
 """The bot end to end: the real Dispatcher polls the fake Bot API over HTTP, with the test
 database and moto's S3 behind it. Photos come from tests/data/faces."""
 
+# isort: off
+# First, before aiogram: its types built lazily, as in the bot process (bot/lazy_aiogram.py).
+import bot  # noqa: F401
+
+# isort: on
 import asyncio
 import io
 from collections.abc import AsyncIterator, Callable

@@ -7,17 +7,8 @@ import pytest
 from PIL import Image
 
 from ml.blazeface import MAX_NETWORKS, BlazeFace
-from ml.faces import (
-    TEMPLATE,
-    ImageError,
-    TooManyPixels,
-    UnusableShape,
-    align,
-    decode_image,
-    face_at,
-    find_faces,
-    whole_face,
-)
+from ml.faces import TEMPLATE, align, decode_image, face_at, find_faces, whole_face
+from ml.image_header import ImageError, TooManyPixels, UnusableShape
 from tests.conftest import fer_face
 
 PHOTOS = Path(__file__).parents[1] / "data" / "faces"
