@@ -110,6 +110,9 @@ class Classifier:
         # None: the worker's UNSURE_BELOW setting applies.
         self.unsure_below = unsure_below
         self._interpreters: dict[int, Interpreter] = {}
+        # Read once for every batch size's interpreter: each mapping the file itself would
+        # count its 5 MB in the worker's resident memory again.
+        self._content = flatbuffer.read_bytes()
         # An interpreter is not safe across threads; calls come from one at a time anyway.
         self._lock = threading.Lock()
         first = self._interpreter(1)
@@ -140,7 +143,7 @@ class Classifier:
     def _interpreter(self, size: int) -> Interpreter:
         interpreter = self._interpreters.get(size)
         if interpreter is None:
-            interpreter = Interpreter(str(self.flatbuffer), num_threads=THREADS)
+            interpreter = Interpreter(model_content=self._content, num_threads=THREADS)
             index = interpreter.get_input_details()[0]["index"]
             interpreter.resize_tensor_input(index, [size, FACE_SIZE, FACE_SIZE, 1])
             interpreter.allocate_tensors()
