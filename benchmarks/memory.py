@@ -343,7 +343,10 @@ def main() -> None:
             f"emobot[{extra}] installs {row['mb']} MB: "
             + ", ".join(f"{name} {mb}" for name, mb in row.items() if name != "mb")
         )
+    # Resident memory does not depend on the machine's load, the times do: both are kept.
+    load_before = os.getloadavg()
     result = asyncio.run(measure(args))
+    result["load_average"] = {"before": load_before, "after": os.getloadavg()}
     result["install_mb"] = sizes
     result["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     result["photos"] = args.photos
