@@ -64,10 +64,10 @@ class Pending:
 # its head turned no more than this in the image plane.
 MIN_FACE_SIDE = 48
 MAX_ROLL_DEGREES = 45
-# One thread checks contributions: each thread holds a detector of its own (about 50 MB, see
-# ml.faces), and the default executor's six threads would each make one under a few
-# contributions at once. Contributions are few; one at a time takes tens of ms.
-_DETECTION = ThreadPoolExecutor(1, thread_name_prefix="contribution")
+# One thread checks contributions and feedback's faces: each thread holds a detector of its own
+# (about 50 MB, see ml.faces), and the default executor's six threads would each make one under
+# a few contributions at once. Contributions are few; one at a time takes tens of ms.
+DETECTION = ThreadPoolExecutor(1, thread_name_prefix="contribution")
 
 
 def find_one_face(
@@ -132,7 +132,7 @@ async def check_photo(
     await session.commit()
     # Detection is CPU work: off the event loop, so other chats are served meanwhile.
     box, width, height, face = await asyncio.get_running_loop().run_in_executor(
-        _DETECTION, find_one_face, data, max_pixels
+        DETECTION, find_one_face, data, max_pixels
     )
     if any(p.face is not None and p.face.is_copy(face) for p in pending):
         raise Rejected("reject.repeat_copy")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from aiogram import Bot
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.services.contribute import find_one_face
+from bot.services.contribute import DETECTION, find_one_face
 from bot.services.photos import IncomingImage, Rejected, download
 from db.blob_refs import put_photo, release
 from db.blobs import BlobStore, sha256_hex
@@ -116,8 +116,8 @@ async def keep_faces(
         log.warning("request %d: Telegram served other bytes for its photo", request.id)
         return 0
     try:
-        crops = await asyncio.to_thread(
-            face_crops, data, request.result, [row.face for row in rows], max_pixels
+        crops = await asyncio.get_running_loop().run_in_executor(
+            DETECTION, face_crops, data, request.result, [row.face for row in rows], max_pixels
         )
     except ImageError as exc:
         log.info("request %d: the photo is not readable again: %s", request.id, exc)
