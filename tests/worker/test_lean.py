@@ -74,17 +74,19 @@ async def test_an_idle_trainer_does_not_load_aiogram(
         PYTHONPATH=_path_with_report(tmp_path),
     )
     trainer = await asyncio.create_subprocess_exec(
-        *[sys.executable, "-m", "emobot", "trainer"],
+        *[sys.executable, "-m", "cli", "trainer"],
         cwd=ROOT,
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
     assert trainer.stdout is not None
+    lines: list[bytes] = []
     try:
         async with asyncio.timeout(60):
-            while b"trainer: started" not in await trainer.stdout.readline():
-                assert trainer.returncode is None
+            while b"trainer: started" not in (line := await trainer.stdout.readline()):
+                assert line, b"".join(lines).decode(errors="replace")[-3000:]  # it exited
+                lines.append(line)
         trainer.send_signal(signal.SIGTERM)
         output = (await trainer.communicate())[0].decode(errors="replace")
     finally:
