@@ -143,6 +143,8 @@ class Sample(TimestampMixin, Base):
 
 
 REQUEST_STATUSES = ("queued", "processing", "done", "failed")
+# A photo, or a clip (video note, GIF, video: ml/clips.py).
+REQUEST_KINDS = ("photo", "video")
 
 
 class PredictionRequest(TimestampMixin, Base):
@@ -151,6 +153,7 @@ class PredictionRequest(TimestampMixin, Base):
     __tablename__ = "prediction_requests"
     __table_args__ = (
         CheckConstraint(_one_of("status", REQUEST_STATUSES), name="status"),
+        CheckConstraint(_one_of("kind", REQUEST_KINDS), name="kind"),
         # The claim query: oldest claimable first, among the few unfinished rows only.
         Index(
             "ix_prediction_requests_claim",
@@ -179,6 +182,7 @@ class PredictionRequest(TimestampMixin, Base):
     # (feedback), since the stored photo is deleted once answered.
     file_id: Mapped[str | None] = mapped_column(Text)
     whole: Mapped[bool] = mapped_column(server_default=text("false"))
+    kind: Mapped[str] = mapped_column(String(8), server_default="photo")
     # The reply's language, decided when the request was made (emobot.i18n.pick_language).
     language: Mapped[str] = mapped_column(String(2), server_default="ru")
     status: Mapped[str] = mapped_column(String(16), server_default="queued")

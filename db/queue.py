@@ -50,9 +50,10 @@ async def enqueue(
     language: str = DEFAULT_LANGUAGE,
     thread_id: int | None = None,
     file_id: str | None = None,
+    kind: str = "photo",
 ) -> PredictionRequest:
     """Queue a request; `language` is what the reply will speak, `thread_id` the forum topic
-    it goes to."""
+    it goes to, `kind` photo or video (a clip)."""
     request = PredictionRequest(
         chat_id=chat_id,
         user_id=user_id,
@@ -62,6 +63,7 @@ async def enqueue(
         blob_key=blob_key,
         whole=whole,
         language=language,
+        kind=kind,
     )
     session.add(request)
     await session.flush()
@@ -84,6 +86,16 @@ async def recent_in_chat(session: AsyncSession, chat_id: int, seconds: float) ->
         PredictionRequest.created_at > func.now() - timedelta(seconds=seconds),
     )
     return await session.scalar(statement) or 0
+
+
+async def answered_by_kind(session: AsyncSession) -> dict[str, int]:
+    """Requests answered so far (done), per kind: /stats."""
+    rows = await session.execute(
+        select(PredictionRequest.kind, func.count())
+        .where(PredictionRequest.status == "done")
+        .group_by(PredictionRequest.kind)
+    )
+    return {kind: n for kind, n in rows.tuples()}
 
 
 async def next_claimable_in(session: AsyncSession) -> float | None:
@@ -143,6 +155,7 @@ class Claimed:
     created_at: datetime
     language: str  # what the reply speaks, decided when the request was made
     thread_id: int | None = None  # the forum topic the answer goes to
+    kind: str = "photo"  # or "video": a clip
 
 
 # Claimable: queued, or processing with a lease that ran out (its worker died). A queued row
@@ -150,8 +163,11 @@ class Claimed:
 # Fair: each user's claimable requests are ranked oldest first, and a batch takes everybody's
 # first before anybody's second, so a burst from one user does not make the others wait behind
 # it. (Ranked in a subquery: FOR UPDATE cannot go with a window function.)
+# Photos and clips are claimed apart (`kind`): a worker's clip lane takes one clip at a time
+# while its photo batches go on.
 _CLAIMABLE = (
     "q.status IN ('queued', 'processing') AND (q.locked_until IS NULL OR q.locked_until < now())"
+    " AND q.kind = :kind"
 )
 _CLAIM = text(f"""
 WITH ranked AS (
@@ -175,15 +191,17 @@ SET status = 'processing', locked_by = :worker,
 FROM picked
 WHERE p.id = picked.id
 RETURNING p.id, p.chat_id, p.user_id, p.message_id, p.blob_key, p.whole, p.attempts, p.result,
-    p.model_version, p.created_at, p.language, p.thread_id
+    p.model_version, p.created_at, p.language, p.thread_id, p.kind
 """)
 
 
-async def claim(session: AsyncSession, *, worker: str, limit: int, lease_s: float) -> list[Claimed]:
-    """Take up to `limit` claimable requests, each user's oldest first and users in turn; rows
-    other workers hold are skipped. Returned oldest first."""
+async def claim(
+    session: AsyncSession, *, worker: str, limit: int, lease_s: float, kind: str = "photo"
+) -> list[Claimed]:
+    """Take up to `limit` claimable requests of `kind`, each user's oldest first and users in
+    turn; rows other workers hold are skipped. Returned oldest first."""
     rows = await session.execute(
-        _CLAIM, {"worker": worker, "limit": limit, "lease": float(lease_s)}
+        _CLAIM, {"worker": worker, "limit": limit, "lease": float(lease_s), "kind": kind}
     )
     return sorted((Claimed(**row._mapping) for row in rows), key=lambda c: (c.created_at, c.id))
 
@@ -314,11 +332,14 @@ async def retry_later(
     )
 
 
-async def release(session: AsyncSession, *, worker: str, ids: list[int] | None) -> int:
+async def release(
+    session: AsyncSession, *, worker: str, ids: list[int] | None, kind: str | None = None
+) -> int:
     """Give back claimed requests not worked on (shutdown): queued again, attempt not counted.
 
-    `ids=None` gives back every request the worker holds: between two batches it holds none,
-    unless a claim whose commit was lost to a database outage took some without its knowing.
+    `ids=None` gives back every request of `kind` the worker holds: between two batches it
+    holds no photo, unless a claim whose commit was lost to a database outage took some
+    without its knowing (the clip it may be reading meanwhile is not given back).
     """
     if ids is not None and not ids:
         return 0
@@ -328,9 +349,10 @@ async def release(session: AsyncSession, *, worker: str, ids: list[int] | None) 
         SET status = 'queued', locked_by = NULL, locked_until = NULL,
             attempts = greatest(attempts - 1, 0), updated_at = now()
         WHERE (CAST(:ids AS bigint[]) IS NULL OR id = ANY(:ids)) AND locked_by = :worker
+            AND (CAST(:kind AS text) IS NULL OR kind = :kind)
             AND status = 'processing' AND replied_at IS NULL
         RETURNING id
         """),
-        {"ids": ids, "worker": worker},
+        {"ids": ids, "worker": worker, "kind": kind},
     )
     return len(rows.all())

@@ -66,6 +66,15 @@ class Settings(BaseSettings):
     webhook_port: int = Field(8081, ge=1, le=65535)
     max_photo_bytes: int = Field(20 * 1024 * 1024, ge=1)
     max_photo_pixels: int = Field(40_000_000, ge=1)
+    # Clips (video notes, GIFs, videos): the Bot API's getFile serves at most 20 MB, so larger
+    # ones are refused before downloading; the first CLIP_MAX_SECONDS are analysed, sampled at
+    # CLIP_FPS frames a second (at most CLIP_MAX_FRAMES), within CLIP_TIME_LIMIT_SECONDS of
+    # work per clip (what was read by then is answered).
+    max_clip_bytes: int = Field(20 * 1024 * 1024, ge=1)
+    clip_max_seconds: float = Field(60, gt=0)
+    clip_fps: float = Field(4, gt=0, le=30)
+    clip_max_frames: int = Field(240, ge=1)
+    clip_time_limit_seconds: float = Field(20, gt=0)
     # Photos a user may have waiting for the worker; more are refused (and counted) at once
     # rather than queued behind everyone else's.
     max_queued_per_user: int = Field(20, ge=1)

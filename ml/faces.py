@@ -134,9 +134,16 @@ def _detector() -> BlazeFace:
     return detector
 
 
-def detect(image: np.ndarray) -> list[Detection]:
-    """Every face BlazeFace finds in a BGR image, in no particular order."""
-    return _detector().detect(image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR))
+def detect(image: np.ndarray, *, fine: bool = True) -> list[Detection]:
+    """Every face BlazeFace finds in a BGR image, in no particular order (`fine=False`: not
+    the small ones, see BlazeFace.detect)."""
+    bgr = image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    return _detector().detect(bgr, fine=fine)
+
+
+def follow(image: np.ndarray, box: tuple[float, float, float, float]) -> Detection | None:
+    """The face at `box` of a clip's previous frame, looked for again in this BGR frame."""
+    return _detector().follow(image, box)
 
 
 def align(image: np.ndarray, landmarks: np.ndarray | tuple[tuple[float, float], ...]) -> np.ndarray:
@@ -217,6 +224,13 @@ def looks_like_loose_crop(image: np.ndarray) -> bool:
     height, width = image.shape[:2]
     aspect = max(height, width) / min(height, width)
     return max(height, width) <= LOOSE_CROP_MAX_SIDE and aspect <= LOOSE_CROP_ASPECT
+
+
+def aligned_faces(image: np.ndarray, detections: list[Detection]) -> list[Face]:
+    """The faces of `detections` cut from the image and aligned, with no crop fallback (a
+    clip's frame without a face has none)."""
+    g = grey(image)
+    return [_face(g, d) for d in detections]
 
 
 def find_faces(image: np.ndarray, detections: list[Detection] | None = None) -> list[Face]:

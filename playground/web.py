@@ -11,6 +11,8 @@ there:
 - `POST /api/send` `{"text": …[, "chat": "group", "as": id]}`: a text message (or command).
 - `POST /api/photos[?chat=group&as=id&caption=…]` multipart `photo` parts: one photo, or an
   album (in the group, each photo with the caption).
+- `POST /api/clip` multipart `clip` part: a clip, sent as Telegram would deliver it: a GIF as
+  an animation, a square video as a round video note, any other video as a video.
 - `POST /api/press` `{"message_id": …, "data": …}`: an inline button (private chat).
 - `GET /api/files/<file_id>`: a photo or document from a chat.
 """
@@ -116,6 +118,35 @@ def group_members(emulator: BotAPIEmulator, user: FakeUser) -> list[FakeUser]:
     return [user, *(emulator.users[member_id] for member_id, _, _ in SIMULATED_MEMBERS)]
 
 
+# Telegram's limit for a video a person sends (bots then download at most 20 MB of it).
+MAX_CLIP_BYTES = 2 * 1024**3
+VIDEO_NOTE_MAX_SIDE = 640
+
+
+def clip_shape(data: bytes) -> tuple[int, int, int]:
+    """Width, height and whole seconds of a clip, as Telegram reports them; zeros when its
+    header cannot be read (the bot then finds out what it is)."""
+    import av  # only when a clip is sent: the page's server starts without it
+
+    try:
+        with av.open(io.BytesIO(data)) as container:
+            stream = container.streams.video[0]
+            seconds = (container.duration or 0) / 1_000_000
+            return stream.codec_context.width, stream.codec_context.height, round(seconds)
+    except (av.error.FFmpegError, IndexError, ValueError, OSError):
+        return 0, 0, 0
+
+
+def send_clip(user: FakeUser, name: str, content_type: str, data: bytes) -> dict[str, Any]:
+    """A GIF as an animation, a small square video as a video note, anything else a video."""
+    width, height, seconds = clip_shape(data)
+    if content_type == "image/gif" or name.lower().endswith(".gif"):
+        return user.send_animation(data, seconds, file_name=name, mime_type="image/gif")
+    if width and width == height and width <= VIDEO_NOTE_MAX_SIDE:
+        return user.send_video_note(data, seconds)
+    return user.send_video(data, seconds)
+
+
 def make_web_app(
     emulator: BotAPIEmulator, user: FakeUser, group: FakeGroup | None = None
 ) -> web.Application:
@@ -187,6 +218,20 @@ def make_web_app(
         sent = user.send_album(images) if len(images) > 1 else [user.send_photo(images[0])]
         return web.json_response(sent)
 
+    async def clip(request: web.Request) -> web.Response:
+        if request.content_type != "multipart/form-data":
+            return web.json_response({"error": "send the clip as multipart/form-data"}, status=400)
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if isinstance(part, BodyPartReader) and part.filename is not None:
+                data = await part.read()
+                if len(data) > MAX_CLIP_BYTES:
+                    return web.json_response({"error": f"{part.filename} is over 2 GB"}, status=413)
+                language(request)
+                content_type = part.headers.get("Content-Type", "")
+                return web.json_response(send_clip(user, part.filename, content_type, data))
+        return web.json_response({"error": "no clip in the request"}, status=400)
+
     async def press(request: web.Request) -> web.Response:
         try:
             body = await request.json()
@@ -213,6 +258,7 @@ def make_web_app(
     app.router.add_get("/api/chat", chat)
     app.router.add_post("/api/send", send)
     app.router.add_post("/api/photos", photos)
+    app.router.add_post("/api/clip", clip)
     app.router.add_post("/api/press", press)
     app.router.add_get("/api/files/{file_id}", file)
     app.router.add_static("/static/", STATIC)

@@ -20,7 +20,7 @@ from worker import metrics
 from worker.job import Job
 from worker.outage import DatabaseWatch
 from worker.policy import Action, Problem, decide
-from worker.replies import Flooded, Reply, SendFailed, Undeliverable, compose_reply, send_reply
+from worker.replies import Flooded, Reply, SendFailed, Undeliverable, send_reaction, send_reply
 from worker.reply_log import ReplyLog
 
 log = logging.getLogger("worker")
@@ -76,7 +76,7 @@ class Answering:
         if job.flood_wait is not None and job.flood_wait > self.settings.flood_wait_max_seconds:
             last_try = True  # longer than an answer is worth waiting for
         decision = decide(problem, last_try, job.failure_text)
-        answered_nothing = decision.action is Action.REPLY and not (job.result or {})["faces"]
+        answered_nothing = decision.action is Action.REPLY and job.found_nothing
         metrics.REQUESTS.labels("no_face" if answered_nothing else decision.outcome).inc()
         match decision.action:
             case Action.REPLY:
@@ -91,27 +91,22 @@ class Answering:
                     given_up = f"gave up after {self.settings.max_attempts} attempts"
                     detail = f"{given_up}; last: {detail}" if detail else given_up
                 assert decision.text is not None
-                await self._fail(job, detail or "", Reply(t(job.lang, f"worker.{decision.text}")))
+                await self._fail(job, detail or "", Reply(t(job.lang, job.texts + decision.text)))
             case Action.DROP:
                 await self._mark_failed(request.id, detail or "", replied=False)
 
     async def _send_answer(self, job: Job) -> tuple[Problem | None, str | None]:
         """Send the job's answer; the problem sending it, if any."""
         assert job.result is not None
-        reply = await asyncio.to_thread(
-            compose_reply,
-            job.result,
-            job.image,
-            job.lang,
-            # Stored with the result: a retry answers as the model that classified it would.
-            job.result.get("unsure_below", self.settings.unsure_below),
-        )
+        # Stored with the result: a retry answers as the model that classified it would.
+        unsure_below = job.result.get("unsure_below", self.settings.unsure_below)
+        reply = await asyncio.to_thread(job.compose, unsure_below)
         request = job.request
         # Feedback buttons in private chats only (a private chat's id is its person's id): in
         # a group they would be for everyone to press.
         markup = (
             answer_buttons(job.lang, request.id)
-            if request.chat_id == request.user_id and job.result["faces"]
+            if job.feedback and request.chat_id == request.user_id and not job.found_nothing
             else None
         )
         try:
@@ -131,6 +126,9 @@ class Answering:
             return Problem.FLOODED, f"send failed: {exc}"
         except SendFailed as exc:
             return Problem.SEND_FAILED, f"send failed: {exc}"
+        emoji = job.reaction(unsure_below)
+        if emoji is not None and request.message_id is not None:
+            await send_reaction(self.bot, request.chat_id, request.message_id, emoji)
         return None, None
 
     def _flood_wait(self, chat_id: int) -> int | None:

@@ -154,3 +154,20 @@ def register_queue_collector(storage: Storage) -> QueueCollector:
     collector = QueueCollector(storage)
     REGISTRY.register(collector)
     return collector
+
+
+CLIPS = Counter(
+    "emobot_worker_clips_total",
+    "Clips (video notes, GIFs, videos) this worker finished with, by outcome: answered, "
+    "no_face, retried, or why it could not be read (not_video, audio_only, too_many_pixels, "
+    "unreadable, no_frames)",
+    ["outcome"],
+)
+CLIP_FRAMES = Counter(
+    "emobot_worker_clip_frames_total", "Frames sampled from clips and searched for faces"
+)
+CLIP_SECONDS = Histogram(
+    "emobot_worker_clip_analysis_seconds",
+    "Seconds one clip took to read, search for faces and classify",
+    buckets=(0.25, 0.5, 1, 2, 4, 8, 15, 30, 60),
+)

@@ -58,7 +58,8 @@ class Flooded(SendFailed):
 @dataclass(frozen=True)
 class Reply:
     text: str
-    photo: bytes | None = None  # an annotated JPEG, sent with the text as its caption
+    photo: bytes | None = None  # an annotated JPEG (a clip's chart: PNG), the text its caption
+    filename: str = "faces.jpg"
 
 
 async def _deliver(send: Callable[[], Awaitable[T]]) -> T:
@@ -170,7 +171,7 @@ async def send_reply(
             )
         )
         return
-    photo = BufferedInputFile(reply.photo, filename="faces.jpg")
+    photo = BufferedInputFile(reply.photo, filename=reply.filename)
     caption = text if len(text) <= MAX_CAPTION else None
     await _deliver(
         lambda: bot.send_photo(
@@ -189,3 +190,16 @@ async def send_reply(
             await _deliver(lambda: bot.send_message(chat_id, text, message_thread_id=thread_id))
         except SendFailed as exc:
             log.warning("chat %d: the text after the picture was not sent: %s", chat_id, exc)
+
+
+async def send_reaction(bot: Bot, chat_id: int, message_id: int, emoji: str) -> None:
+    """Put a reaction on the person's message (Telegram allows only its own list of emoji).
+    A reaction only adds to an answer already sent: a failure is logged, never retried."""
+    try:
+        await _deliver(
+            lambda: bot.set_message_reaction(
+                chat_id=chat_id, message_id=message_id, reaction=[{"type": "emoji", "emoji": emoji}]
+            )
+        )
+    except (Undeliverable, SendFailed) as exc:
+        log.info("chat %d: no reaction on message %d: %s", chat_id, message_id, exc)

@@ -30,6 +30,7 @@ from emobot.settings import Settings
 from runtime.botclient import BotClient
 from worker import metrics
 from worker.batch import Batches
+from worker.clips import ClipLane
 from worker.models import ModelHolder
 from worker.outage import DATABASE_ERRORS, DatabaseWatch, Stopping
 from worker.reply_log import ReplyLog
@@ -74,11 +75,13 @@ class Worker(Batches):
         # one thread per core keeps every core busy without the threads crowding each other.
         self._detection = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="detect")
         self.purger = Purger(settings, storage)
+        self.clips = ClipLane(self)
 
     def stop(self) -> None:
         """Finish the batch in hand, then return (safe to call from a signal handler)."""
         self._stopping.set()
         self._wake.set()
+        self.clips.wake()
 
     async def run(self) -> None:
         if self.models.current is None:
@@ -89,6 +92,7 @@ class Worker(Batches):
                 return
         metrics.MODEL_VERSION.set(self.models.model.version or 0)
         self._background.add(asyncio.create_task(self.purger.run()))
+        clips = asyncio.create_task(self.clips.run())
         try:
             await self._listen()
             while not self._stopping.is_set():
@@ -124,6 +128,9 @@ class Worker(Batches):
                     await self._sleep(await self._idle_seconds())
                     await self._relisten()
         finally:
+            self.clips.wake()
+            # The clip in hand is finished, or given back at its next step (worker/clips.py).
+            await asyncio.gather(clips, return_exceptions=True)
             if self._keeper is not None:
                 self._keeper.cancel()
             self.database.close()
@@ -167,6 +174,7 @@ class Worker(Batches):
 
     def _on_request(self, *_: object) -> None:
         self._wake.set()
+        self.clips.wake()
 
     def _on_model(self, *_: object) -> None:
         task = asyncio.get_running_loop().create_task(self._refresh_model())
@@ -203,8 +211,11 @@ class Worker(Batches):
     async def _release_lost_claims(self) -> None:
         """A claim failed: if its commit went through all the same (the answer was lost), the
         rows it took would wait for their lease with an attempt counted. Between batches this
-        worker holds nothing, so whatever is still locked by it goes back to the queue."""
-        released = await self._db(lambda s: queue.release(s, worker=self.name, ids=None))
+        worker holds no photo, so every photo still locked by it goes back to the queue (the
+        clip lane's clip is its own)."""
+        released = await self._db(
+            lambda s: queue.release(s, worker=self.name, ids=None, kind="photo")
+        )
         self._claims_unsure = False
         if released:
             log.info("%s: gave back %d requests claimed by a lost commit", self.name, released)

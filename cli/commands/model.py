@@ -25,12 +25,14 @@ def register(subparsers: Any) -> None:
         "predict",
         help="find the faces in images and classify their emotions",
         description="Detect every face in each image (files or folders, searched recursively) "
-        "and print its box, emotion and probabilities.",
+        "and print its box, emotion and probabilities; for a clip (MP4, MOV, WebM, an animated "
+        "GIF, …) its timeline: the faces of every sampled frame and a summary.",
     )
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files or folders")
     p.add_argument("--json", action="store_true", help="one JSON object per image and line")
     p.add_argument("--whole", action="store_true", help="classify each image as one face")
     p.add_argument("--annotate", type=Path, metavar="DIR", help="write pictures with boxes here")
+    p.add_argument("--plot", type=Path, metavar="DIR", help="write each clip's chart here")
     p.add_argument("--model", help=MODEL_HELP)
     p.set_defaults(handler=predict)
 
@@ -188,16 +190,29 @@ def convert(args: argparse.Namespace, settings: Settings) -> int:
 
 def predict(args: argparse.Namespace, settings: Settings) -> int:
     from ml.annotate import annotate
-    from ml.predict_files import predict_files
+    from ml.clip_files import is_clip, predict_clip
+    from ml.clips import ClipError
+    from ml.predict_files import expand_paths, predict_files
 
     classifier = load_classifier(args.model, settings)
-    if args.annotate:
-        args.annotate.mkdir(parents=True, exist_ok=True)
+    for folder in (args.annotate, args.plot):
+        if folder:
+            folder.mkdir(parents=True, exist_ok=True)
     failed = 0
     written: set[str] = set()
+    files = list(expand_paths(args.paths))
+    for path in (p for p in files if is_clip(p)):
+        try:
+            print(predict_clip(path, classifier, settings, as_json=args.json, plot=args.plot))
+        except (OSError, ClipError) as exc:
+            failed += 1
+            if args.json:
+                print(json.dumps({"path": str(path), "kind": "video", "error": str(exc)}))
+            else:
+                print(f"{path}: {exc}", file=sys.stderr)
     results = predict_files(
         classifier,
-        args.paths,
+        [p for p in files if not is_clip(p)],
         whole=args.whole,
         keep_images=bool(args.annotate),
         max_pixels=settings.max_photo_pixels,

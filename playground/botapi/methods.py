@@ -1,10 +1,12 @@
 """The Bot API methods the bot and the worker use, over the emulator's state."""
 
 import asyncio
+import json
 from typing import Any
 
 from playground.botapi.records import (
     MAX_DOWNLOAD_BYTES,
+    REACTION_EMOJI,
     BotAPIError,
     Json,
     Upload,
@@ -298,6 +300,27 @@ class BotAPIEmulator(EmulatorState):
         query_id = params["callback_query_id"]
         self.callback_answers[query_id] = params
         self._record("answerCallbackQuery", self._query_users.get(query_id), params)
+        return True
+
+    async def _m_setmessagereaction(
+        self, token: str, params: Json, files: dict[str, Upload]
+    ) -> bool:
+        """A reaction on a message of the chat: Telegram takes only emoji from its own list."""
+        chat_id = int(params["chat_id"])
+        message = self.chat(chat_id).messages.get(int(params["message_id"]))
+        if message is None:
+            raise BotAPIError(400, "Bad Request: message to react not found")
+        reaction = params.get("reaction") or []
+        if isinstance(reaction, str):
+            reaction = json.loads(reaction)
+        for item in reaction:
+            if item.get("type") == "emoji" and item.get("emoji") not in REACTION_EMOJI:
+                raise BotAPIError(400, "Bad Request: REACTION_INVALID")
+        if reaction:
+            message["reactions"] = reaction
+        else:
+            message.pop("reactions", None)
+        self._record("setMessageReaction", chat_id, params, message["message_id"])
         return True
 
     async def _m_getfile(self, token: str, params: Json, files: dict[str, Upload]) -> Json:

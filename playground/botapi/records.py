@@ -30,6 +30,14 @@ Json = dict[str, Any]
 
 # Telegram refuses getFile for bigger files: bots must check `file_size` first.
 MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024
+# The emoji Telegram accepts as a reaction (ReactionTypeEmoji); any other is REACTION_INVALID.
+REACTION_EMOJI = frozenset(
+    (  # noqa: SIM905 - the list as Telegram's documentation prints it
+        "👍 👎 ❤ 🔥 🥰 👏 😁 🤔 🤯 😱 🤬 😢 🎉 🤩 🤮 💩 🙏 👌 🕊 🤡 🥱 🥴 😍 🐳 ❤\u200d🔥 🌚 🌭 "
+        "💯 🤣 ⚡ 🍌 🏆 💔 🤨 😐 🍓 🍾 💋 🖕 😈 😴 😭 🤓 👻 👨\u200d💻 👀 🎃 🙈 😇 😨 🤝 "
+        "✍ 🤗 🫡 🎅 🎄 ☃ 💅 🤪 🗿 🆒 💘 🙉 🦄 😘 💊 🙊 😎 👾 🤷\u200d♂ 🤷 🤷\u200d♀ 😡"
+    ).split()
+)
 
 
 class BotAPIError(Exception):

@@ -35,6 +35,7 @@ _JSON_PARAMS = frozenset(
         "caption_entities",
         "link_preview_options",
         "message_ids",
+        "reaction",
     }
 )
 _BOOL_PARAMS = frozenset({"show_alert", "drop_pending_updates", "disable_notification"})

@@ -109,18 +109,64 @@ class FakeUser:
         }
         return self._message(sticker=sticker)
 
-    def send_video(self, data: bytes = b"\x00\x00\x00\x18ftypmp42", duration: int = 3) -> Json:
-        stored = self.emulator.store_file(data, "videos", ".mp4", "video/mp4")
-        video = {
+    def send_video(
+        self,
+        data: bytes = b"\x00\x00\x00\x18ftypmp42",
+        duration: int = 3,
+        *,
+        file_size: int | None = None,
+    ) -> Json:
+        """A video (its size as given: Telegram reads it from the file)."""
+        return self._message(video=self._clip(data, "videos", duration, file_size, 640, 480))
+
+    def send_video_note(
+        self, data: bytes, duration: int = 3, *, file_size: int | None = None
+    ) -> Json:
+        """A round video note: square, `length` its side (Telegram's 384 or more)."""
+        note = self._clip(data, "video_notes", duration, file_size, 0, 0)
+        note = {k: v for k, v in note.items() if k not in ("width", "height", "mime_type")}
+        return self._message(video_note={**note, "length": 384})
+
+    def send_animation(
+        self,
+        data: bytes,
+        duration: int = 3,
+        *,
+        file_name: str = "animation.gif.mp4",
+        mime_type: str = "video/mp4",
+        file_size: int | None = None,
+    ) -> Json:
+        """A GIF as Telegram delivers it: an animation, with the same file as a document too
+        (for old clients), usually converted to a silent MP4."""
+        animation = {
+            **self._clip(data, "animations", duration, file_size, 320, 320, mime_type),
+            "file_name": file_name,
+        }
+        document = {
+            k: animation[k] for k in ("file_id", "file_unique_id", "file_name", "file_size")
+        }
+        return self._message(animation=animation, document={**document, "mime_type": mime_type})
+
+    def _clip(
+        self,
+        data: bytes,
+        folder: str,
+        duration: int,
+        file_size: int | None,
+        width: int,
+        height: int,
+        mime_type: str = "video/mp4",
+    ) -> Json:
+        stored = self.emulator.store_file(data, folder, ".mp4", mime_type)
+        return {
             "file_id": stored.file_id,
             "file_unique_id": stored.unique_id,
-            "width": 640,
-            "height": 480,
+            "width": width,
+            "height": height,
             "duration": duration,
-            "mime_type": "video/mp4",
-            "file_size": len(data),
+            "mime_type": mime_type,
+            "file_size": len(data) if file_size is None else file_size,
         }
-        return self._message(video=video)
 
     def press(
         self,

@@ -95,7 +95,18 @@ function renderMessage(message) {
     img.addEventListener("click", () => openViewer(img.src));
     div.appendChild(img);
   }
-  if (message.document) {
+  const clip = message.video_note || message.animation || message.video;
+  if (clip) {
+    const video = document.createElement("video");
+    video.src = "/api/files/" + encodeURIComponent(clip.file_id);
+    video.muted = true;
+    video.loop = true;
+    video.autoplay = true;
+    video.playsInline = true;
+    video.className = message.video_note ? "note" : "clip";
+    video.addEventListener("loadeddata", follow);
+    div.appendChild(video);
+  } else if (message.document) {
     const link = document.createElement("a");
     link.className = "doc";
     link.href = "/api/files/" + encodeURIComponent(message.document.file_id);
@@ -109,6 +120,12 @@ function renderMessage(message) {
     span.className = "text";
     span.innerHTML = formatText(text);
     div.appendChild(span);
+  }
+  if (message.reactions && message.reactions.length) {
+    const reactions = document.createElement("div");
+    reactions.className = "reactions";
+    reactions.textContent = message.reactions.map((r) => r.emoji).join(" ");
+    div.appendChild(reactions);
   }
   const rows = (message.reply_markup && message.reply_markup.inline_keyboard) || [];
   if (rows.length) {
@@ -152,7 +169,9 @@ function renderQuote(quoted) {
   const quote = document.createElement("div");
   quote.className = "quote";
   const who = sender(quoted.from);
-  const what = quoted.text || quoted.caption || (quoted.photo ? "Photo" : quoted.document ? "File" : "");
+  const what = quoted.text || quoted.caption || (quoted.photo ? "Photo"
+    : quoted.video_note ? "Video message" : quoted.animation ? "GIF" : quoted.video ? "Video"
+    : quoted.document ? "File" : "");
   quote.textContent = who + ": " + what;
   if (quoted.photo && quoted.photo.length) {
     const img = document.createElement("img");
@@ -236,7 +255,7 @@ function render(snapshot) {
         escapeHtml(snapshot.bot_username || "") + '</code>, then attach or drop a photo: it goes ' +
         "with that caption. Personal commands (<code>/contribute</code>) answer with a button " +
         "to the private chat.</p>"
-      : '<p class="hint">Send <code>/start</code>, or drop face photos anywhere on this page.</p>';
+      : '<p class="hint">Send <code>/start</code>, or drop face photos or a clip anywhere on this page.</p>';
   }
   starting.hidden = snapshot.bot_ready;
   renderMembers(snapshot.members);
@@ -325,9 +344,28 @@ async function showError(response) {
   showNotice(text, true);
 }
 
+// Clips (videos, GIFs) go one by one, as Telegram sends them; photos together (an album).
+function isClip(file) {
+  return file.type.startsWith("video/") || file.type === "image/gif";
+}
+
+async function sendClip(file) {
+  const form = new FormData();
+  form.append("clip", file, file.name);
+  const response = await fetch("/api/clip", { method: "POST", body: form });
+  if (!response.ok) await showError(response);
+}
+
 async function sendPhotos(files) {
-  const images = [...files].filter((f) => f.type.startsWith("image/"));
-  if (!images.length) return showNotice("only images can be sent as photos", true);
+  const clips = [...files].filter(isClip);
+  // Clips go to the private chat only (the group's bot answers photos mentioning it).
+  if (clips.length && current === "group") showNotice("send clips in the private chat", true);
+  else for (const file of clips) await sendClip(file);
+  const images = [...files].filter((f) => f.type.startsWith("image/") && !isClip(f));
+  if (!images.length) {
+    if (![...files].some(isClip)) showNotice("only images and videos can be sent", true);
+    return;
+  }
   const form = new FormData();
   for (const file of images) form.append("photo", file, file.name);
   // In the group the text typed so far goes with the photos as their caption: the bot

@@ -346,3 +346,54 @@ async def test_the_group_tab_sends_as_a_member_with_a_caption_and_follows_deep_l
     updates = await bot.get_updates(offset=updates[-1].update_id + 1, timeout=5)
     assert [(u.message.chat.id, u.message.text) for u in updates] == [(me.id, "/start mine")]
     await expect(page.locator(".msg.user .text")).to_have_text(["/start mine"])
+
+
+async def test_clips_are_sent_with_the_paper_clip_or_dropped_and_answers_show(
+    playground: Playground, bot: Bot, page: Page, tmp_path: Path
+) -> None:
+    from tests.clips import make_clip
+
+    me = playground.user
+    note = tmp_path / "note.mp4"
+    note.write_bytes(make_clip(["happy", "neutral"], kind="note", size=(256, 256)))
+    # The paper clip: a square video goes as a round video note.
+    await page.set_input_files("#file", str(note))
+    [update] = await bot.get_updates(timeout=5)
+    assert update.message.video_note is not None and update.message.video_note.duration == 2
+    await expect(page.locator(".msg.user video.note")).to_have_count(1)
+
+    # Dropped on the page: a GIF goes as an animation (with its document, as Telegram does).
+    gif = make_clip(["happy"], kind="gif", size=(64, 64))
+    encoded = base64.b64encode(gif).decode()
+    await page.evaluate(
+        """(b64) => {
+            const transfer = new DataTransfer();
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            transfer.items.add(new File([bytes], "cat.gif", { type: "image/gif" }));
+            const target = document.getElementById("chat");
+            const init = { dataTransfer: transfer, bubbles: true };
+            for (const type of ["dragover", "drop"]) {
+                target.dispatchEvent(new DragEvent(type, init));
+            }
+        }""",
+        encoded,
+    )
+    updates = await bot.get_updates(offset=update.update_id + 1, timeout=5)
+    assert len(updates) == 1 and updates[0].message.animation is not None
+    await expect(page.locator(".msg.user video.clip")).to_have_count(1)
+
+    # The answer: a chart as a reply, and a reaction on the clip.
+    chart = (PHOTOS / "astronaut.jpg").read_bytes()
+    await bot.send_photo(
+        me.id,
+        BufferedInputFile(chart, "emotions.png"),
+        caption="Mostly happy (62%)",
+        reply_parameters=ReplyParameters(message_id=update.message.message_id),
+    )
+    await bot.set_message_reaction(
+        chat_id=me.id,
+        message_id=update.message.message_id,
+        reaction=[{"type": "emoji", "emoji": "😁"}],
+    )
+    await expect(page.locator(".msg.bot .quote").last).to_contain_text("Video message")
+    await expect(page.locator(".msg.user .reactions")).to_have_text("😁")

@@ -6,7 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.services.accuracy import accuracy_text
 from db.models import ModelVersion
-from db.queue import depth
+from db.queue import answered_by_kind, depth
 from db.readiness import how_to_import, readiness
 from db.registry import (
     active_model,
@@ -58,6 +58,13 @@ async def stats_text(session: AsyncSession, lang: str, settings: Settings) -> st
         deleted=stats.deleted,
         depth=await depth(session),
         model=_model_line(lang, model) if model else t(lang, "admin.no_model"),
+    )
+    answered = await answered_by_kind(session)
+    text += "\n" + t(
+        lang,
+        "admin.stats.answered",
+        photos=answered.get("photo", 0),
+        clips=answered.get("video", 0),
     )
     ready = await readiness(session, settings.min_train_per_class, settings.min_test_per_class)
     notes = [t(lang, "admin.stats.empty")] if ready.empty else []
