@@ -61,4 +61,5 @@ def test_the_layout_table_gives_each_package_its_layer() -> None:
     assert {folder for folder in table if folder not in PLATFORM} == OUTSIDE | {
         "playground",
         "deploy",
+        "docs",
     }
