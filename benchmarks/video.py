@@ -1,6 +1,6 @@
 """How fast the worker answers clips, and whether photos keep their pace meanwhile.
 
-The worker runs as in production (`python -m worker`, its own process, the shipped model)
+The worker runs as in production (`python -m cli worker`, its own process, the shipped model)
 against a fresh PostgreSQL database, a local blob store and the fake Bot API
 (benchmarks/worker.py's environment). The clip is a 60 s round video note, 480×480 at 30 fps,
 H.264, built from the public-domain test faces (tests/clips.py: the face changes every second).
@@ -167,7 +167,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     async with environment(["photo"], shipped_model_path(), "WARNING") as bench:
         env = {**os.environ, **bench.env}
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "worker", cwd=ROOT, env=env
+            sys.executable, "-m", "cli", "worker", cwd=ROOT, env=env
         )
         try:
             warm = await _enqueue(bench, "photo", 1)  # the model is loaded once this is answered

@@ -129,7 +129,9 @@ class Worker(Batches):
                     await self._relisten()
         finally:
             self.clips.wake()
-            # The clip in hand is finished, or given back at its next step (worker/clips.py).
+            if not self._stopping.is_set():  # cancelled or failed: nothing more is finished
+                clips.cancel()
+            # Stopping: the clip in hand is finished, or given back at its next step.
             await asyncio.gather(clips, return_exceptions=True)
             if self._keeper is not None:
                 self._keeper.cancel()
