@@ -106,8 +106,11 @@ class ClipLane:
                 log.warning("%s: claiming a clip failed: %r", self.worker.name, exc)
                 claimed = None
             if claimed is None:
+                # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that arrives
+                # as the event is set, and the lane would go on claiming after its worker died.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.settings.poll_seconds)
+                    async with asyncio.timeout(self.settings.poll_seconds):
+                        await self._wake.wait()
                 continue
             try:
                 await self.process(claimed)

@@ -192,7 +192,7 @@ async def send_reply(
             log.warning("chat %d: the text after the picture was not sent: %s", chat_id, exc)
 
 
-async def send_reaction(bot: Bot, chat_id: int, message_id: int, emoji: str) -> None:
+async def send_reaction(bot: BotClient, chat_id: int, message_id: int, emoji: str) -> None:
     """Put a reaction on the person's message (Telegram allows only its own list of emoji).
     A reaction only adds to an answer already sent: a failure is logged, never retried."""
     try:

@@ -128,10 +128,10 @@ class Worker(Batches):
                     await self._sleep(await self._idle_seconds())
                     await self._relisten()
         finally:
-            self.clips.wake()
-            if not self._stopping.is_set():  # cancelled or failed: nothing more is finished
+            if self._stopping.is_set():  # the clip in hand is finished or given back
+                self.clips.wake()
+            else:  # cancelled or failed: nothing more is finished
                 clips.cancel()
-            # Stopping: the clip in hand is finished, or given back at its next step.
             await asyncio.gather(clips, return_exceptions=True)
             if self._keeper is not None:
                 self._keeper.cancel()
