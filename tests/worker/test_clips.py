@@ -18,7 +18,7 @@ from emobot.settings import Settings
 from ml.inference import shipped_model_path
 from ml.timeline import timeline
 from playground.botapi import BotCall
-from runtime.telegram import make_bot
+from runtime.telegram import make_client
 from tests.bot.conftest import BotHarness, running_harness
 from tests.clips import audio_only, make_clip
 from worker.service import Worker
@@ -44,7 +44,7 @@ async def platform(
     )
     async with running_harness(storage, settings) as harness:
         worker_settings = settings.model_copy(update={"telegram_api_url": harness.server.url})
-        bot = make_bot(worker_settings)
+        bot = make_client(worker_settings)
         worker = Worker(worker_settings, storage, bot)
         await worker.models.load()
         task = asyncio.create_task(worker.run())
