@@ -84,3 +84,15 @@ def test_the_check_sees_an_arrow(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text("import os\nfrom db.engine import Storage\nfrom . import sibling\n")
     assert imported(module) == {"os", "db"}
+
+
+def test_no_source_file_does_several_jobs_in_over_500_lines() -> None:
+    """Past this a module is doing more than one job: split it along them (issue 26)."""
+    folders = PLATFORM | {"playground"} | OUTSIDE
+    long = {
+        str(path.relative_to(ROOT)): lines
+        for folder in folders
+        for path in (ROOT / folder).rglob("*.py")
+        if (lines := len(path.read_text().splitlines())) > 500
+    }
+    assert long == {}
