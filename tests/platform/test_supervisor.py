@@ -262,11 +262,17 @@ async def test_ctrl_c_stops_an_idle_platform_promptly(tmp_path: Path) -> None:
         try:
             for name in ("bot", "worker", "trainer"):
                 await output.wait_for(f"{name}: started", 120)
-            version = (await _chat(http, port))["version"]
-            poll = asyncio.create_task(
-                http.get(f"http://127.0.0.1:{port}/api/chat?since={version}")
-            )
-            await asyncio.sleep(1)
+            # The bot's start-up (its first poll, its menus) changes the chat after "started":
+            # open the long poll again until one is left waiting, as on an idle page.
+            for _ in range(30):
+                version = (await _chat(http, port))["version"]
+                poll = asyncio.create_task(
+                    http.get(f"http://127.0.0.1:{port}/api/chat?since={version}")
+                )
+                await asyncio.sleep(1)
+                if not poll.done():
+                    break
+                (await poll).release()
             assert not poll.done()
         finally:
             started = time.monotonic()
