@@ -10,7 +10,6 @@ from playground.botapi.records import (
     BotAPIError,
     Json,
     Upload,
-    image_size,
 )
 from playground.botapi.state import EmulatorState
 
@@ -99,14 +98,7 @@ class BotAPIEmulator(EmulatorState):
         chat_id = int(params["chat_id"])
         self._check_entities(params, "caption")
         stored = self._input_file(params["photo"], files, "photos", ".jpg")
-        width, height = image_size(stored.data)
-        size = {
-            "file_id": stored.file_id,
-            "file_unique_id": stored.unique_id,
-            "width": width,
-            "height": height,
-            "file_size": len(stored.data),
-        }
+        size = stored.photo_size()
         message = self._bot_message(
             token,
             chat_id,
@@ -155,14 +147,7 @@ class BotAPIEmulator(EmulatorState):
             self._check_entities(item, "caption")
         for item in params["media"]:
             stored = self._input_file(item["media"], files, "photos", ".jpg")
-            width, height = image_size(stored.data)
-            size = {
-                "file_id": stored.file_id,
-                "file_unique_id": stored.unique_id,
-                "width": width,
-                "height": height,
-                "file_size": len(stored.data),
-            }
+            size = stored.photo_size()
             message = self._bot_message(
                 token,
                 chat_id,
@@ -260,16 +245,7 @@ class BotAPIEmulator(EmulatorState):
             raise ValueError(f"media of type {media.get('type')!r} is not supported here")
         self._check_entities(media, "caption")
         stored = self._input_file(media["media"], files, "photos", ".jpg")
-        width, height = image_size(stored.data)
-        message["photo"] = [
-            {
-                "file_id": stored.file_id,
-                "file_unique_id": stored.unique_id,
-                "width": width,
-                "height": height,
-                "file_size": len(stored.data),
-            }
-        ]
+        message["photo"] = [stored.photo_size()]
         message.pop("caption", None)
         if media.get("caption"):
             message["caption"] = media["caption"]

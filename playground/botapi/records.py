@@ -81,6 +81,17 @@ class StoredFile:
             "file_path": self.path,
         }
 
+    def photo_size(self) -> Json:
+        """The file as a photo's one size (PhotoSize), its dimensions read from its header."""
+        width, height = image_size(self.data)
+        return {
+            "file_id": self.file_id,
+            "file_unique_id": self.unique_id,
+            "width": width,
+            "height": height,
+            "file_size": len(self.data),
+        }
+
 
 @dataclass
 class BotCall:

@@ -20,7 +20,6 @@ from playground.botapi.records import (
     Json,
     StoredFile,
     Upload,
-    image_size,
 )
 from playground.botapi.user import FakeUser
 from playground.groups import FakeGroup
@@ -99,15 +98,7 @@ class EmulatorState:
 
     def photo_size(self, data: bytes) -> Json:
         """A compressed photo's one size, its bytes stored as they are."""
-        stored = self.store_file(data, "photos", ".jpg", "image/jpeg")
-        width, height = image_size(data)
-        return {
-            "file_id": stored.file_id,
-            "file_unique_id": stored.unique_id,
-            "width": width,
-            "height": height,
-            "file_size": len(data),
-        }
+        return self.store_file(data, "photos", ".jpg", "image/jpeg").photo_size()
 
     def chat(self, chat_id: int) -> Chat:
         if chat_id not in self.chats:
