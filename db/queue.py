@@ -95,7 +95,7 @@ async def answered_by_kind(session: AsyncSession) -> dict[str, int]:
         .where(PredictionRequest.status == "done")
         .group_by(PredictionRequest.kind)
     )
-    return {kind: n for kind, n in rows.tuples()}
+    return {kind: n for kind, n in rows}
 
 
 async def next_claimable_in(session: AsyncSession) -> float | None:
