@@ -53,6 +53,13 @@ async def give_consent(session: AsyncSession, user_id: int, version: int) -> Non
     )
 
 
+async def mark_feedback_asked(session: AsyncSession, user_id: int, version: int) -> None:
+    """Record that the user was asked, under consent text `version`, to keep judged faces."""
+    await session.execute(
+        update(User).where(User.id == user_id).values(feedback_asked_version=version)
+    )
+
+
 async def withdraw_consent(session: AsyncSession, user_id: int) -> bool:
     """Forget the user's consent; returns whether there was one."""
     withdrawn = await session.scalar(

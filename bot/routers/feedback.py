@@ -6,7 +6,6 @@ or one from another chat) changes nothing."""
 
 from aiogram import Bot, F, Router
 from aiogram.types import CallbackQuery
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import keyboards
@@ -17,7 +16,7 @@ from bot.services.privacy import CONSENT_VERSION
 from db.blobs import BlobStore
 from db.feedback import predicted_labels, record, request_of, verdicts
 from db.models import PredictionRequest, User
-from db.users import give_consent, has_consent
+from db.users import give_consent, has_consent, mark_feedback_asked
 from emobot.i18n import t
 from emobot.labels import CLASSES
 from emobot.settings import Settings
@@ -54,10 +53,19 @@ async def _after_verdict(
     await query.answer(t(lang, "feedback.thanks"))
     if user.feedback_asked_version == CONSENT_VERSION:
         return
-    await session.execute(
-        update(User).where(User.id == user.id).values(feedback_asked_version=CONSENT_VERSION)
-    )
+    await mark_feedback_asked(session, user.id, CONSENT_VERSION)
     await send(query, t(lang, "feedback.ask_consent"), keyboards.feedback_consent(lang, request.id))
+
+
+async def own_request(
+    query: CallbackQuery, callback_data: FeedbackCb, session: AsyncSession, lang: str
+) -> PredictionRequest | None:
+    """The presser's own answered request the button is for; None (and an alert) otherwise:
+    a button forged for another person's request changes nothing."""
+    request = await request_of(session, callback_data.request, query.from_user.id)
+    if request is None:
+        await query.answer(t(lang, "feedback.not_yours"), show_alert=True)
+    return request
 
 
 async def right(
@@ -70,9 +78,8 @@ async def right(
     settings: Settings,
     lang: str,
 ) -> None:
-    request = await request_of(session, callback_data.request, query.from_user.id)
+    request = await own_request(query, callback_data, session, lang)
     if request is None:
-        await query.answer(t(lang, "feedback.not_yours"), show_alert=True)
         return
     rows = await verdicts(session, request.id)
     for face, label in enumerate(predicted_labels(request)[:MAX_FACES]):
@@ -86,9 +93,8 @@ async def right(
 async def correct(
     query: CallbackQuery, callback_data: FeedbackCb, session: AsyncSession, lang: str
 ) -> None:
-    request = await request_of(session, callback_data.request, query.from_user.id)
+    request = await own_request(query, callback_data, session, lang)
     if request is None:
-        await query.answer(t(lang, "feedback.not_yours"), show_alert=True)
         return
     faces = min(len(predicted_labels(request)), MAX_FACES)
     chosen = {face: row.actual for face, row in (await verdicts(session, request.id)).items()}
@@ -142,9 +148,8 @@ async def consent_answered(
     settings: Settings,
     lang: str,
 ) -> None:
-    request = await request_of(session, callback_data.request, query.from_user.id)
+    request = await own_request(query, callback_data, session, lang)
     if request is None:
-        await query.answer(t(lang, "feedback.not_yours"), show_alert=True)
         return
     await query.answer()
     if callback_data.action == "no":
