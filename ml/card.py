@@ -29,8 +29,9 @@ def card_of(
 ) -> dict[str, Any]:
     trained = release.trained
     history = trained.history
-    # The epoch kept: the best by the score the checkpoint was chosen on.
-    chosen_by = history.get("val_score") or history["val_bal_acc"]
+    # The epoch kept: the best by the score the checkpoint was chosen on (an ensemble has no
+    # history of its own: its members' cards have theirs).
+    chosen_by = history.get("val_score") or history.get("val_bal_acc") or []
     metrics = dict(release.metrics)
     # test-4 averaged over each face and its mirror image, for comparison only.
     metrics["test_4_flip_averaged"] = evaluate(release.served, data.test, mirrored=True)
@@ -44,8 +45,8 @@ def card_of(
         + "; a 10 % stratified validation split carved out of it",
         "hardware": f"{cpu_name()}, 2 cores, {keras.backend.backend()} backend",
         # From the history, which a resumed run appends to (the summary covers the last part).
-        "epochs": len(chosen_by),
-        "best_epoch": int(np.argmax(chosen_by)) + 1,
+        "epochs": len(chosen_by) or None,
+        "best_epoch": int(np.argmax(chosen_by)) + 1 if chosen_by else None,
         "note": note,
         "training": trained.summary,
         "history": history,
@@ -110,6 +111,46 @@ below that, the label is wrong more often than right on the validation faces.
 """
 
 
+def _architecture(card: dict[str, Any]) -> str:
+    arch = f"`{card['arch']}` (`ml/architectures.py`)"
+    if members := card["training"].get("members"):
+        return f"{len(members)} × {arch}, their logits averaged (`ml/ensemble.py`)"
+    return arch
+
+
+def _epochs_row(card: dict[str, Any]) -> str:
+    if card.get("epochs") is None:
+        return "| epochs | see each member below |"
+    return f"| epochs | {card['epochs']}; kept: epoch {card['best_epoch']} (best on validation) |"
+
+
+def _members_text(members: list[dict[str, Any]] | None, metrics: dict[str, Any]) -> str:
+    if not members:
+        return ""
+    ensemble_validation = metrics["validation"]["balanced_accuracy"]
+    rows = []
+    for i, m in enumerate(members, 1):
+        scores = m["balanced_accuracy"]
+        cells = " | ".join(
+            f"{scores[k]:.3f}" if k in scores else "–"
+            for k in ("test_4", "ferplus_test", "realphotos")
+        )
+        rows.append(
+            f"| {i} | {m['epochs']}, kept {m['best_epoch']} | {scores['validation']:.3f} | {cells} "
+            f"| `{m['command']}` |"
+        )
+    table = "\n".join(rows)
+    return f"""## Members
+
+Each member alone (balanced accuracy; validation measured here, the rest by its own card).
+The ensemble's validation balanced accuracy is {ensemble_validation:.3f}.
+
+| member | epochs | validation | test-4 | ferplus-test | real photos | command |
+|---|---|---|---|---|---|---|
+{table}
+"""
+
+
 def card_markdown(card: dict[str, Any]) -> str:
     metrics = card["metrics"]
     t4, flip = metrics["test_4"], metrics["test_4_flip_averaged"]
@@ -128,17 +169,18 @@ The model `emobot predict` and the worker use when the registry has no active mo
 
 | | |
 |---|---|
-| architecture | `{card["arch"]}` (`ml/architectures.py`), {training["parameters"]:,} parameters |
+| architecture | {_architecture(card)}, {training["parameters"]:,} parameters |
 | input | 48×48 grey face (uint8); the model standardises each face itself (`ml/layers.py`) |
 | output | softmax over {", ".join(CLASSES)} |
 | data | {card["data"]} |
 | targets | {training.get("targets", "labels")} |
 | train / validation images | {n_train:,} / {n_val:,} |
-| epochs | {card["epochs"]}; kept: epoch {card["best_epoch"]} (best on validation) |
+{_epochs_row(card)}
 | hardware | {card["hardware"]} |
 | command | `{card["command"]}` |
 {f"| how it ran | {card['note']} |" if card.get("note") else ""}
 
+{_members_text(training.get("members"), metrics)}
 ## Evaluation (fixed protocol)
 
 | set | images | balanced accuracy | accuracy | recall {" / ".join(CLASSES)} |

@@ -42,8 +42,9 @@ def pixel_input() -> keras.KerasTensor:
 
 
 def takes_pixels(model: keras.Model) -> bool:
-    """Whether `model` standardises its input itself (built since preprocessing moved in)."""
-    return any(isinstance(layer, Standardise) for layer in model.layers[:3])
+    """Whether `model` standardises its input itself (built since preprocessing moved in):
+    it then takes uint8 pixels, as an ensemble of such networks does too."""
+    return model.inputs[0].dtype == "uint8"
 
 
 def with_preprocessing(model: keras.Model) -> keras.Model:

@@ -23,6 +23,11 @@ class TrainConfig:
     balance: int = 0
     class_weights: bool = True
     patience: int = 10
+    # The run's randomness: dropout, the batches' order and their augmentation. Ensemble
+    # members differ in it.
     seed: int = 42
+    # The validation split's: kept apart from `seed` so that runs with other seeds (ensemble
+    # members) are chosen and compared on the same held-out faces, none of which they trained on.
+    split_seed: int = 42
     # Warm start: a saved model of the same architecture whose weights training begins from.
     init: str | None = None

@@ -89,12 +89,16 @@ def calibrate(
 
 
 def package(trained: Trained, arch: str, protocol: Protocol, out: Path) -> Release:
-    """Calibrate the trained model, write it and its flatbuffer to `out/MODEL_FILE`, and
-    measure the flatbuffer (what serves) by the protocol at its threshold."""
+    """Package the trained model's float32 inference copy (see `release_of`)."""
+    return release_of(inference_copy(trained.model, arch), trained, protocol, out)
+
+
+def release_of(model: keras.Model, trained: Trained, protocol: Protocol, out: Path) -> Release:
+    """Calibrate `model` on the validation faces `trained` was chosen on, write it and its
+    flatbuffer to `out/MODEL_FILE`, and measure the flatbuffer (what serves) by the protocol
+    at its threshold."""
     real = protocol.real_faces()
-    model, calibration = calibrate(
-        inference_copy(trained.model, arch), trained.val, real, protocol.ferplus_test
-    )
+    model, calibration = calibrate(model, trained.val, real, protocol.ferplus_test)
     path = out / MODEL_FILE
     save_for_serving(model, path)
     served = Classifier.load(path)

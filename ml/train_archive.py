@@ -69,6 +69,13 @@ def parse_args() -> argparse.Namespace:
         default=TrainConfig.learning_rate,
         help="peak (seed_cnn: first) learning rate",
     )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=TrainConfig.seed,
+        help="the run's randomness (dropout, batch order, augmentation); the validation "
+        "split stays the same whatever it is",
+    )
     parser.add_argument("--init", help="a saved model of the same architecture to start from")
     parser.add_argument(
         "--patience",
@@ -113,6 +120,7 @@ def command_of(args: argparse.Namespace) -> str:
             if args.learning_rate != defaults.learning_rate
             else []
         ),
+        *([f"--seed {args.seed}"] if args.seed != defaults.seed else []),
         *([f"--init {args.init}"] if args.init else []),
         *([f"--patience {args.patience}"] if args.patience else []),
     ]
@@ -139,6 +147,7 @@ def config_of(args: argparse.Namespace, work: Path) -> TrainConfig:
         balance=args.balance,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
+        seed=args.seed,
         init=args.init,
         patience=args.patience or args.epochs,
     )

@@ -16,6 +16,7 @@ import numpy as np
 from emobot.labels import CLASSES
 from ml.architectures import ARCHITECTURES
 from ml.checkpoint import EpochCheckpoint, history_of
+from ml.ensemble import first_member
 from ml.faceset import Faces
 from ml.keras_classifier import KerasClassifier
 from ml.layers import with_preprocessing
@@ -188,8 +189,10 @@ def read_history(path: Path) -> dict[str, list[float]]:
 def build_model(config: TrainConfig, steps_per_epoch: int) -> keras.Model:
     model = ARCHITECTURES[config.arch]()
     if config.init:
-        # A file saved before preprocessing moved into the model has the same weights.
-        start = with_preprocessing(keras.models.load_model(config.init, compile=False))
+        # A file saved before preprocessing moved into the model has the same weights; an
+        # ensemble (ml/ensemble.py) gives its first member.
+        loaded = keras.models.load_model(config.init, compile=False)
+        start = with_preprocessing(first_member(loaded))
         model.set_weights(start.get_weights())
     if config.arch == "seed_cnn":
         # Faithful to the original: Adam with a plateau schedule (ReduceLROnPlateau below),
@@ -236,7 +239,7 @@ def train(
     if not resume:
         _start_over(workdir)
     keras.utils.set_random_seed(config.seed)
-    fit_faces, val_faces = split_validation(train_faces, config.val_fraction, config.seed)
+    fit_faces, val_faces = split_validation(train_faces, config.val_fraction, config.split_seed)
     if config.balance:
         fit_faces = cap_per_class(fit_faces, config.balance, config.seed)
     weights = (
@@ -298,7 +301,7 @@ def trained_in(workdir: Path, train_faces: Faces) -> Trained:
     history and summary, and the validation split its config carves from `train_faces`."""
     summary = json.loads((workdir / "summary.json").read_text())
     config = TrainConfig(**summary["config"])
-    val = split_validation(train_faces, config.val_fraction, config.seed)[1]
+    val = split_validation(train_faces, config.val_fraction, config.split_seed)[1]
     model = keras.models.load_model(workdir / "best.keras", compile=False)
     return Trained(model, read_history(workdir / "history.csv"), summary, val)
 
