@@ -135,3 +135,31 @@ def test_members_chosen_on_other_validation_splits_are_refused(tmp_path: Path) -
 def test_an_ensemble_needs_two_members(members: list[str]) -> None:
     with pytest.raises(ValueError, match="at least two"):
         ensemble([network(1) for _ in members])
+
+
+def test_every_subset_of_the_members_is_measured(tmp_path: Path) -> None:
+    """Two copies of one model: every row scores as that model does, under both rules."""
+    for name in ("a", "b"):
+        shutil.copytree(shipped_model_path().parent, tmp_path / name)
+    table = tmp_path / "ensembles.json"
+    command = ["-m", "ml.compare_ensembles", "--zip", str(FIXTURE_ARCHIVE), "--json", str(table)]
+    members = [f"--member={tmp_path / n}" for n in ("a", "b")]
+    out = subprocess.run(
+        [sys.executable, *command, *members],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = json.loads(table.read_text())
+    assert [(r["members"], r["rule"]) for r in rows] == [
+        (["a"], "-"),
+        (["b"], "-"),
+        (["a", "b"], "logits"),
+        (["a", "b"], "probabilities"),
+    ]
+    assert {(r["validation"], r["test_4"]) for r in rows} == {
+        (rows[0]["validation"], rows[0]["test_4"])
+    }
+    assert "| a + b | logits |" in out.stdout
