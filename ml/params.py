@@ -31,3 +31,7 @@ class TrainConfig:
     split_seed: int = 42
     # Warm start: a saved model of the same architecture whose weights training begins from.
     init: str | None = None
+    # Distillation: a packaged model (an ensemble, say) whose answers on the training faces
+    # make up this share of the targets, the labels (or FER+ votes) the rest.
+    teacher: str | None = None
+    teacher_weight: float = 0.5

@@ -76,6 +76,12 @@ def parse_args() -> argparse.Namespace:
         help="the run's randomness (dropout, batch order, augmentation); the validation "
         "split stays the same whatever it is",
     )
+    parser.add_argument(
+        "--teacher",
+        help="distil: a packaged model whose answers on the training faces make up "
+        "--teacher-weight of the targets",
+    )
+    parser.add_argument("--teacher-weight", type=float, default=TrainConfig.teacher_weight)
     parser.add_argument("--init", help="a saved model of the same architecture to start from")
     parser.add_argument(
         "--patience",
@@ -122,6 +128,11 @@ def command_of(args: argparse.Namespace) -> str:
         ),
         *([f"--seed {args.seed}"] if args.seed != defaults.seed else []),
         *([f"--init {args.init}"] if args.init else []),
+        *(
+            [f"--teacher {args.teacher} --teacher-weight {args.teacher_weight}"]
+            if args.teacher
+            else []
+        ),
         *([f"--patience {args.patience}"] if args.patience else []),
     ]
     return " ".join(["python -m ml.train_archive", *flags])
@@ -149,6 +160,8 @@ def config_of(args: argparse.Namespace, work: Path) -> TrainConfig:
         learning_rate=args.learning_rate,
         seed=args.seed,
         init=args.init,
+        teacher=args.teacher,
+        teacher_weight=args.teacher_weight,
         patience=args.patience or args.epochs,
     )
 

@@ -18,6 +18,7 @@ from ml.architectures import ARCHITECTURES
 from ml.checkpoint import EpochCheckpoint, history_of
 from ml.ensemble import first_member
 from ml.faceset import Faces
+from ml.inference import Classifier
 from ml.keras_classifier import KerasClassifier
 from ml.layers import with_preprocessing
 from ml.metrics import summarise
@@ -37,6 +38,15 @@ def split_validation(train: Faces, fraction: float, seed: int) -> tuple[Faces, F
     val = np.sort(np.concatenate(val_idx))
     keep = np.setdiff1d(np.arange(len(train)), val)
     return train.take(keep), train.take(val)
+
+
+def taught(faces: Faces, teacher: Path, weight: float) -> Faces:
+    """`faces` whose targets are `weight` of the teacher's answers (its flatbuffer's, on the
+    faces as cropped) and the rest their own: knowledge distillation (Hinton et al., 2015) of,
+    say, an ensemble into one network. `y`, by which classes are weighted, stays the label."""
+    answers = Classifier.load(teacher).predict(faces.x)
+    targets = (1 - weight) * faces.soft_targets() + weight * answers
+    return Faces(faces.x, faces.y, targets.astype(np.float32), faces.aligned)
 
 
 def cap_per_class(train: Faces, cap: int, seed: int) -> Faces:
@@ -242,6 +252,8 @@ def train(
     fit_faces, val_faces = split_validation(train_faces, config.val_fraction, config.split_seed)
     if config.balance:
         fit_faces = cap_per_class(fit_faces, config.balance, config.seed)
+    if config.teacher:
+        fit_faces = taught(fit_faces, Path(config.teacher), config.teacher_weight)
     weights = (
         class_weights(fit_faces.y)
         if config.class_weights

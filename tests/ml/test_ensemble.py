@@ -12,12 +12,13 @@ import pytest
 
 from ml.architectures import emonet
 from ml.calibration import calibrated
+from ml.dataset import load_archive
 from ml.ensemble import ensemble, first_member, size
 from ml.inference import Classifier, shipped_model_path
 from ml.keras_classifier import KerasClassifier, parity_faces, save_for_serving
 from ml.params import TrainConfig
 from ml.pipeline import MODEL_FILE
-from ml.training import build_model
+from ml.training import build_model, taught
 from tests.conftest import FIXTURE_ARCHIVE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -163,3 +164,14 @@ def test_every_subset_of_the_members_is_measured(tmp_path: Path) -> None:
         (rows[0]["validation"], rows[0]["test_4"])
     }
     assert "| a + b | logits |" in out.stdout
+
+
+def test_a_student_learns_from_its_teacher_s_answers_and_the_labels() -> None:
+    faces = load_archive(FIXTURE_ARCHIVE).train
+    answers = Classifier.load(shipped_model_path()).predict(faces.x)
+    student = taught(faces, shipped_model_path(), 0.25)
+    assert np.allclose(student.targets, 0.75 * faces.soft_targets() + 0.25 * answers, atol=1e-6)
+    assert np.allclose(student.targets.sum(axis=1), 1, atol=1e-5)
+    assert (student.y == faces.y).all() and student.x is faces.x
+    # The teacher disagrees with some labels, so the targets did change.
+    assert not np.allclose(student.targets, faces.soft_targets(), atol=0.05)
