@@ -10,7 +10,6 @@ import keras
 import numpy as np
 import pytest
 
-from ml.architectures import emonet
 from ml.calibration import calibrated
 from ml.dataset import load_archive
 from ml.ensemble import ensemble, first_member, size
@@ -20,24 +19,9 @@ from ml.params import TrainConfig
 from ml.pipeline import MODEL_FILE
 from ml.training import build_model, taught
 from tests.conftest import FIXTURE_ARCHIVE
+from tests.ml.networks import network, saved_before_preprocessing_moved_in
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def network(seed: int, width: int = 8) -> keras.Model:
-    keras.utils.set_random_seed(seed)
-    return emonet(width)
-
-
-def saved_before_preprocessing_moved_in(model: keras.Model, folder: Path) -> keras.Model:
-    """The same network taking standardised float faces, as files saved before did (saved and
-    loaded, so that its layers are its own, as a loaded file's are)."""
-    inputs = keras.Input((48, 48, 1))
-    x = inputs
-    for layer in model.layers[2:]:  # past the input and Standardise
-        x = layer(x)
-    keras.Model(inputs, x).save(folder / "old.keras")
-    return keras.models.load_model(folder / "old.keras", compile=False)
 
 
 def probs(model: keras.Model, faces: np.ndarray) -> np.ndarray:
@@ -55,7 +39,9 @@ def mean_of_logits(*members: np.ndarray) -> np.ndarray:
 def test_an_ensemble_answers_the_mean_of_its_members_logits(tmp_path: Path) -> None:
     faces = parity_faces()
     a, b, c = network(1), calibrated(network(2), 1.7), network(3)
-    old_c = saved_before_preprocessing_moved_in(c, tmp_path)
+    old_c = keras.models.load_model(
+        saved_before_preprocessing_moved_in(c, tmp_path / "old.keras"), compile=False
+    )
     model = ensemble([a, b, old_c])
     assert size(model) == 3 and size(a) == 0
     expected = mean_of_logits(probs(a, faces), probs(b, faces), probs(c, faces))

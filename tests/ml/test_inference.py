@@ -1,3 +1,4 @@
+import json
 import zipfile
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from ml.keras_classifier import (
 from ml.layers import Standardise, takes_pixels
 from ml.preprocess import standardise
 from tests.conftest import FIXTURE_ARCHIVE
+from tests.ml.networks import network, saved_before_preprocessing_moved_in
 
 
 @pytest.fixture(scope="module")
@@ -131,18 +133,23 @@ def test_the_model_s_own_standardisation_is_the_numpy_one() -> None:
 
 
 def test_a_model_saved_before_preprocessing_moved_inside_still_serves(tmp_path: Path) -> None:
-    """The shipped files predate it: the Keras file gets the layer put in front when loaded,
-    its flatbuffer takes standardised faces, and converting it again gives one that takes
-    the faces as they are, answering alike."""
-    old = keras.models.load_model(shipped_model_path(), compile=False)
+    """Files saved before (models registered then) take standardised faces: the Keras file
+    gets the layer put in front when loaded, its flatbuffer takes standardised faces, and
+    converting it again gives one that takes the faces as they are, answering alike."""
+    path = saved_before_preprocessing_moved_in(network(1), tmp_path / "old.keras")
+    old = keras.models.load_model(path, compile=False)
     assert not takes_pixels(old) and old.inputs[0].dtype == "float32"
-    assert not Classifier.load(shipped_model_path()).takes_pixels
-    copy = tmp_path / "old.keras"
-    copy.write_bytes(shipped_model_path().read_bytes())
-    converted = Classifier.load(convert_file(copy))
-    assert converted.takes_pixels
     faces = fixture_faces()
-    before = Classifier.load(shipped_model_path()).predict(faces)
+    served_before = Classifier.load(path)
+    assert not served_before.takes_pixels
+    before = served_before.predict(faces)
+    assert np.abs(KerasClassifier(old, None, "old").predict(faces) - before).max() <= 1e-4
+    converted = Classifier.load(convert_file(path))
+    assert converted.takes_pixels
     assert np.abs(converted.predict(faces) - before).max() <= PARITY_TOLERANCE
-    assert Classifier.load(copy).unsure_below is None  # no card beside the copy
-    assert Classifier.load(shipped_model_path()).unsure_below == 0.6  # its card's threshold
+    assert Classifier.load(path).unsure_below is None  # no card beside it
+
+
+def test_the_shipped_model_answers_unsure_below_its_card_s_threshold(shipped: Classifier) -> None:
+    card = json.loads((shipped_model_path().parent / "model_card.json").read_text())
+    assert shipped.unsure_below == card["calibration"]["unsure_below"]

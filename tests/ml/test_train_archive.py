@@ -14,6 +14,7 @@ import pytest
 
 from ml.checkpoint import RunMismatch, read_state
 from ml.dataset import load_archive
+from ml.ensemble import first_member
 from ml.inference import Classifier, shipped_model_path
 from ml.params import TrainConfig
 from ml.pipeline import MODEL_FILE
@@ -67,7 +68,8 @@ def test_train_then_package_writes_model_and_card(tmp_path: Path) -> None:
 
 
 def test_a_warm_start_begins_from_the_given_model_s_weights() -> None:
-    shipped = keras.models.load_model(shipped_model_path(), compile=False)
+    # An ensemble's first member is the start; a single network is itself (ml/ensemble.py).
+    shipped = first_member(keras.models.load_model(shipped_model_path(), compile=False))
     warm = build_model(TrainConfig(arch="emonet", init=str(shipped_model_path())), 10)
     cold = build_model(TrainConfig(arch="emonet"), 10)
     pairs = list(zip(shipped.get_weights(), warm.get_weights(), strict=True))
