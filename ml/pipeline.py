@@ -9,7 +9,8 @@ checked against it) and measures what serves (the flatbuffer) by the fixed proto
 own threshold.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,15 +48,23 @@ class Release:
     metrics: dict[str, Any]
 
 
-def inference_copy(model: keras.Model, arch: str) -> keras.Model:
-    """The same network and weights in float32 (whatever precision trained it) and without
-    optimizer state: a third of the file size."""
+@contextmanager
+def float32_layers() -> Iterator[None]:
+    """New layers are float32 inside, whatever precision training set (`--bf16`): LiteRT's
+    built-in ops take no bfloat16 layers."""
     policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy("float32")
     try:
-        copy = ARCHITECTURES[arch]()
+        yield
     finally:
         keras.config.set_dtype_policy(policy)
+
+
+def inference_copy(model: keras.Model, arch: str) -> keras.Model:
+    """The same network and weights in float32 (whatever precision trained it) and without
+    optimizer state: a third of the file size."""
+    with float32_layers():
+        copy = ARCHITECTURES[arch]()
     copy.set_weights(model.get_weights())
     return copy
 
@@ -98,7 +107,8 @@ def release_of(model: keras.Model, trained: Trained, protocol: Protocol, out: Pa
     flatbuffer to `out/MODEL_FILE`, and measure the flatbuffer (what serves) by the protocol
     at its threshold."""
     real = protocol.real_faces()
-    model, calibration = calibrate(model, trained.val, real, protocol.ferplus_test)
+    with float32_layers():  # the calibration's layers
+        model, calibration = calibrate(model, trained.val, real, protocol.ferplus_test)
     path = out / MODEL_FILE
     save_for_serving(model, path)
     served = Classifier.load(path)

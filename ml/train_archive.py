@@ -107,33 +107,38 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def command_of(args: argparse.Namespace) -> str:
-    """The command that trained the model, for its card."""
+def command_of(args: argparse.Namespace, config: TrainConfig) -> str:
+    """The command that trained the model, for its card: the data flags as given, the
+    training's from `config` (what the run used, also after --resume or --package-only)."""
     defaults = TrainConfig()
     flags = [
         f"--zip {args.zip}",
-        f"--arch {args.arch}",
-        f"--epochs {args.epochs}",
+        f"--arch {config.arch}",
+        f"--epochs {config.epochs}",
         f"--out {args.out}",
         *([f"--ferplus {args.ferplus}"] if args.ferplus else []),
         *([f"--realphotos {args.realphotos}"] if args.realphotos else []),
         *(["--aligned"] if args.aligned else []),
         *(["--bf16"] if args.bf16 else []),
-        *([f"--balance {args.balance}"] if args.balance != defaults.balance else []),
-        *([f"--batch-size {args.batch_size}"] if args.batch_size != defaults.batch_size else []),
+        *([f"--balance {config.balance}"] if config.balance != defaults.balance else []),
         *(
-            [f"--learning-rate {args.learning_rate}"]
-            if args.learning_rate != defaults.learning_rate
+            [f"--batch-size {config.batch_size}"]
+            if config.batch_size != defaults.batch_size
             else []
         ),
-        *([f"--seed {args.seed}"] if args.seed != defaults.seed else []),
-        *([f"--init {args.init}"] if args.init else []),
         *(
-            [f"--teacher {args.teacher} --teacher-weight {args.teacher_weight}"]
-            if args.teacher
+            [f"--learning-rate {config.learning_rate}"]
+            if config.learning_rate != defaults.learning_rate
             else []
         ),
-        *([f"--patience {args.patience}"] if args.patience else []),
+        *([f"--seed {config.seed}"] if config.seed != defaults.seed else []),
+        *([f"--init {config.init}"] if config.init else []),
+        *(
+            [f"--teacher {config.teacher} --teacher-weight {config.teacher_weight}"]
+            if config.teacher
+            else []
+        ),
+        *([f"--patience {config.patience}"] if config.patience != config.epochs else []),
     ]
     return " ".join(["python -m ml.train_archive", *flags])
 
@@ -192,7 +197,8 @@ def main() -> None:
     if target / MODEL_FILE != release.path:
         for path in (release.path, flatbuffer_path(release.path)):
             shutil.copyfile(path, target / path.name)
-    card = card_of(release, data, command_of(args), args.note, args.ferplus is not None)
+    config = TrainConfig(**release.trained.summary["config"])
+    card = card_of(release, data, command_of(args, config), args.note, args.ferplus is not None)
     (target / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
     (target / "MODEL_CARD.md").write_text(card_markdown(card))
     for key in ("test_4", "ferplus_test", "realphotos"):

@@ -152,3 +152,28 @@ def test_a_run_killed_after_its_first_checkpoint_resumes_from_there(tmp_path: Pa
     assert card["training"]["resumed_at"] == done
     assert card["epochs"] == card["training"]["epochs_run"] == 3
     assert [row["epoch"] for row in read_state(out / "work")["history"]] == [1, 2, 3]
+
+
+def test_a_bf16_run_packages_a_float32_model_and_its_card_names_the_run_s_flags(
+    tmp_path: Path,
+) -> None:
+    """Packaging builds its calibration layers in float32 whatever precision trained (LiteRT
+    has no bfloat16 built-ins), and the card's command is the run's, also when packaged again."""
+    run = tmp_path / "run"
+    flags = ["--epochs", "1", "--seed", "7", "--learning-rate", "0.002", "--bf16"]
+    flags += ["--out", str(run)]
+    result = subprocess.run(
+        train_archive(*flags), capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert Classifier.load(run / MODEL_FILE).takes_pixels
+    again = subprocess.run(
+        train_archive("--out", str(run), "--package-only", "--bf16"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    command = json.loads((run / "model_card.json").read_text())["command"]
+    assert "--epochs 1 " in command and "--seed 7" in command and "--learning-rate 0.002" in command
