@@ -102,8 +102,8 @@ class Settings(BaseSettings):
     # A face whose top probability (calibrated: ml/calibration.py) is below this gets an
     # unsure answer with its two most likely emotions: for a model without a threshold of its
     # own. Every model a training packages has one, chosen on validation data and registered
-    # with it (the shipped model's card: calibration.unsure_below, 0.60).
-    unsure_below: float = Field(0.60, ge=0, le=1)
+    # with it (the shipped model's card: calibration.unsure_below, 0.54).
+    unsure_below: float = Field(0.54, ge=0, le=1)
 
     # The fixed evaluation protocol after each training run and in `emobot evaluate`: the
     # FER2013 archive (test-4), FER+ votes (ferplus-test; also training targets) and labelled
