@@ -49,7 +49,8 @@ def _features(model: keras.Model, name: str) -> tuple[keras.Model, np.ndarray, n
 
 def ensemble(members: list[keras.Model], name: str = "ensemble") -> keras.Model:
     """One model whose logits are the mean of `members`' (each a network ending in a Dense
-    softmax over CLASSES; files saved before preprocessing moved in are accepted)."""
+    softmax over CLASSES, calibrated or not; files saved before preprocessing moved in are
+    accepted)."""
     if len(members) < 2:
         raise ValueError("an ensemble needs at least two members")
     inputs = pixel_input()
@@ -64,7 +65,7 @@ def ensemble(members: list[keras.Model], name: str = "ensemble") -> keras.Model:
 
 
 def size(model: keras.Model) -> int:
-    """How many networks `model` averages: 1 for a single network."""
+    """How many networks an ensemble averages; 0 for a single network."""
     return sum(1 for layer in model.layers if layer.name.startswith(MEMBER.format("")))
 
 
