@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from ml.faces import Face, aligned_faces, detect, follow
+from ml.timeline import box_iou
 
 if TYPE_CHECKING:
     import av.container
@@ -265,16 +266,6 @@ def _distinct(detections: list[Any]) -> list[Any]:
         if all(box_iou(d.box, k.box) < SAME_FACE_IOU for k in kept):
             kept.append(d)
     return kept
-
-
-def box_iou(a: tuple[float, ...] | list[float], b: tuple[float, ...] | list[float]) -> float:
-    """Intersection over union of two (x, y, w, h) boxes."""
-    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
-    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    return float(inter / (a[2] * a[3] + b[2] * b[3] - inter))
 
 
 class ClipAnalysis:

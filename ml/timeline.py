@@ -29,7 +29,8 @@ MOMENT_MIN_S = 0.5
 MAX_MOMENTS = 2
 
 
-def _iou(a: list[float], b: list[float]) -> float:
+def box_iou(a: tuple[float, ...] | list[float], b: tuple[float, ...] | list[float]) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
     w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
     h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
     if w <= 0 or h <= 0:
@@ -39,7 +40,7 @@ def _iou(a: list[float], b: list[float]) -> float:
 
 
 def _near(a: list[float], b: list[float]) -> bool:
-    if _iou(a, b) >= LINK_IOU:
+    if box_iou(a, b) >= LINK_IOU:
         return True
     ca = np.array([a[0] + a[2] / 2, a[1] + a[3] / 2])
     cb = np.array([b[0] + b[2] / 2, b[1] + b[3] / 2])
@@ -59,7 +60,7 @@ def link_tracks(frames: list[dict[str, Any]]) -> list[int]:
         live = {k: box for k, (seen, box) in last.items() if t - seen <= MAX_GAP_S}
         pairs = sorted(
             (
-                (-_iou(face["box"], box), i, k)
+                (-box_iou(face["box"], box), i, k)
                 for i, face in enumerate(frame["faces"])
                 for k, box in live.items()
                 if _near(face["box"], box)
