@@ -10,10 +10,9 @@ from aiogram.types import Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.services.photos import IncomingImage, Rejected, download
-from db.blob_refs import put_photo
+from bot.services.predict import store_and_enqueue
 from db.blobs import BlobStore
 from db.models import PredictionRequest
-from db.queue import enqueue
 
 VIDEO_TYPES = {
     "video/mp4": ".mp4",
@@ -78,16 +77,6 @@ async def queue_clip(
     if size is not None and size > max_bytes:
         raise Rejected("reject.clip_too_big", size=f"{size / MB:.1f}", limit=max_bytes // MB)
     data = await download(bot, clip.file, max_bytes)
-    await blobs.put_content(data, content_type=clip.file.content_type)
-    _, key = await put_photo(session, blobs, data, clip.file.content_type)
-    request = await enqueue(
-        session,
-        chat_id=message.chat.id,
-        user_id=message.from_user.id if message.from_user else None,
-        message_id=message.message_id,
-        blob_key=key,
-        language=lang,
-        kind="video",
+    return await store_and_enqueue(
+        session, blobs, message, data, clip.file.content_type, lang, kind="video"
     )
-    await session.commit()
-    return request

@@ -4,6 +4,7 @@ over the user's cap of waiting requests are refused, and named in one notice per
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError
@@ -41,9 +42,33 @@ async def queue_photo(
     image = incoming_image(photo or message)
     data = await download(bot, image, max_bytes)
     check_header(data, max_pixels)
+    return await store_and_enqueue(
+        session,
+        blobs,
+        message,
+        data,
+        image.content_type,
+        lang,
+        thread_id=message.message_thread_id if message.is_topic_message else None,
+        file_id=image.file_id,
+    )
+
+
+async def store_and_enqueue(
+    session: AsyncSession,
+    blobs: BlobStore,
+    message: Message,
+    data: bytes,
+    content_type: str,
+    lang: str,
+    **fields: Any,
+) -> PredictionRequest:
+    """Store `data` under its content hash and queue a request answering `message` (with the
+    request's other `fields`); committed here, so the NOTIFY wakes a worker before the user is
+    told it is queued."""
     # Uploaded before the transaction: put_photo then finds it, under its lock.
-    await blobs.put_content(data, content_type=image.content_type)
-    _, key = await put_photo(session, blobs, data, image.content_type)
+    await blobs.put_content(data, content_type=content_type)
+    _, key = await put_photo(session, blobs, data, content_type)
     request = await enqueue(
         session,
         chat_id=message.chat.id,
@@ -51,8 +76,7 @@ async def queue_photo(
         message_id=message.message_id,
         blob_key=key,
         language=lang,
-        thread_id=message.message_thread_id if message.is_topic_message else None,
-        file_id=image.file_id,
+        **fields,
     )
     await session.commit()
     return request
